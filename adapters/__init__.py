@@ -1,0 +1,59 @@
+"""Adapters: one interface over every inference engine's wire protocol.
+
+The public API is what this module exports; ``_http``, ``_sse`` and the engine
+modules are private.
+"""
+
+from ._base import AdapterOptions, HttpAdapter
+from ._http import RetryPolicy, Timeouts, classify_status
+from ._redact import Redactor, fingerprint
+from ._registry import ADAPTERS, ENGINE_NAMES, UnknownEngineError, create_adapter
+from ._sse import SSEDecoder, SSEError, SSEEvent
+from ._types import (
+    ChatMessage,
+    End,
+    EngineVersion,
+    Health,
+    Metrics,
+    Props,
+    Started,
+    TaskRequest,
+    Token,
+    TokenEvent,
+    Usage,
+    WorkerAdapter,
+)
+from .errors import ErrorKind, WorkerError
+from .llamacpp import LlamaCppAdapter
+
+__all__ = [
+    "ADAPTERS",
+    "ENGINE_NAMES",
+    "AdapterOptions",
+    "ChatMessage",
+    "End",
+    "EngineVersion",
+    "ErrorKind",
+    "Health",
+    "HttpAdapter",
+    "LlamaCppAdapter",
+    "Metrics",
+    "Props",
+    "Redactor",
+    "RetryPolicy",
+    "SSEDecoder",
+    "SSEError",
+    "SSEEvent",
+    "Started",
+    "TaskRequest",
+    "Timeouts",
+    "Token",
+    "TokenEvent",
+    "UnknownEngineError",
+    "Usage",
+    "WorkerAdapter",
+    "WorkerError",
+    "classify_status",
+    "create_adapter",
+    "fingerprint",
+]

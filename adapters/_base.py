@@ -1,0 +1,122 @@
+"""What every HTTP engine adapter shares: construction options, the client, cancel bookkeeping."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ._http import HttpClient, RetryPolicy, StreamResponse, Timeouts, default_describer
+from ._redact import Redactor
+from ._sse import SSEDecoder, SSEError, SSEEvent
+from .errors import ErrorKind, WorkerError
+
+__all__ = ["AdapterOptions", "HttpAdapter"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterOptions:
+    """Everything an adapter may be given besides its base URL. Secrets come in here, never from env."""
+
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    api_key: str | None = None
+    verify: bool | str = True
+    """True, False (insecure), or the path of a CA bundle."""
+    redactor: Redactor = field(default_factory=Redactor)
+    transport: httpx.AsyncBaseTransport | None = None
+    max_event_bytes: int = 4 * 1024 * 1024
+
+
+class HttpAdapter:
+    """Base for engine modules: owns the HttpClient and the open streams that cancel() may close."""
+
+    engine: str = ""
+
+    def __init__(self, base_url: str, options: AdapterOptions | None = None) -> None:
+        self.options = options or AdapterOptions()
+        self.base_url = base_url.rstrip("/")
+        self.http = HttpClient(
+            self.base_url,
+            timeouts=self.options.timeouts,
+            retry=self.options.retry,
+            auth_headers=self.auth_headers(self.options.api_key),
+            redactor=self.options.redactor,
+            verify=self.options.verify,
+            transport=self.options.transport,
+            describe_error=self.describe_error,
+        )
+        self._open: dict[str, StreamResponse] = {}
+        self._cancelled: set[str] = set()
+
+    def auth_headers(self, api_key: str | None) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def describe_error(self, status: int, body: Any) -> str:
+        """The engine's own error message from an error body; engines override for their shapes."""
+        return default_describer(status, body)
+
+    async def cancel(self, task_id: str) -> None:
+        """Stop a running stream by closing its connection (the engine-side cancel signal)."""
+        self._cancelled.add(task_id)
+        stream = self._open.get(task_id)
+        if stream is not None:
+            await stream.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    @contextlib.asynccontextmanager
+    async def open_sse(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[SSEEvent]]:
+        """POST body, check for an SSE response, and yield its events; registers the stream for cancel()."""
+        self._cancelled.discard(task_id)
+        async with self.http.open_stream("POST", path, json_body=body) as stream:
+            if stream.content_type != "text/event-stream":
+                raise WorkerError(
+                    ErrorKind.PROTOCOL_VIOLATION,
+                    f"{stream.url} streamed with content type {stream.content_type or '(none)'!r}, "
+                    "expected 'text/event-stream'",
+                    status=stream.status,
+                )
+            self._open[task_id] = stream
+            try:
+                yield self._events(task_id, stream)
+            finally:
+                self._open.pop(task_id, None)
+
+    async def _events(self, task_id: str, stream: StreamResponse) -> AsyncIterator[SSEEvent]:
+        decoder = SSEDecoder(self.options.max_event_bytes)
+        try:
+            async for chunk in stream.chunks():
+                for event in decoder.feed(chunk):
+                    yield event
+                if task_id in self._cancelled:
+                    break
+        except WorkerError:
+            if task_id not in self._cancelled:
+                raise
+        except SSEError as exc:
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{stream.url}: {exc}", in_stream=True) from None
+        if task_id in self._cancelled:
+            raise WorkerError(ErrorKind.CANCELLED, f"task {task_id} was cancelled by the caller", in_stream=True)
+        if decoder.pending:
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION,
+                f"{stream.url}: the stream ended inside an event (no blank line closed the last frame)",
+                in_stream=True,
+            )
+
+    @staticmethod
+    def parse_json_event(event: SSEEvent, url: str, number: int) -> Any:
+        try:
+            return json.loads(event.data)
+        except ValueError as exc:
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION,
+                f"{url}: frame {number} is not JSON ({exc.msg} at column {exc.pos + 1}): {event.data[:120]!r}",
+                in_stream=True,
+            ) from None

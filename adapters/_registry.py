@@ -1,0 +1,39 @@
+"""Engine names (the public contract) and the adapter for each."""
+
+from __future__ import annotations
+
+from ._base import AdapterOptions, HttpAdapter
+from .llamacpp import LlamaCppAdapter
+
+__all__ = ["ADAPTERS", "ENGINE_NAMES", "UnknownEngineError", "create_adapter"]
+
+ENGINE_NAMES: tuple[str, ...] = (
+    "llamacpp",
+    "vllm",
+    "tgi",
+    "triton",
+    "openai",
+    "anthropic",
+    "llamaswap",
+    "ollama",
+    "echo",
+)
+"""Every engine name in cli-and-report.md, implemented or not yet."""
+
+ADAPTERS: dict[str, type[HttpAdapter]] = {
+    "llamacpp": LlamaCppAdapter,
+}
+
+
+class UnknownEngineError(ValueError):
+    pass
+
+
+def create_adapter(engine: str, base_url: str, options: AdapterOptions | None = None) -> HttpAdapter:
+    if engine not in ENGINE_NAMES:
+        raise UnknownEngineError(f"unknown engine {engine!r} (known: {', '.join(ENGINE_NAMES)})")
+    if engine not in ADAPTERS:
+        raise UnknownEngineError(
+            f"engine {engine!r} has no adapter in this version (available: {', '.join(sorted(ADAPTERS))})"
+        )
+    return ADAPTERS[engine](base_url, options)

@@ -1,0 +1,147 @@
+"""The adapter interface: requests in, token events out.
+
+A stream's grammar is ``Started Token* Metrics? End``, or a WorkerError raised
+part-way. Events are slotted dataclasses (hot path); the request and the
+descriptive results are pydantic models (boundaries).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ChatMessage",
+    "End",
+    "EngineVersion",
+    "Health",
+    "Metrics",
+    "Props",
+    "Started",
+    "TaskRequest",
+    "Token",
+    "TokenEvent",
+    "Usage",
+    "WorkerAdapter",
+]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: str
+    content: str
+
+
+class TaskRequest(BaseModel):
+    """One generation request, engine-neutral. Defaults favour determinism."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    prompt: str | None = None
+    messages: tuple[ChatMessage, ...] | None = None
+    model: str | None = None
+    max_tokens: int = Field(default=16, ge=0)
+    seed: int | None = None
+    temperature: float = Field(default=0.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0)
+    stop: tuple[str, ...] = ()
+    cache_prompt: bool | None = None
+    """Ask the engine to reuse (True) or not reuse (False) its prompt cache; None leaves its default."""
+
+    @model_validator(mode="after")
+    def _one_input(self) -> TaskRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("exactly one of prompt or messages is required")
+        return self
+
+
+@dataclass(slots=True, frozen=True)
+class Started:
+    """Response headers arrived with a success status: the stream has begun."""
+
+    task_id: str
+    at: float
+    """Monotonic clock reading (seconds)."""
+
+
+@dataclass(slots=True, frozen=True)
+class Token:
+    index: int
+    """Position of this token in the generated sequence, 0-based, as the engine states it."""
+    text: str
+    token_id: int | None
+    at: float
+
+
+@dataclass(slots=True, frozen=True)
+class Metrics:
+    """Engine-reported timings, when the engine sends them."""
+
+    values: dict[str, float]
+    at: float
+
+
+@dataclass(slots=True, frozen=True)
+class Usage:
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+@dataclass(slots=True, frozen=True)
+class End:
+    finish_reason: str
+    usage: Usage | None
+    at: float
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    """The engine's final frame, for checks that look at engine-specific fields."""
+
+
+TokenEvent = Started | Token | Metrics | End
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    ready: bool
+    status: int | None = None
+    detail: str = ""
+
+
+class Props(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    model: str | None = None
+    ctx_max: int | None = None
+    total_slots: int | None = None
+    busy_slots: int | None = None
+    """Slots generating right now, where the engine exposes it (None = unknown)."""
+
+
+class EngineVersion(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    version: str | None = None
+    model: str | None = None
+    model_digest: str | None = None
+
+
+@runtime_checkable
+class WorkerAdapter(Protocol):
+    """What every engine module implements."""
+
+    engine: str
+
+    async def health(self) -> Health: ...
+
+    async def props(self) -> Props: ...
+
+    async def engine_version(self) -> EngineVersion: ...
+
+    def submit(self, req: TaskRequest) -> AsyncIterator[TokenEvent]: ...
+
+    async def cancel(self, task_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,203 @@
+"""llama.cpp server, native API: POST /completion (SSE), /health, /props, /slots, /v1/models.
+
+Wire details: protocols.md §2. The native stream has no ``[DONE]``; success is
+the final event with ``stop: true``. A stream that ends without it, an
+``{"error": ...}`` event, or a legacy ``error:`` line (dropped by SSE rules)
+never counts as a completed generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ._base import HttpAdapter
+from ._types import End, EngineVersion, Health, Metrics, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from .errors import ErrorKind, WorkerError
+
+__all__ = ["LlamaCppAdapter"]
+
+_FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "none": "stop"}
+
+
+class LlamaCppAdapter(HttpAdapter):
+    engine = "llamacpp"
+
+    async def health(self) -> Health:
+        try:
+            reply = await self.http.request("GET", "/health", ok_statuses=frozenset({503}), retry=False)
+        except WorkerError as error:
+            return Health(ready=False, status=error.status, detail=error.message)
+        if reply.status == 503:
+            return Health(ready=False, status=503, detail=self.describe_error(503, _json_or_text(reply.body)))
+        body = _json_or_text(reply.body)
+        ready = isinstance(body, dict) and body.get("status") == "ok"
+        return Health(ready=ready, status=reply.status, detail="" if ready else f"unexpected body {body!r}"[:200])
+
+    async def props(self) -> Props:
+        props = (await self.http.request("GET", "/props")).json()
+        if not isinstance(props, dict):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/props did not answer a JSON object")
+        settings = props.get("default_generation_settings") or {}
+        return Props(
+            model=_model_name(props),
+            ctx_max=settings.get("n_ctx"),
+            total_slots=props.get("total_slots"),
+            busy_slots=await self._busy_slots(),
+        )
+
+    async def _busy_slots(self) -> int | None:
+        """How many slots are processing, from /slots; None where the server disabled it (--no-slots)."""
+        reply = await self.http.request("GET", "/slots", ok_statuses=frozenset({404, 501}), retry=False)
+        if reply.status != 200:
+            return None
+        slots = reply.json()
+        if not isinstance(slots, list):
+            return None
+        return sum(1 for slot in slots if isinstance(slot, dict) and slot.get("is_processing"))
+
+    async def engine_version(self) -> EngineVersion:
+        props = (await self.http.request("GET", "/props")).json()
+        models = (await self.http.request("GET", "/v1/models")).json()
+        meta = None
+        if isinstance(models, dict) and models.get("data"):
+            meta = models["data"][0].get("meta")
+        return EngineVersion(
+            version=props.get("build_info") if isinstance(props, dict) else None,
+            model=_model_name(props) if isinstance(props, dict) else None,
+            model_digest=_meta_digest(meta),
+        )
+
+    def request_body(self, req: TaskRequest, prompt: str, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "prompt": prompt,
+            "stream": stream,
+            "n_predict": req.max_tokens,
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+            "top_k": req.top_k if req.top_k is not None else 0,
+            "min_p": 0.0,
+            "stop": list(req.stop),
+        }
+        if req.seed is not None:
+            body["seed"] = req.seed
+        if req.cache_prompt is not None:
+            body["cache_prompt"] = req.cache_prompt
+        if req.model is not None:
+            body["model"] = req.model
+        return body
+
+    async def _prompt(self, req: TaskRequest) -> str:
+        if req.prompt is not None:
+            return req.prompt
+        messages = [m.model_dump() for m in req.messages or ()]
+        reply = await self.http.request("POST", "/apply-template", json_body={"messages": messages})
+        prompt = reply.json().get("prompt") if isinstance(reply.json(), dict) else None
+        if not isinstance(prompt, str):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/apply-template returned no prompt")
+        return prompt
+
+    async def complete(self, req: TaskRequest) -> str:
+        """A non-streamed completion's text (reference for the streamed one)."""
+        body = self.request_body(req, await self._prompt(req), stream=False)
+        reply = (await self.http.request("POST", "/completion", json_body=body)).json()
+        if not isinstance(reply, dict) or not isinstance(reply.get("content"), str):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/completion answered without content")
+        return str(reply["content"])
+
+    async def submit(self, req: TaskRequest) -> AsyncIterator[TokenEvent]:
+        """Stream one generation. Close the iterator (``aclosing``) to disconnect early."""
+        body = self.request_body(req, await self._prompt(req), stream=True)
+        async with self.open_sse(req.task_id, "/completion", body) as events:
+            yield Started(req.task_id, time.monotonic())
+            position = 0
+            number = 0
+            async for event in events:
+                number += 1
+                frame = self.parse_json_event(event, self.base_url + "/completion", number)
+                if not isinstance(frame, dict):
+                    raise WorkerError(
+                        ErrorKind.PROTOCOL_VIOLATION, f"frame {number} is JSON but not an object", in_stream=True
+                    )
+                if "error" in frame:
+                    raise WorkerError(
+                        ErrorKind.ENGINE_ERROR,
+                        self.http.redact(f"error inside the stream: {self.describe_error(200, frame)}"),
+                        status=200,
+                        in_stream=True,
+                    )
+                if frame.get("stop") is True:
+                    for final_event in _final_events(frame):
+                        yield final_event
+                    return
+                for token in _tokens(frame, position):
+                    position = token.index + 1
+                    yield token
+        raise WorkerError(
+            ErrorKind.PROTOCOL_VIOLATION,
+            "the stream ended without the final stop:true frame",
+            in_stream=True,
+        )
+
+
+def _tokens(frame: dict[str, Any], position: int) -> list[Token]:
+    """One Token per generated token id; the frame's text rides on the last one.
+
+    Recent builds state the running count (``tokens_predicted``), which fixes
+    the index; without it tokens are numbered in arrival order.
+    """
+    now = time.monotonic()
+    text = frame.get("content", "")
+    ids = [i for i in frame.get("tokens") or [] if isinstance(i, int)]
+    predicted = frame.get("tokens_predicted")
+    first = predicted - max(1, len(ids)) if isinstance(predicted, int) else position
+    if not ids:
+        return [Token(first, text, None, now)]
+    last = len(ids) - 1
+    return [Token(first + n, text if n == last else "", token_id, now) for n, token_id in enumerate(ids)]
+
+
+def _final_events(frame: dict[str, Any]) -> list[TokenEvent]:
+    now = time.monotonic()
+    events: list[TokenEvent] = []
+    timings = frame.get("timings")
+    if isinstance(timings, dict):
+        events.append(Metrics({k: float(v) for k, v in timings.items() if isinstance(v, int | float)}, now))
+    predicted = frame.get("tokens_predicted")
+    evaluated = frame.get("tokens_evaluated")
+    usage = Usage(
+        prompt_tokens=evaluated if isinstance(evaluated, int) else None,
+        completion_tokens=predicted if isinstance(predicted, int) else None,
+    )
+    reason = _FINISH_REASONS.get(str(frame.get("stop_type", "")), str(frame.get("stop_type") or "stop"))
+    events.append(End(reason, usage, now, raw=frame))
+    return events
+
+
+def _model_name(props: dict[str, Any]) -> str | None:
+    alias = props.get("model_alias")
+    if isinstance(alias, str) and alias:
+        return alias
+    path = props.get("model_path")
+    if isinstance(path, str) and path:
+        name = path.replace("\\", "/").rsplit("/", 1)[-1]
+        return name.removesuffix(".gguf")
+    return None
+
+
+def _meta_digest(meta: Any) -> str | None:
+    """llama.cpp exposes no file hash; a digest of the model's metadata tells different models apart."""
+    if not isinstance(meta, dict) or not meta:
+        return None
+    canonical = json.dumps(meta, sort_keys=True, separators=(",", ":"))
+    return "meta-sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _json_or_text(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")

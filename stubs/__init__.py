@@ -1,0 +1,22 @@
+"""Stub engines: fake inference servers that speak each engine's wire format, with scripted faults."""
+
+from ._engine import Generation, StubState
+from .script import Fault, Framing, Script, ScriptError, load_script
+from .server import STUB_ENGINES, StubServer, UnknownEngineError, start_stub
+from .tokens import StubToken, generate_tokens
+
+__all__ = [
+    "Fault",
+    "Framing",
+    "Generation",
+    "STUB_ENGINES",
+    "Script",
+    "ScriptError",
+    "StubServer",
+    "StubState",
+    "StubToken",
+    "UnknownEngineError",
+    "generate_tokens",
+    "load_script",
+    "start_stub",
+]

@@ -1,0 +1,303 @@
+"""What every stub engine shares: state, request recording, and the fault player.
+
+An engine module only knows its wire format: how one token frame, the final
+frame, an in-stream error and an HTTP error body look. The player here turns
+those frames plus the script's faults into bytes on the wire, and tracks each
+generation so that engine-side cancellation can be proven (a generation whose
+client left must stop, unless the script says it ignores disconnects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from .script import (
+    CloseEarlyFault,
+    ContentTypeFault,
+    DuplicateTokenFault,
+    ErrorInStreamFault,
+    Fault,
+    Framing,
+    IgnoreDisconnectFault,
+    LegacyErrorLineFault,
+    MalformedJsonFault,
+    MissingFinalFault,
+    ReorderTokensFault,
+    Script,
+    SkipTokenFault,
+    StallFault,
+    StatusFault,
+)
+from .tokens import StubToken, generate_tokens
+
+__all__ = [
+    "STUB_KEY",
+    "Generation",
+    "StreamPlan",
+    "StubContext",
+    "StubState",
+    "WireFormat",
+    "encode_sse",
+    "play_stream",
+]
+
+
+@dataclass(slots=True)
+class Generation:
+    """One generation request as the stub saw it."""
+
+    number: int
+    prompt: str
+    seed: int
+    max_tokens: int
+    tokens_sent: int = 0
+    finished: bool = False
+    cancelled: bool = False
+    """The client left before the end and the stub stopped generating."""
+
+
+@dataclass(slots=True)
+class StubState:
+    requests: list[tuple[str, str, Any]] = field(default_factory=list)
+    """(method, path, parsed JSON body or None) of every request, in arrival order."""
+    generations: list[Generation] = field(default_factory=list)
+    active: int = 0
+    """Generations running right now (what /slots reports as processing)."""
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+    """Generations that outlive their request (ignore_disconnect); cancelled when the stub closes."""
+
+    def busy(self) -> bool:
+        return self.active > 0
+
+
+@dataclass(slots=True)
+class StubContext:
+    """Everything a stub application needs; held in the app under STUB_KEY."""
+
+    engine: str
+    script: Script
+    seed: int
+    model: str
+    salt: str = ""
+    total_slots: int = 2
+    ctx_size: int = 4096
+    started: float = field(default_factory=time.time)
+    state: StubState = field(default_factory=StubState)
+
+    def faults_for(self, generation: Generation) -> list[Fault]:
+        return [f for f in self.script.faults if f.times is None or generation.number <= f.times]
+
+    def new_generation(self, prompt: str, seed: int | None, max_tokens: int | None) -> tuple[Generation, list[StubToken]]:
+        effective_seed = self.seed if seed is None or seed < 0 else seed
+        limit = 16 if max_tokens is None or max_tokens < 0 else max_tokens
+        if self.script.max_tokens is not None:
+            limit = min(limit, self.script.max_tokens)
+        generation = Generation(len(self.state.generations) + 1, prompt, effective_seed, limit)
+        self.state.generations.append(generation)
+        return generation, generate_tokens(effective_seed, prompt, limit, salt=self.salt)
+
+
+STUB_KEY = web.AppKey("conform_stub", StubContext)
+
+
+class WireFormat(Protocol):
+    """How one engine encodes the parts of a stream. Frames are complete wire bytes."""
+
+    content_type: str
+
+    def error_response(self, status: int, message: str, headers: dict[str, str]) -> web.Response: ...
+
+    def error_frame(self, message: str) -> bytes: ...
+
+    def legacy_error_frame(self, message: str) -> bytes: ...
+
+    def malformed_frame(self) -> bytes: ...
+
+
+def encode_sse(data: str, framing: Framing, event: str | None = None) -> bytes:
+    """One SSE event with the framing variant the script asks for."""
+    newline = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}[framing.line_ending]
+    separator = ": " if framing.space_after_colon else ":"
+    lines = [f"event{separator}{event}"] if event is not None else []
+    lines.extend(f"data{separator}{part}" for part in data.split("\n"))
+    return (newline.join(lines) + newline + newline).encode()
+
+
+def _keepalive(framing: Framing) -> bytes:
+    newline = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}[framing.line_ending]
+    return f": keep-alive{newline}{newline}".encode()
+
+
+@dataclass(slots=True)
+class StreamPlan:
+    """The frames of one normal stream: one per token, then the engine's final frame(s)."""
+
+    token_frames: list[bytes]
+    final_frames: list[bytes]
+
+
+@dataclass(slots=True)
+class _Step:
+    data: bytes
+    token: int | None = None
+    """Which token frame this is (None for non-token frames): delays and faults are counted in tokens."""
+
+
+def _apply_faults(plan: StreamPlan, faults: list[Fault], wire: WireFormat) -> tuple[list[_Step], int | None]:
+    """The sequence of writes, and the index of the step to cut in half (close_early), if any."""
+    steps = [_Step(frame, i) for i, frame in enumerate(plan.token_frames)]
+    tail = [_Step(frame) for frame in plan.final_frames]
+    cut_at: int | None = None
+    for fault in faults:
+        match fault:
+            case DuplicateTokenFault(at_token=k) if k < len(steps):
+                steps.insert(k + 1, _Step(steps[k].data, steps[k].token))
+            case ReorderTokensFault(at_token=k) if k + 1 < len(steps):
+                steps[k], steps[k + 1] = steps[k + 1], steps[k]
+            case SkipTokenFault(at_token=k) if k < len(steps):
+                del steps[k]
+            case MalformedJsonFault(at_token=k) if k < len(steps):
+                steps[k] = _Step(wire.malformed_frame(), steps[k].token)
+            case MissingFinalFault():
+                tail = []
+            case ErrorInStreamFault(at_token=k, message=message):
+                steps, tail = steps[:k], [_Step(wire.error_frame(message))]
+            case LegacyErrorLineFault(at_token=k, message=message):
+                steps, tail = steps[:k], [_Step(wire.legacy_error_frame(message))]
+            case CloseEarlyFault(at_token=k):
+                steps, tail = steps[: k + 1], []
+                cut_at = min(k, len(steps) - 1) if steps else None
+    return steps + tail, cut_at
+
+
+async def play_stream(
+    request: web.Request,
+    context: StubContext,
+    generation: Generation,
+    plan: StreamPlan,
+    wire: WireFormat,
+) -> web.StreamResponse:
+    """Write one streamed response, honouring the script's pace, framing and faults."""
+    faults = context.faults_for(generation)
+    for fault in faults:
+        if isinstance(fault, StatusFault):
+            generation.finished = True
+            return wire.error_response(fault.status, fault.message, dict(fault.headers))
+    stalls = {f.phase: f for f in faults if isinstance(f, StallFault)}
+    if "before_headers" in stalls:
+        await asyncio.sleep(stalls["before_headers"].seconds)
+    content_type = next((f.value for f in faults if isinstance(f, ContentTypeFault)), wire.content_type)
+    response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    if "after_headers" in stalls:
+        await asyncio.sleep(stalls["after_headers"].seconds)
+    steps, cut_at = _apply_faults(plan, faults, wire)
+    writer = _Writer(request, response, context.script.framing)
+    survive = any(isinstance(f, IgnoreDisconnectFault) for f in faults)
+    run = _run_steps(writer, context.script.token_delay_ms / 1000.0, generation, steps, cut_at, stalls.get("mid_stream"), survive)
+    await _generate(context.state, generation, run, survive_disconnect=survive)
+    if writer.broken:
+        return response
+    with contextlib.suppress(ConnectionError):
+        await response.write_eof()
+    return response
+
+
+async def _generate(
+    state: StubState, generation: Generation, run: Coroutine[Any, Any, bool], *, survive_disconnect: bool
+) -> None:
+    """Run one generation, counting it as active while it runs.
+
+    Normally a client disconnect cancels the handler, and with it the generation.
+    With survive_disconnect the generation runs in its own task and keeps its
+    slot busy to the end: the misbehaviour the cancel feature must catch.
+    """
+
+    async def tracked() -> None:
+        state.active += 1
+        try:
+            client_stayed = await run
+            generation.finished = client_stayed
+            generation.cancelled = not client_stayed
+        except asyncio.CancelledError:
+            generation.cancelled = True
+            raise
+        finally:
+            state.active -= 1
+
+    if not survive_disconnect:
+        await tracked()
+        return
+    task = asyncio.ensure_future(tracked())
+    state.background.add(task)
+    task.add_done_callback(state.background.discard)
+    await asyncio.shield(task)
+
+
+class _Writer:
+    """Writes frames in the script's chunk size; remembers a broken connection instead of raising."""
+
+    __slots__ = ("_chunk", "_request", "_response", "broken", "framing")
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, framing: Framing) -> None:
+        self._request = request
+        self._response = response
+        self._chunk = framing.chunk_size
+        self.framing = framing
+        self.broken = False
+
+    async def write(self, data: bytes) -> None:
+        if self.broken:
+            return
+        try:
+            if self._chunk is None:
+                await self._response.write(data)
+                return
+            for start in range(0, len(data), self._chunk):
+                await self._response.write(data[start : start + self._chunk])
+        except (ConnectionError, RuntimeError):
+            self.broken = True
+
+    def abort(self) -> None:
+        """Close the TCP connection without ending the HTTP body: the client sees a truncated stream."""
+        self.broken = True
+        transport = self._request.transport
+        if transport is not None:
+            transport.close()
+
+
+async def _run_steps(
+    writer: _Writer,
+    delay: float,
+    generation: Generation,
+    steps: list[_Step],
+    cut_at: int | None,
+    stall: StallFault | None,
+    survive_disconnect: bool,
+) -> bool:
+    """Write every step at the script's pace; False if the client left and generation stopped."""
+    keepalive_every = writer.framing.keepalive_every
+    for number, step in enumerate(steps):
+        if step.token is not None:
+            if stall is not None and step.token == stall.at_token:
+                await asyncio.sleep(stall.seconds)
+            if delay:
+                await asyncio.sleep(delay)
+            generation.tokens_sent += 1
+        if keepalive_every and number % keepalive_every == 0:
+            await writer.write(_keepalive(writer.framing))
+        if cut_at is not None and number == len(steps) - 1:
+            await writer.write(step.data[: max(1, len(step.data) // 2)])
+            writer.abort()
+            return True
+        await writer.write(step.data)
+        if writer.broken and not survive_disconnect:
+            return False
+    return True

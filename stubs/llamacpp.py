@@ -1,0 +1,240 @@
+"""llama.cpp server (`llama-server`) wire format: /completion SSE, /health, /props, /slots, /v1/models.
+
+Frames follow protocols.md §2: one ``data: {json}`` event per token with
+``content``, ``tokens`` and ``stop: false``; a final event with ``stop: true``,
+empty content, ``stop_type``, ``generation_settings`` and ``timings``; no
+``[DONE]``. Errors are ``{"error": {"code", "message", "type"}}`` with the
+status equal to ``code``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ._engine import STUB_KEY, StreamPlan, StubContext, encode_sse, play_stream
+from .tokens import StubToken
+
+__all__ = ["create_app"]
+
+BUILD = "b6000-conform-stub"
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    500: "server_error",
+    501: "not_supported_error",
+    503: "unavailable_error",
+}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _error_body(status: int, message: str) -> dict[str, Any]:
+    return {"error": {"code": status, "message": message, "type": _ERROR_TYPES.get(status, "server_error")}}
+
+
+class LlamaCppWire:
+    content_type = "text/event-stream"
+
+    def __init__(self, context: StubContext) -> None:
+        self._framing = context.script.framing
+
+    def error_response(self, status: int, message: str, headers: dict[str, str]) -> web.Response:
+        return web.json_response(_error_body(status, message), status=status, headers=headers)
+
+    def error_frame(self, message: str) -> bytes:
+        return encode_sse(_dumps(_error_body(500, message)), self._framing)
+
+    def legacy_error_frame(self, message: str) -> bytes:
+        # Builds before the late-2025 rewrite wrote `error: {...}`, which is not an SSE field.
+        return f"error: {_dumps(_error_body(500, message))}\n\n".encode()
+
+    def malformed_frame(self) -> bytes:
+        return encode_sse('{"index":0,"content":" broken","tokens":[1', self._framing)
+
+    def token_frame(self, token: StubToken, position: int, prompt_tokens: int) -> bytes:
+        frame = {
+            "index": 0,
+            "content": token.text,
+            "tokens": [token.id],
+            "stop": False,
+            "id_slot": 0,
+            "tokens_predicted": position + 1,
+            "tokens_evaluated": prompt_tokens,
+        }
+        return encode_sse(_dumps(frame), self._framing)
+
+
+def _prompt_tokens(prompt: str) -> int:
+    return max(1, len(prompt.split()))
+
+
+def _settings(context: StubContext, body: dict[str, Any], seed: int, n_predict: int) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "temperature": body.get("temperature", 0.8),
+        "top_k": body.get("top_k", 40),
+        "top_p": body.get("top_p", 0.95),
+        "min_p": body.get("min_p", 0.05),
+        "n_predict": n_predict,
+        "stop": body.get("stop", []),
+        "cache_prompt": body.get("cache_prompt", True),
+    }
+
+
+def _final(
+    context: StubContext, body: dict[str, Any], tokens: list[StubToken], seed: int, prompt: str, stream: bool
+) -> dict[str, Any]:
+    n = len(tokens)
+    return {
+        "index": 0,
+        "content": "" if stream else "".join(t.text for t in tokens),
+        "tokens": [] if stream else [t.id for t in tokens],
+        "id_slot": 0,
+        "stop": True,
+        "model": context.model,
+        "tokens_predicted": n,
+        "tokens_evaluated": _prompt_tokens(prompt),
+        "generation_settings": _settings(context, body, seed, n),
+        "prompt": prompt,
+        "has_new_line": any("\n" in t.text for t in tokens),
+        "truncated": False,
+        "stop_type": "limit",
+        "stopping_word": "",
+        "tokens_cached": 0,
+        "timings": {
+            "cache_n": 0,
+            "prompt_n": _prompt_tokens(prompt),
+            "prompt_ms": 1.0,
+            "predicted_n": n,
+            "predicted_ms": float(n) * (context.script.token_delay_ms or 0.1),
+        },
+    }
+
+
+async def _record(request: web.Request) -> Any:
+    context = request.app[STUB_KEY]
+    body: Any = None
+    if request.can_read_body:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+    context.state.requests.append((request.method, request.path, body))
+    return body
+
+
+async def completion(request: web.Request) -> web.StreamResponse:
+    context = request.app[STUB_KEY]
+    body = await _record(request)
+    wire = LlamaCppWire(context)
+    if context.script.health == "loading":
+        return wire.error_response(503, "Loading model", {})
+    if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+        return wire.error_response(400, "\"prompt\" must be a string", {})
+    prompt: str = body["prompt"]
+    n_predict = body.get("n_predict", -1)
+    if not isinstance(n_predict, int):
+        return wire.error_response(400, "\"n_predict\" must be an integer", {})
+    if _prompt_tokens(prompt) > context.ctx_size // context.total_slots:
+        return wire.error_response(
+            400, f"the request exceeds the available context size ({context.ctx_size // context.total_slots} tokens)", {}
+        )
+    seed = body.get("seed")
+    generation, tokens = context.new_generation(prompt, seed if isinstance(seed, int) else None, n_predict)
+    if not body.get("stream", False):
+        final = _final(context, body, tokens, generation.seed, prompt, stream=False)
+        generation.finished = True
+        return web.json_response(final)
+    plan = StreamPlan(
+        token_frames=[wire.token_frame(t, i, _prompt_tokens(prompt)) for i, t in enumerate(tokens)],
+        final_frames=[encode_sse(_dumps(_final(context, body, tokens, generation.seed, prompt, True)), context.script.framing)],
+    )
+    return await play_stream(request, context, generation, plan, wire)
+
+
+async def health(request: web.Request) -> web.Response:
+    context = request.app[STUB_KEY]
+    if context.script.health == "loading":
+        return web.json_response(_error_body(503, "Loading model"), status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def props(request: web.Request) -> web.Response:
+    context = request.app[STUB_KEY]
+    return web.json_response(
+        {
+            "default_generation_settings": {
+                "id": 0,
+                "n_ctx": context.ctx_size // context.total_slots,
+                "is_processing": False,
+                "params": {"seed": 4294967295, "temperature": 0.8, "top_k": 40, "top_p": 0.95, "n_predict": -1},
+            },
+            "total_slots": context.total_slots,
+            "model_alias": context.model,
+            "model_path": f"/models/{context.model}.gguf",
+            "modalities": {"vision": False, "audio": False},
+            "chat_template": "",
+            "build_info": BUILD,
+        }
+    )
+
+
+async def slots(request: web.Request) -> web.Response:
+    context = request.app[STUB_KEY]
+    busy = context.state.active
+    return web.json_response(
+        [
+            {"id": i, "n_ctx": context.ctx_size // context.total_slots, "is_processing": i < busy}
+            for i in range(context.total_slots)
+        ]
+    )
+
+
+async def models(request: web.Request) -> web.Response:
+    context = request.app[STUB_KEY]
+    return web.json_response(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": context.model,
+                    "object": "model",
+                    "created": int(context.started),
+                    "owned_by": "llamacpp",
+                    "meta": {"vocab_type": 1, "n_vocab": 262144, "n_ctx_train": 32768, "n_params": 268098176},
+                }
+            ],
+        }
+    )
+
+
+@web.middleware
+async def _not_found(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        await _record(request)
+        return web.json_response(_error_body(404, "File Not Found"), status=404)
+
+
+def create_app(context: StubContext) -> web.Application:
+    app = web.Application(middlewares=[_not_found])
+    app[STUB_KEY] = context
+    app.router.add_post("/completion", completion)
+    app.router.add_post("/completions", completion)
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/health", health)
+    app.router.add_get("/props", props)
+    app.router.add_get("/slots", slots)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/models", models)
+    return app

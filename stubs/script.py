@@ -1,0 +1,168 @@
+"""What a stub engine does for each request: a pydantic Script, loadable from JSON.
+
+A script sets the pace (per-token delay), the framing variant (line endings,
+keep-alives, chunking) and a list of faults. Each fault is one entry of a
+closed catalogue, tagged by ``kind``; ``times`` limits it to the first N
+generation requests (for retry tests), otherwise it applies to all.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = ["Fault", "Framing", "Script", "ScriptError", "load_script"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _FaultBase(_Strict):
+    times: int | None = Field(default=None, ge=1, description="apply to the first N generation requests only")
+
+
+class StatusFault(_FaultBase):
+    """Answer the generation request with an HTTP error in the engine's own error body."""
+
+    kind: Literal["status"]
+    status: int = Field(ge=400, le=599)
+    message: str = "scripted error"
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorInStreamFault(_FaultBase):
+    """After `at_token` tokens, send the engine's in-stream error frame and close."""
+
+    kind: Literal["error_in_stream"]
+    at_token: int = Field(default=2, ge=0)
+    message: str = "scripted in-stream error"
+
+
+class LegacyErrorLineFault(_FaultBase):
+    """After `at_token` tokens, send an old-style ``error: {...}`` line (not an SSE field) and close."""
+
+    kind: Literal["legacy_error_line"]
+    at_token: int = Field(default=2, ge=0)
+    message: str = "scripted legacy error"
+
+
+class MissingFinalFault(_FaultBase):
+    """Send every token, then close without the engine's final frame."""
+
+    kind: Literal["missing_final"]
+
+
+class CloseEarlyFault(_FaultBase):
+    """Close the connection in the middle of token frame `at_token`."""
+
+    kind: Literal["close_early"]
+    at_token: int = Field(default=2, ge=0)
+
+
+class DuplicateTokenFault(_FaultBase):
+    """Send token frame `at_token` twice."""
+
+    kind: Literal["duplicate_token"]
+    at_token: int = Field(default=2, ge=0)
+
+
+class ReorderTokensFault(_FaultBase):
+    """Swap token frames `at_token` and `at_token + 1`."""
+
+    kind: Literal["reorder_tokens"]
+    at_token: int = Field(default=2, ge=0)
+
+
+class SkipTokenFault(_FaultBase):
+    """Leave token frame `at_token` out."""
+
+    kind: Literal["skip_token"]
+    at_token: int = Field(default=2, ge=0)
+
+
+class MalformedJsonFault(_FaultBase):
+    """Replace token frame `at_token` by a frame whose data is not JSON."""
+
+    kind: Literal["malformed_json"]
+    at_token: int = Field(default=2, ge=0)
+
+
+class ContentTypeFault(_FaultBase):
+    """Stream with this content type instead of the engine's own."""
+
+    kind: Literal["content_type"]
+    value: str = "application/json"
+
+
+class StallFault(_FaultBase):
+    """Stop sending, for `seconds` (default: an hour, i.e. forever for a test)."""
+
+    kind: Literal["stall"]
+    phase: Literal["before_headers", "after_headers", "mid_stream"] = "mid_stream"
+    at_token: int = Field(default=2, ge=0)
+    seconds: float = Field(default=3600.0, gt=0)
+
+
+class IgnoreDisconnectFault(_FaultBase):
+    """Keep generating (and keep the slot busy) after the client has gone."""
+
+    kind: Literal["ignore_disconnect"]
+
+
+Fault = Annotated[
+    StatusFault
+    | ErrorInStreamFault
+    | LegacyErrorLineFault
+    | MissingFinalFault
+    | CloseEarlyFault
+    | DuplicateTokenFault
+    | ReorderTokensFault
+    | SkipTokenFault
+    | MalformedJsonFault
+    | ContentTypeFault
+    | StallFault
+    | IgnoreDisconnectFault,
+    Field(discriminator="kind"),
+]
+
+
+class Framing(_Strict):
+    """Valid wire variants a conforming client must accept."""
+
+    line_ending: Literal["lf", "crlf", "cr"] = "lf"
+    space_after_colon: bool = True
+    keepalive_every: int | None = Field(default=None, ge=1, description="a ':' comment before every Nth frame")
+    chunk_size: int | None = Field(default=None, ge=1, description="write the body in pieces of this many bytes")
+
+
+class Script(_Strict):
+    token_delay_ms: float = Field(default=0.0, ge=0)
+    max_tokens: int | None = Field(default=None, ge=0, description="cap on generated tokens")
+    health: Literal["ok", "loading"] = "ok"
+    framing: Framing = Framing()
+    faults: tuple[Fault, ...] = ()
+
+
+class ScriptError(ValueError):
+    """A script file that cannot be read or does not validate; the message names file and field."""
+
+
+def load_script(path: Path) -> Script:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScriptError(f"{path}: cannot read script: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScriptError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    try:
+        return Script.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ScriptError(f"{path}: field {where}: {first['msg']}") from None

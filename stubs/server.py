@@ -1,0 +1,94 @@
+"""Run a stub engine on a real socket: in process (tests, `conform run`) or standalone (`conform stub`)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from types import TracebackType
+
+from aiohttp import web
+
+from . import llamacpp
+from ._engine import StubContext, StubState
+from .script import Script
+
+__all__ = ["STUB_ENGINES", "StubServer", "UnknownEngineError", "start_stub"]
+
+STUB_ENGINES: dict[str, Callable[[StubContext], web.Application]] = {
+    "llamacpp": llamacpp.create_app,
+}
+"""Engine name -> application factory. Filled here once, only read afterwards."""
+
+
+class UnknownEngineError(ValueError):
+    pass
+
+
+class StubServer:
+    """A stub engine bound to host:port (port 0 = a free one). Start with `async with` or start()."""
+
+    def __init__(
+        self,
+        engine: str,
+        script: Script | None = None,
+        *,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        model: str = "stub-model",
+        salt: str = "",
+    ) -> None:
+        if engine not in STUB_ENGINES:
+            known = ", ".join(sorted(STUB_ENGINES))
+            raise UnknownEngineError(f"no stub for engine {engine!r} (stubs exist for: {known})")
+        self.engine = engine
+        self.context = StubContext(engine=engine, script=script or Script(), seed=seed, model=model, salt=salt)
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    @property
+    def state(self) -> StubState:
+        return self.context.state
+
+    async def start(self) -> StubServer:
+        app = STUB_ENGINES[self.engine](self.context)
+        # Bind first, then read the real port back: never "find a free port, bind it later".
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self._host, self._port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        port = sock.getsockname()[1]
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.SockSite(runner, sock)
+        await site.start()
+        self._runner = runner
+        self.url = f"http://{self._host}:{port}"
+        return self
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        for task in list(self.state.background):
+            task.cancel()
+        await runner.cleanup()
+
+    async def __aenter__(self) -> StubServer:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+def start_stub(engine: str, script: Script | None = None, **options: object) -> StubServer:
+    """`async with start_stub("llamacpp", script) as stub:` gives `stub.url`."""
+    return StubServer(engine, script, **options)  # type: ignore[arg-type]

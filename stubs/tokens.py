@@ -1,0 +1,41 @@
+"""Seeded, deterministic token generation for stub engines.
+
+The same (seed, prompt) always yields the same tokens, on every stub, in every
+process: the stream is derived from SHA-256, never from Python's salted hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+__all__ = ["VOCABULARY", "StubToken", "generate_tokens"]
+
+_WORDS = (
+    "the of and to in is was for on that with as by at from his her it an were are which this be "
+    "or has had not but also first one their its new after who they two have been more other "
+    "time during into all most some would school only there world city where when over can "
+    "three many years while state about then these between under made river light stone engine "
+    "token stream model answer small large quiet bright early late north south east west water "
+    "fire paper glass metal signal window garden market bridge tower"
+).split()
+
+VOCABULARY: tuple[str, ...] = tuple(" " + w for w in _WORDS) + (".", ",", "\n")
+"""Token text by id; ids start at 100 so that they never look like special tokens."""
+
+_FIRST_ID = 100
+
+
+@dataclass(slots=True, frozen=True)
+class StubToken:
+    id: int
+    text: str
+
+
+def generate_tokens(seed: int, prompt: str, count: int, *, salt: str = "") -> list[StubToken]:
+    """`count` tokens determined by seed, prompt and an optional salt (a 'changed model')."""
+    digest = hashlib.sha256(f"{salt}\x00{seed}\x00{prompt}".encode()).digest()
+    rng = random.Random(int.from_bytes(digest[:16], "big"))
+    picks = rng.choices(range(len(VOCABULARY)), k=count)
+    return [StubToken(_FIRST_ID + i, VOCABULARY[i]) for i in picks]
