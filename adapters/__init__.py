@@ -9,6 +9,7 @@ from ._http import RetryPolicy, Timeouts, classify_status
 from ._redact import Redactor, fingerprint
 from ._registry import ADAPTERS, ENGINE_NAMES, UnknownEngineError, create_adapter
 from ._sse import SSEDecoder, SSEError, SSEEvent
+from .capabilities import Capability
 from ._types import (
     ChatMessage,
     End,
@@ -30,6 +31,7 @@ __all__ = [
     "ADAPTERS",
     "ENGINE_NAMES",
     "AdapterOptions",
+    "Capability",
     "ChatMessage",
     "End",
     "EngineVersion",

@@ -13,6 +13,8 @@ import httpx
 from ._http import HttpClient, RetryPolicy, StreamResponse, Timeouts, default_describer
 from ._redact import Redactor
 from ._sse import SSEDecoder, SSEError, SSEEvent
+from ._types import TaskRequest
+from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
 __all__ = ["AdapterOptions", "HttpAdapter"]
@@ -36,6 +38,7 @@ class HttpAdapter:
     """Base for engine modules: owns the HttpClient and the open streams that cancel() may close."""
 
     engine: str = ""
+    capabilities: frozenset[Capability] = frozenset()
 
     def __init__(self, base_url: str, options: AdapterOptions | None = None) -> None:
         self.options = options or AdapterOptions()
@@ -59,6 +62,10 @@ class HttpAdapter:
     def describe_error(self, status: int, body: Any) -> str:
         """The engine's own error message from an error body; engines override for their shapes."""
         return default_describer(status, body)
+
+    async def complete(self, req: TaskRequest) -> str:
+        """The whole completion of a request, without streaming (engines with non_streaming override)."""
+        raise WorkerError(ErrorKind.INVALID_REQUEST, f"{self.engine} adapter has no non-streaming completion")
 
     async def cancel(self, task_id: str) -> None:
         """Stop a running stream by closing its connection (the engine-side cancel signal)."""

@@ -284,8 +284,11 @@ class HttpClient:
         self, method: str, path: str, json_body: Any, deadline: Deadline, ok_statuses: frozenset[int] | None
     ) -> HttpReply:
         url = self.base_url + path
-        async with self._send(method, path, json_body, deadline) as response:
+        response = await self._send(method, path, json_body, deadline)
+        try:
             body = await self._read_body(response, deadline, url)
+        finally:
+            await response.aclose()
         if response.is_success or (ok_statuses is not None and response.status_code in ok_statuses):
             return HttpReply(response.status_code, response.headers, body, url)
         raise self._status_error(response.status_code, response.headers, body, url)
@@ -306,25 +309,24 @@ class HttpClient:
             await response.aclose()
 
     async def _open_once(self, method: str, path: str, json_body: Any, deadline: Deadline) -> httpx.Response:
-        url = self.base_url + path
-        stack = contextlib.AsyncExitStack()
-        response = await stack.enter_async_context(self._send(method, path, json_body, deadline))
+        """A response with a 2xx status, still open for streaming; any other status becomes a WorkerError."""
+        response = await self._send(method, path, json_body, deadline)
         if response.is_success:
-            stack.pop_all()
             return response
-        async with stack:
+        url = self.base_url + path
+        try:
             body = await self._read_body(response, deadline, url)
+        finally:
+            await response.aclose()
         raise self._status_error(response.status_code, response.headers, body, url)
 
-    @contextlib.asynccontextmanager
-    async def _send(
-        self, method: str, path: str, json_body: Any, deadline: Deadline
-    ) -> AsyncIterator[httpx.Response]:
+    async def _send(self, method: str, path: str, json_body: Any, deadline: Deadline) -> httpx.Response:
+        """Send and wait for the response headers; the caller owns (and must close) the response."""
         url = self.base_url + path
         request = self._client.build_request(method, path, json=json_body, headers=self._auth_headers)
         try:
             async with asyncio.timeout_at(deadline.at):
-                response = await self._client.send(request, stream=True)
+                return await self._client.send(request, stream=True)
         except TimeoutError:
             raise WorkerError(
                 ErrorKind.DEADLINE_UNMET, f"{method} {url} got no response headers within the total deadline"
@@ -339,10 +341,6 @@ class HttpClient:
                 ErrorKind.UPSTREAM_UNAVAILABLE,
                 self._redact(f"{method} {url} failed before a response: {_describe_exc(exc)}"),
             ) from None
-        try:
-            yield response
-        finally:
-            await response.aclose()
 
     async def _read_body(self, response: httpx.Response, deadline: Deadline, url: str) -> bytes:
         parts: list[bytes] = []

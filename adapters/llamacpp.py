@@ -16,6 +16,7 @@ from typing import Any
 
 from ._base import HttpAdapter
 from ._types import End, EngineVersion, Health, Metrics, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
 __all__ = ["LlamaCppAdapter"]
@@ -25,6 +26,21 @@ _FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "none": "st
 
 class LlamaCppAdapter(HttpAdapter):
     engine = "llamacpp"
+    capabilities = frozenset(
+        {
+            Capability.STREAMING,
+            Capability.TOKEN_IDS,
+            Capability.SEED,
+            Capability.USAGE,
+            Capability.HEALTH,
+            Capability.PROPS,
+            Capability.ENGINE_SIDE_CANCEL,
+            Capability.COMPLETIONS,
+            Capability.NON_STREAMING,
+            Capability.MODEL_DIGEST,
+        }
+    )
+    """What the protocol offers; probing a target removes what that server turns off."""
 
     async def health(self) -> Health:
         try:
@@ -178,21 +194,28 @@ def _final_events(frame: dict[str, Any]) -> list[TokenEvent]:
 
 
 def _model_name(props: dict[str, Any]) -> str | None:
-    alias = props.get("model_alias")
-    if isinstance(alias, str) and alias:
-        return alias
-    path = props.get("model_path")
-    if isinstance(path, str) and path:
-        name = path.replace("\\", "/").rsplit("/", 1)[-1]
-        return name.removesuffix(".gguf")
+    """The alias, or the model file's name; llama.cpp's default alias is the -m path itself."""
+    for key in ("model_alias", "model_path"):
+        value = props.get(key)
+        if isinstance(value, str) and value:
+            return value.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".gguf")
     return None
 
 
+_DIGEST_FIELDS = ("vocab_type", "n_vocab", "n_ctx_train", "n_embd", "n_params", "size", "ftype")
+
+
 def _meta_digest(meta: Any) -> str | None:
-    """llama.cpp exposes no file hash; a digest of the model's metadata tells different models apart."""
-    if not isinstance(meta, dict) or not meta:
+    """llama.cpp exposes no file hash; a digest of the model's own metadata tells models apart.
+
+    Only fields of the model file count: ``n_ctx`` follows the server's flags, not the model.
+    """
+    if not isinstance(meta, dict):
         return None
-    canonical = json.dumps(meta, sort_keys=True, separators=(",", ":"))
+    fields = {k: meta[k] for k in _DIGEST_FIELDS if k in meta}
+    if not fields:
+        return None
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return "meta-sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

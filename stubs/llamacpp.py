@@ -144,10 +144,12 @@ async def completion(request: web.Request) -> web.StreamResponse:
     n_predict = body.get("n_predict", -1)
     if not isinstance(n_predict, int):
         return wire.error_response(400, "\"n_predict\" must be an integer", {})
-    if _prompt_tokens(prompt) > context.ctx_size // context.total_slots:
-        return wire.error_response(
-            400, f"the request exceeds the available context size ({context.ctx_size // context.total_slots} tokens)", {}
-        )
+    n_ctx = context.ctx_size // context.total_slots
+    if _prompt_tokens(prompt) > n_ctx:
+        message = f"request ({_prompt_tokens(prompt)} tokens) exceeds the available context size ({n_ctx} tokens)"
+        body = _error_body(400, message + ", try increasing it")
+        body["error"].update(type="exceed_context_size_error", n_prompt_tokens=_prompt_tokens(prompt), n_ctx=n_ctx)
+        return web.json_response(body, status=400)
     seed = body.get("seed")
     generation, tokens = context.new_generation(prompt, seed if isinstance(seed, int) else None, n_predict)
     if not body.get("stream", False):
@@ -180,10 +182,17 @@ async def props(request: web.Request) -> web.Response:
             },
             "total_slots": context.total_slots,
             "model_alias": context.model,
+            "model_ftype": "Q4_K - Medium",
             "model_path": f"/models/{context.model}.gguf",
-            "modalities": {"vision": False, "audio": False},
+            "modalities": {"vision": False, "video": False, "audio": False},
+            "endpoint_slots": True,
+            "endpoint_props": False,
+            "endpoint_metrics": False,
             "chat_template": "",
+            "bos_token": "<bos>",
+            "eos_token": "<eos>",
             "build_info": BUILD,
+            "is_sleeping": False,
         }
     )
 
@@ -193,7 +202,7 @@ async def slots(request: web.Request) -> web.Response:
     busy = context.state.active
     return web.json_response(
         [
-            {"id": i, "n_ctx": context.ctx_size // context.total_slots, "is_processing": i < busy}
+            {"id": i, "n_ctx": context.ctx_size // context.total_slots, "speculative": False, "is_processing": i < busy}
             for i in range(context.total_slots)
         ]
     )
@@ -210,7 +219,16 @@ async def models(request: web.Request) -> web.Response:
                     "object": "model",
                     "created": int(context.started),
                     "owned_by": "llamacpp",
-                    "meta": {"vocab_type": 1, "n_vocab": 262144, "n_ctx_train": 32768, "n_params": 268098176},
+                    "meta": {
+                        "vocab_type": 1,
+                        "n_vocab": 262144,
+                        "n_ctx": context.ctx_size // context.total_slots,
+                        "n_ctx_train": 32768,
+                        "n_embd": 640,
+                        "n_params": 268098176,
+                        "size": 246587904,
+                        "ftype": "Q4_K - Medium",
+                    },
                 }
             ],
         }

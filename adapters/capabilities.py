@@ -1,0 +1,34 @@
+"""Capability names: what a check may need from a target. One closed list; every Gherkin tag uses it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["Capability"]
+
+
+class Capability(StrEnum):
+    STREAMING = "streaming"
+    """Streams token events (every engine here)."""
+    TOKEN_IDS = "token_ids"
+    """Each streamed token carries its vocabulary id."""
+    SEED = "seed"
+    """A request seed is honoured."""
+    USAGE = "usage"
+    """The end of a stream reports prompt and completion token counts."""
+    LOGPROBS = "logprobs"
+    ENGINE_SIDE_CANCEL = "engine_side_cancel"
+    """The engine exposes whether it is still generating (llama.cpp /slots), so a stop can be proven."""
+    MODEL_DIGEST = "model_digest"
+    HEALTH = "health"
+    PROPS = "props"
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    NON_STREAMING = "non_streaming"
+    """The same request can be answered whole, without streaming."""
+    MODEL_SELECTION = "model_selection"
+    """The request's model field chooses among models (an unknown one is rejected)."""
+    MODEL_MANAGEMENT = "model_management"
+    IMAGE_GENERATION = "image_generation"
+    SCRIPTED_FAULTS = "scripted_faults"
+    """The target is a stub that can play scripted faults."""

@@ -1,0 +1,5 @@
+"""Binds cancel.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("cancel.feature")

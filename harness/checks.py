@@ -1,0 +1,185 @@
+"""Checks: small named assertions over what a target did.
+
+A stream check is a plain function ``(record: StreamRecord) -> None`` filed by
+``@check(name)``; it raises CheckFailure, whose short title is stable and
+whose detail tells a vendor what to fix. The detail is what the report shows.
+Run-level checks (engine-side cancel, classification) are plain functions
+below, with the same failure type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from adapters import End, ErrorKind, HttpAdapter, Metrics, Started, Token, WorkerError
+
+from .stream import StreamRecord
+
+__all__ = [
+    "CHECKS",
+    "CheckFailure",
+    "check",
+    "check_classified",
+    "check_engine_stopped",
+    "check_reassembles",
+    "run_checks",
+]
+
+StreamCheck = Callable[[StreamRecord], None]
+
+CHECKS: dict[str, StreamCheck] = {}
+"""Stream checks by name, filled at import by @check and only read afterwards."""
+
+
+class CheckFailure(AssertionError):
+    """A check that did not hold. `title` is stable and short; `detail` says observed vs expected."""
+
+    def __init__(self, title: str, detail: str) -> None:
+        super().__init__(f"{title}: {detail}")
+        self.title = title
+        self.detail = detail
+
+
+def check(name: str) -> Callable[[StreamCheck], StreamCheck]:
+    def register(function: StreamCheck) -> StreamCheck:
+        if name in CHECKS:
+            raise ValueError(f"check {name!r} is defined twice ({CHECKS[name].__module__} and {function.__module__})")
+        CHECKS[name] = function
+        return function
+
+    return register
+
+
+def run_checks(record: StreamRecord, *names: str) -> None:
+    for name in names:
+        CHECKS[name](record)
+
+
+@check("stream.completed")
+def stream_completed(record: StreamRecord) -> None:
+    """The request was admitted and the stream reached the engine's end marker without an error."""
+    if record.error is not None:
+        tokens = len(record.tokens)
+        raise CheckFailure("stream failed", f"{record.error} (after {tokens} token{'s' * (tokens != 1)})")
+    if record.end is None:
+        raise CheckFailure("stream did not end", "no end event was received")
+
+
+@check("stream.grammar")
+def stream_grammar(record: StreamRecord) -> None:
+    """Events follow ``Started Token* Metrics? End``."""
+    events = record.events
+    if not events or not isinstance(events[0], Started):
+        raise CheckFailure("stream grammar broken", "the first event is not Started")
+    body = events[1:]
+    if body and isinstance(body[-1], End):
+        body = body[:-1]
+    if body and isinstance(body[-1], Metrics):
+        body = body[:-1]
+    stray = next((e for e in body if not isinstance(e, Token)), None)
+    if stray is not None:
+        raise CheckFailure("stream grammar broken", f"{type(stray).__name__} arrived between tokens")
+
+
+@check("stream.has_tokens")
+def stream_has_tokens(record: StreamRecord) -> None:
+    """At least one token with non-empty text was streamed."""
+    if not any(t.text for t in record.tokens):
+        raise CheckFailure("no text streamed", f"{len(record.tokens)} tokens arrived, none with text")
+
+
+@check("stream.finish_reason")
+def stream_finish_reason(record: StreamRecord) -> None:
+    """The end event names why generation stopped (stop or length)."""
+    end = record.end
+    if end is None:
+        raise CheckFailure("no finish reason", "the stream has no end event")
+    if end.finish_reason not in ("stop", "length"):
+        raise CheckFailure("unexpected finish reason", f"got {end.finish_reason!r}, expected 'stop' or 'length'")
+
+
+@check("stream.usage")
+def stream_usage(record: StreamRecord) -> None:
+    """The completion token count in the end event equals the tokens streamed."""
+    end = record.end
+    if end is None or end.usage is None or end.usage.completion_tokens is None:
+        raise CheckFailure("usage missing", "the end event reports no completion token count")
+    streamed = len(record.tokens)
+    if end.usage.completion_tokens != streamed:
+        raise CheckFailure(
+            "usage does not match the stream",
+            f"end reports {end.usage.completion_tokens} completion tokens, {streamed} were streamed",
+        )
+
+
+@check("stream.token_ids")
+def stream_token_ids(record: StreamRecord) -> None:
+    """Every streamed token carries its vocabulary id."""
+    missing = [t.index for t in record.tokens if t.token_id is None]
+    if missing:
+        raise CheckFailure("token ids missing", f"tokens at indices {missing[:10]} have no id")
+
+
+@check("stream.indices")
+def stream_indices(record: StreamRecord) -> None:
+    """Token indices start at 0 and increase by exactly one: no duplicate, no reordering, no gap."""
+    seen: set[int] = set()
+    previous = -1
+    for token in record.tokens:
+        if token.index in seen:
+            raise CheckFailure("duplicated token index", f"token index {token.index} arrived twice")
+        if token.index < previous:
+            raise CheckFailure("token indices out of order", f"token index {previous} was followed by {token.index}")
+        if token.index > previous + 1:
+            missing = token.index - previous - 1
+            raise CheckFailure(
+                "gap in token indices",
+                f"token index {token.index} followed {previous}: {missing} token{'s' * (missing != 1)} missing",
+            )
+        seen.add(token.index)
+        previous = token.index
+
+
+def check_reassembles(record: StreamRecord, reference: str) -> None:
+    """The streamed pieces, concatenated in order, equal the complete text of the same request."""
+    streamed = record.text
+    if streamed != reference:
+        at = next((i for i, (a, b) in enumerate(zip(streamed, reference, strict=False)) if a != b), None)
+        at = min(len(streamed), len(reference)) if at is None else at
+        raise CheckFailure(
+            "streamed text differs from the complete text",
+            f"they differ at character {at}: streamed {streamed[at : at + 30]!r}, complete {reference[at : at + 30]!r}",
+        )
+
+
+def check_classified(error: WorkerError | None, kind: ErrorKind, retriable: bool, *, tokens: int = 0) -> None:
+    """The request failed, as exactly this error kind and retriability."""
+    if error is None:
+        raise CheckFailure("request did not fail", f"expected {kind.value}, but it succeeded ({tokens} tokens)")
+    if error.kind is not kind:
+        raise CheckFailure("wrong error kind", f"expected {kind.value}, got {error}")
+    if error.retriable is not retriable:
+        expected = "retriable" if retriable else "not retriable"
+        raise CheckFailure("wrong retriability", f"{kind.value} should be {expected}: {error}")
+
+
+async def check_engine_stopped(adapter: HttpAdapter, within_s: float, poll_s: float = 0.05) -> float:
+    """After a disconnect, the engine reports no busy slot within `within_s`; returns how long it took."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    busy: int | None = None
+    while True:
+        busy = (await adapter.props()).busy_slots
+        elapsed = loop.time() - start
+        if busy == 0:
+            return elapsed
+        if busy is None:
+            raise CheckFailure("cannot observe the engine", "the engine stopped reporting slot activity")
+        if elapsed >= within_s:
+            raise CheckFailure(
+                "generation continued after disconnect",
+                f"{busy} slot{'s' * (busy != 1)} still processing {elapsed:.1f} s after the client disconnected "
+                f"(expected none within {within_s:g} s): the engine must stop generating when the client goes away",
+            )
+        await asyncio.sleep(poll_s)

@@ -1,0 +1,263 @@
+"""The `conform` command line: run | stub.
+
+Bad input (unknown engine, bad URL, missing file, unreachable target) is one
+line on stderr and exit 2, never a traceback. `run` drives pytest with the
+conform plugin, so JUnit, allure and xdist come with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from adapters import ADAPTERS, ENGINE_NAMES, ErrorKind, WorkerError, create_adapter
+from features import FEATURES_DIR
+from reports import Report
+from stubs import STUB_ENGINES, Script, ScriptError, StubServer, load_script
+
+from .matrix import render_matrix
+from .runtime import adapter_options
+from .targets import Target, TargetError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_INI = Path(__file__).with_name("conform_pytest.ini")
+
+
+class UsageError(Exception):
+    """Bad input to conform itself: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="conform",
+        description="Determinism and conformance test harness for LLM inference engines.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="run the conformance features against a live target or the embedded stubs",
+        description="Run the conformance features. Without --url, every engine's embedded stub is started "
+        "in process and every feature runs against each; with --engine and --url, against that live target.",
+    )
+    run.add_argument("--engine", help=f"engine of the live target: {', '.join(ENGINE_NAMES)}")
+    run.add_argument("--url", help="base URL of the live target, e.g. http://127.0.0.1:8080")
+    run.add_argument("--model", help="model name to put in requests")
+    run.add_argument("--api-key-env", metavar="VAR", help="name of the environment variable holding the API key")
+    run.add_argument("--features", type=Path, help="a .feature file or folder (default: the built-in features)")
+    run.add_argument("--tags", metavar="EXPR", help="select scenarios by tag, e.g. 'not extended'")
+    run.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="bound on every request and stream (default 30)")
+    run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (reported loudly)")
+    run.add_argument("--report", type=Path, metavar="PATH", help="write the JSON compliance report here")
+    run.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
+    run.add_argument("--alluredir", type=Path, metavar="DIR", help="write allure results into this folder")
+    run.add_argument("--quiet", action="store_true", help="no per-check progress lines")
+    run.set_defaults(handler=_run)
+
+    stub = commands.add_parser(
+        "stub",
+        help="serve a stub engine until interrupted",
+        description="Serve engine E's wire protocol. With --port 0 a free port is chosen; the first stdout "
+        "line is always the URL.",
+    )
+    stub.add_argument("engine", metavar="E", help=f"engine to imitate: {', '.join(sorted(STUB_ENGINES))}")
+    stub.add_argument("--host", default="127.0.0.1")
+    stub.add_argument("--port", type=int, default=0)
+    stub.add_argument("--script", type=Path, help="JSON script of delays, framing and faults")
+    stub.add_argument("--seed", type=int, default=0, help="seed for requests that carry none")
+    stub.add_argument("--model", default="stub-model", help="model name the stub reports")
+    stub.set_defaults(handler=_stub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (UsageError, TargetError, ScriptError) as error:
+        print(f"conform: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("conform: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+# -- run ---------------------------------------------------------------------------------------------
+
+
+def _target_from(args: argparse.Namespace) -> Target | None:
+    if args.engine is None and args.url is None:
+        if args.api_key_env or args.model:
+            raise UsageError("--model and --api-key-env need a live target (--engine and --url)")
+        return None
+    if args.engine is None or args.url is None:
+        raise UsageError("--engine and --url go together (omit both to run against the embedded stubs)")
+    if args.engine not in ENGINE_NAMES:
+        raise UsageError(f"unknown engine {args.engine!r} (known: {', '.join(ENGINE_NAMES)})")
+    if args.engine not in ADAPTERS:
+        raise UsageError(f"engine {args.engine!r} is not supported yet (supported: {', '.join(sorted(ADAPTERS))})")
+    _check_url(args.url)
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
+    target = Target(
+        engine=args.engine,
+        url=args.url,
+        model=args.model,
+        api_key_env=args.api_key_env,
+        timeout=args.timeout,
+        insecure=args.insecure,
+    )
+    target.api_key()  # a missing secret is a usage error now, not forty failed checks later
+    return target
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"bad URL {url!r}: expected http(s)://host[:port][/path]")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise UsageError(f"bad URL {url!r}: the port is not a number from 0 to 65535") from None
+
+
+async def _preflight(target: Target) -> None:
+    """An unreachable target is a usage error (exit 2); any answer at all, even an error, is a target."""
+    adapter = create_adapter(target.engine, target.url or "", adapter_options(target))
+    try:
+        await adapter.http.request("GET", "/", ok_statuses=frozenset(range(100, 600)), retry=False)
+    except WorkerError as error:
+        if error.kind in (ErrorKind.UPSTREAM_UNAVAILABLE, ErrorKind.DEADLINE_UNMET) and error.status is None:
+            raise UsageError(f"cannot reach {target.url}: {error.message}") from None
+    finally:
+        await adapter.aclose()
+
+
+def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: Path) -> list[str]:
+    features = args.features or FEATURES_DIR
+    if not features.exists():
+        raise UsageError(f"--features: {features} does not exist")
+    pytest_args = [str(features), "-c", str(_INI), "--rootdir", str(FEATURES_DIR), "-p", "no:terminal"]
+    if args.features is not None and FEATURES_DIR not in args.features.resolve().parents:
+        pytest_args += ["-p", "features.steps.engine_steps"]
+    if target is None:
+        pytest_args += ["--conform-stub", "all", "--conform-timeout", str(args.timeout)]
+    else:
+        pytest_args += ["--conform-engine", target.engine, "--conform-url", target.display_url]
+        pytest_args += ["--conform-timeout", str(target.timeout)]
+        if target.model:
+            pytest_args += ["--conform-model", target.model]
+        if target.api_key_env:
+            pytest_args += ["--conform-api-key-env", target.api_key_env]
+        if target.insecure:
+            pytest_args.append("--conform-insecure")
+    pytest_args += ["--conform-report", str(report_path), "--conform-reproduce", _reproduce(args)]
+    if not args.quiet:
+        pytest_args.append("--conform-progress")
+    if args.tags:
+        pytest_args += ["-m", args.tags]
+    if args.junit:
+        pytest_args += ["--junitxml", str(args.junit)]
+    if args.alluredir:
+        pytest_args += ["--alluredir", str(args.alluredir)]
+    return pytest_args
+
+
+def _reproduce(args: argparse.Namespace) -> str:
+    words = ["conform", "run"]
+    for flag in ("engine", "url", "model", "api_key_env", "features", "tags", "report", "junit", "alluredir"):
+        value = getattr(args, flag)
+        if value is not None:
+            words += [f"--{flag.replace('_', '-')}", str(value)]
+    if args.timeout != 30.0:
+        words += ["--timeout", f"{args.timeout:g}"]
+    if args.insecure:
+        words.append("--insecure")
+    return shlex.join(words)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import pytest
+
+    target = _target_from(args)
+    if target is not None:
+        asyncio.run(_preflight(target))
+    with tempfile.TemporaryDirectory(prefix="conform-") as scratch:
+        report_path = args.report or Path(scratch) / "report.json"
+        pytest_args = _pytest_args(args, target, report_path)
+        where = target.display_url if target else "embedded stubs: " + ", ".join(sorted(STUB_ENGINES))
+        print(f"conform run — {where}", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        code = pytest.main(pytest_args)
+        elapsed = time.monotonic() - started
+        if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+            raise UsageError("pytest could not run the features (see the message above)")
+        if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+            raise UsageError("no scenario matched (check --features and --tags)")
+        if not report_path.exists():
+            raise UsageError("the run produced no report (interrupted before any check finished?)")
+        report = Report.model_validate(json.loads(report_path.read_text(encoding="utf-8")))
+    print(render_matrix(report))
+    s = report.summary
+    print(
+        f"\nresult: {report.result} — {s.passed} passed, {s.failed} failed, {s.skipped} skipped, "
+        f"{s.errors} errors in {elapsed:.1f} s"
+    )
+    if args.report:
+        print(f"report: {args.report}")
+    if code == pytest.ExitCode.INTERRUPTED:
+        return 130
+    return EXIT_OK if s.failed == 0 and s.errors == 0 else EXIT_FAILED
+
+
+# -- stub --------------------------------------------------------------------------------------------
+
+
+def _stub(args: argparse.Namespace) -> int:
+    if args.engine not in STUB_ENGINES:
+        raise UsageError(f"no stub for engine {args.engine!r} (stubs: {', '.join(sorted(STUB_ENGINES))})")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0..65535, got {args.port}")
+    script = load_script(args.script) if args.script else Script()
+    asyncio.run(_serve(args, script))
+    return EXIT_OK
+
+
+async def _serve(args: argparse.Namespace, script: Script) -> None:
+    server = StubServer(args.engine, script, seed=args.seed, host=args.host, port=args.port, model=args.model)
+    try:
+        await server.start()
+    except OSError as error:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    print(server.url, flush=True)
+    print(f"conform stub {args.engine} serving on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,42 @@
+"""The features × targets matrix printed at the end of `conform run`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from reports import CheckResult, Report
+
+__all__ = ["render_matrix"]
+
+
+def _cell(results: list[CheckResult]) -> str:
+    if not results:
+        return "-"
+    counts = defaultdict(int)
+    for r in results:
+        counts[r.status] += 1
+    ran = counts["passed"] + counts["failed"] + counts["error"]
+    mark = "FAIL" if counts["failed"] or counts["error"] else ("ok" if ran else "skip")
+    text = f"{mark} {counts['passed']}/{ran}" if ran else "skip"
+    if ran and counts["skipped"]:
+        text += f" +{counts['skipped']} skip"
+    return text
+
+
+def render_matrix(report: Report) -> str:
+    targets = [t.label or t.engine for t in report.targets]
+    features = list(dict.fromkeys(r.feature for r in report.results))
+    grid: dict[tuple[str, str], list[CheckResult]] = defaultdict(list)
+    for r in report.results:
+        grid[(r.feature, r.target or r.engine)].append(r)
+    header = ["feature", *targets]
+    rows = [[f, *(_cell(grid[(f, t)]) for t in targets)] for f in features]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    problems = [r for r in report.results if r.status in ("failed", "error")]
+    if problems:
+        lines.append("")
+        for r in problems:
+            lines.append(f"{r.status.upper():<6} {r.target or r.engine} {r.id}: {r.detail}")
+    return "\n".join(lines)

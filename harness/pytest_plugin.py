@@ -1,0 +1,414 @@
+"""The conform pytest plugin (entry point ``pytest11: conform``).
+
+Inert unless asked: with no ``--conform-*`` target option it adds options and
+markers and does nothing else. Given a target (``--conform-engine E
+--conform-url URL``) or embedded stubs (``--conform-stub E``), it:
+
+- parametrizes every test that uses ``conform_target`` with the targets;
+- turns Gherkin tags into markers: ``@check:<id>``, ``@needs_<capability>``,
+  ``@stub_only`` (needs scripted faults), ``@core`` / ``@extended``;
+- skips, at setup, a test whose target lacks a needed capability, saying which;
+- collects one result per test and target into the report model, carried on
+  ``TestReport.user_properties`` so that it works under pytest-xdist;
+- writes the JSON report (``--conform-report``) atomically at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import shlex
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters import Capability, ENGINE_NAMES, ADAPTERS, HttpAdapter, create_adapter
+from reports import (
+    CapabilitySummary,
+    CheckResult,
+    Report,
+    TargetInfo,
+    ToolInfo,
+    summarize,
+    verdict,
+    write_json_report,
+)
+from stubs import STUB_ENGINES, Script, StubServer
+
+from .checks import CheckFailure
+from .probe import TargetProfile, probe
+from .runtime import ScenarioRuntime, adapter_options
+from .targets import Target, TargetError
+
+__all__ = ["SCENARIO_KEY", "ScenarioInfo"]
+
+TOOL_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioInfo:
+    feature_path: Path
+    scenario: str
+
+
+SCENARIO_KEY = pytest.StashKey[ScenarioInfo]()
+_STATE_KEY = pytest.StashKey["_PluginState"]()
+
+_PROP = "conform"
+"""Key of the one user_properties entry carrying a test's result fields."""
+
+
+@dataclass
+class _PluginState:
+    targets: list[Target]
+    report_path: Path | None
+    reproduce: str
+    started_at: str
+    profiles: dict[str, TargetProfile] = field(default_factory=dict)
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def profile(self, target: Target) -> TargetProfile:
+        if target.label not in self.profiles:
+            self.profiles[target.label] = asyncio.run(_probe_target(target))
+        return self.profiles[target.label]
+
+
+async def _probe_target(target: Target) -> TargetProfile:
+    stub: StubServer | None = None
+    url = target.url
+    if url is None:
+        stub = await StubServer(target.engine).start()
+        url = stub.url
+    adapter: HttpAdapter = create_adapter(target.engine, url, adapter_options(target))
+    try:
+        return await probe(adapter, is_stub=target.is_stub)
+    finally:
+        await adapter.aclose()
+        if stub is not None:
+            await stub.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conform", "conform: conformance of LLM inference engines")
+    group.addoption("--conform-engine", help=f"engine of the live target ({', '.join(ENGINE_NAMES)})")
+    group.addoption("--conform-url", help="base URL of the live target")
+    group.addoption(
+        "--conform-stub",
+        action="append",
+        default=[],
+        metavar="ENGINE",
+        help="run against an embedded stub of ENGINE (repeatable; 'all' for every engine with a stub)",
+    )
+    group.addoption("--conform-model", help="model name to request")
+    group.addoption("--conform-api-key-env", metavar="VAR", help="environment variable holding the API key")
+    group.addoption("--conform-timeout", type=float, help="seconds bounding every request and stream (default 30)")
+    group.addoption("--conform-insecure", action="store_true", help="do not verify TLS certificates")
+    group.addoption("--conform-report", metavar="PATH", help="write the JSON compliance report here")
+    group.addoption("--conform-progress", action="store_true", help="print one line per finished check to stderr")
+    group.addoption("--conform-reproduce", help=argparse.SUPPRESS)
+    parser.addini("conform_engine", "default for --conform-engine")
+    parser.addini("conform_url", "default for --conform-url")
+    parser.addini("conform_timeout", "default for --conform-timeout")
+
+
+def _option(config: pytest.Config, name: str) -> Any:
+    value = config.getoption(f"--conform-{name.replace('_', '-')}")
+    if value in (None, []):
+        ini = config.getini(f"conform_{name}") if name in ("engine", "url", "timeout") else None
+        return ini or None
+    return value
+
+
+def _targets(config: pytest.Config) -> list[Target]:
+    engine, url = _option(config, "engine"), _option(config, "url")
+    stubs: list[str] = config.getoption("--conform-stub") or []
+    timeout = float(_option(config, "timeout") or 30.0)
+    common: dict[str, Any] = {
+        "model": _option(config, "model"),
+        "api_key_env": _option(config, "api_key_env"),
+        "timeout": timeout,
+        "insecure": bool(config.getoption("--conform-insecure")),
+    }
+    targets: list[Target] = []
+    if engine or url:
+        if not (engine and url):
+            raise pytest.UsageError("--conform-engine and --conform-url go together")
+        if engine not in ADAPTERS:
+            raise pytest.UsageError(f"--conform-engine: {engine!r} is not one of {', '.join(sorted(ADAPTERS))}")
+        targets.append(Target(engine=engine, url=url, **common))
+    names = sorted(STUB_ENGINES) if "all" in stubs else stubs
+    for name in names:
+        if name not in STUB_ENGINES:
+            raise pytest.UsageError(f"--conform-stub: no stub for {name!r} (stubs: {', '.join(sorted(STUB_ENGINES))})")
+        targets.append(Target(engine=name, **common))
+    return targets
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conform_check(id): the check id this scenario reports under")
+    config.addinivalue_line("markers", "conform_needs(*capabilities): capabilities the target must have")
+    config.addinivalue_line("markers", "conform_level(level): core (default) or extended")
+    # Plain markers mirroring the Gherkin tags, so that `-m` / `conform run --tags` can select on them.
+    for name in ("core", "extended", "stub_only", *(f"needs_{c.value}" for c in Capability)):
+        config.addinivalue_line("markers", f"{name}: conform Gherkin tag @{name}")
+    targets = _targets(config)
+    if not targets:
+        return
+    report = _option(config, "report")
+    state = _PluginState(
+        targets=targets,
+        report_path=Path(report) if report else None,
+        reproduce=_reproduce_line(config),
+        started_at=_now(),
+    )
+    config.stash[_STATE_KEY] = state
+    config.pluginmanager.register(_RunRecorder(config, state), "conform-run-recorder")
+
+
+def _state(config: pytest.Config) -> _PluginState | None:
+    return config.stash.get(_STATE_KEY, None)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    state = _state(config)
+    if state is None:
+        return None
+    return "conform targets: " + ", ".join(f"{t.label} ({t.display_url})" for t in state.targets)
+
+
+def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:
+    """Map conform's Gherkin tags to markers; other tags get pytest-bdd's default treatment."""
+    if tag.startswith("check:"):
+        pytest.mark.conform_check(tag.removeprefix("check:"))(function)
+        return True
+    if tag.startswith("needs_"):
+        name = tag.removeprefix("needs_")
+        if name not in {c.value for c in Capability}:
+            known = ", ".join(c.value for c in Capability)
+            raise pytest.UsageError(f"tag @{tag}: {name!r} is not a capability ({known})")
+        pytest.mark.conform_needs(name)(function)
+    elif tag == "stub_only":
+        pytest.mark.conform_needs(Capability.SCRIPTED_FAULTS.value)(function)
+    elif tag in ("core", "extended"):
+        pytest.mark.conform_level(tag)(function)
+    else:
+        return None
+    getattr(pytest.mark, tag)(function)
+    return True
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = _state(metafunc.config)
+    if state is None or "conform_target" not in metafunc.fixturenames:
+        return
+    metafunc.parametrize("conform_target", state.targets, ids=[t.label for t in state.targets])
+
+
+@pytest.fixture
+def conform_target(request: pytest.FixtureRequest) -> Target:
+    """The target of this test (parametrized over every target of the run)."""
+    target: Target | None = getattr(request, "param", None)
+    if target is None:
+        pytest.skip("no conform target: pass --conform-engine E --conform-url URL, or --conform-stub E")
+    return target
+
+
+@pytest.fixture
+def conform_profile(request: pytest.FixtureRequest, conform_target: Target) -> TargetProfile:
+    """The target's capabilities and provenance; skips the test if it needs one the target lacks."""
+    state = _state(request.config)
+    assert state is not None, "conform_target is only parametrized when the plugin is active"
+    profile = state.profile(conform_target)
+    for marker in request.node.iter_markers("conform_needs"):
+        for name in marker.args:
+            capability = Capability(name)
+            if capability not in profile.supported:
+                if capability is Capability.SCRIPTED_FAULTS:
+                    pytest.skip("needs scripted faults: only an embedded stub can play them, the target is live")
+                pytest.skip(f"target lacks capability {capability.value}")
+    return profile
+
+
+@pytest.fixture
+def conform_runtime(conform_target: Target, conform_profile: TargetProfile) -> Iterator[ScenarioRuntime]:
+    """The scenario's event loop, stub (for stub targets) and adapter."""
+    runtime = ScenarioRuntime(conform_target, conform_profile)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+@pytest.fixture
+def conform_adapter(conform_runtime: ScenarioRuntime) -> HttpAdapter:
+    """The adapter for this test's target; call it through ``conform_runtime.run(...)``."""
+    return conform_runtime.adapter
+
+
+def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
+    request.node.stash[SCENARIO_KEY] = ScenarioInfo(Path(feature.filename), scenario.name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report: pytest.TestReport = yield
+    if _state(item.config) is None or "conform_target" not in getattr(item, "fixturenames", ()):
+        return report
+    target: Target | None = getattr(getattr(item, "callspec", None), "params", {}).get("conform_target")
+    if target is None:
+        return report
+    fields = _identity(item, target)
+    fields["detail"] = _detail(report, call)
+    fields["status"] = _status(report, call)
+    report.user_properties.append((_PROP, fields))
+    return report
+
+
+def _identity(item: pytest.Item, target: Target) -> dict[str, Any]:
+    feature, scenario, example = _scenario_names(item)
+    marker = item.get_closest_marker("conform_check")
+    check_id = str(marker.args[0]) if marker else f"{feature}.{_slug(scenario)}"
+    if example:
+        check_id += f"[{example}]"
+    level_marker = item.get_closest_marker("conform_level")
+    return {
+        "id": check_id,
+        "feature": feature,
+        "scenario": scenario,
+        "engine": target.engine,
+        "target": target.label,
+        "level": str(level_marker.args[0]) if level_marker else "core",
+    }
+
+
+def _scenario_names(item: pytest.Item) -> tuple[str, str, str]:
+    """(feature stem, scenario name, example id) from pytest-bdd, or the test's own names."""
+    from pytest_bdd.scenario import scenario_wrapper_template_registry
+
+    template = scenario_wrapper_template_registry.get(getattr(item, "obj", None))  # type: ignore[arg-type]
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    example = params.get("_pytest_bdd_example")
+    example_id = "-".join(str(v) for v in example.values()) if isinstance(example, dict) else ""
+    if template is not None:
+        return Path(template.feature.filename).stem, template.name, example_id
+    module = Path(str(item.path)).stem.removeprefix("test_")
+    return module, getattr(item, "originalname", item.name), example_id
+
+
+def _slug(text: str) -> str:
+    return "_".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+def _status(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
+    if report.skipped:
+        return "skipped"
+    if report.passed:
+        return "passed"
+    if report.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(AssertionError):
+        return "failed"
+    return "error"
+
+
+def _detail(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str | None:
+    if report.skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        return reason.removeprefix("Skipped: ")
+    excinfo = call.excinfo
+    if report.passed or excinfo is None:
+        return None
+    error = excinfo.value
+    if isinstance(error, CheckFailure):
+        return str(error)
+    text = str(error).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+class _RunRecorder:
+    """Registered only when the plugin is active: turns test reports into results and writes the report."""
+
+    def __init__(self, config: pytest.Config, state: _PluginState) -> None:
+        self._config = config
+        self._state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        fields = next((value for key, value in report.user_properties if key == _PROP), None)
+        if fields is None:
+            return
+        state = self._state
+        existing = state.results.get(report.nodeid)
+        duration = report.duration + (existing.duration_s if existing else 0.0)
+        if existing is not None and fields["status"] == "passed":
+            # A passing teardown neither undoes a failure nor adds a result.
+            state.results[report.nodeid] = existing.model_copy(update={"duration_s": duration})
+            return
+        result = CheckResult(duration_s=duration, **fields)
+        state.results[report.nodeid] = result
+        if report.nodeid not in state.order:
+            state.order.append(report.nodeid)
+        if self._config.getoption("--conform-progress") and (report.when == "call" or result.status != "passed"):
+            _progress(len(state.order), result)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self._state.interrupted = True
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self._state.report_path is None or hasattr(self._config, "workerinput"):
+            return
+        write_json_report(build_report(self._state), self._state.report_path)
+
+
+def _progress(done: int, result: CheckResult) -> None:
+    detail = f" — {result.detail}" if result.detail and result.status != "passed" else ""
+    print(f"[{done:>3}] {result.target or result.engine:<16} {result.status:<7} {result.id}{detail}", file=sys.stderr, flush=True)
+
+
+def build_report(state: _PluginState) -> Report:
+    results = [state.results[k] for k in state.order]
+    targets = []
+    for target in state.targets:
+        profile = state.profiles.get(target.label) or state.profile(target)
+        targets.append(
+            TargetInfo(
+                engine=target.engine,
+                url=target.display_url,
+                label=target.label,
+                engine_version=profile.version.version,
+                model=profile.version.model,
+                model_digest=profile.version.model_digest,
+                capabilities=CapabilitySummary(
+                    supported=sorted(c.value for c in profile.supported),
+                    unsupported=sorted(c.value for c in profile.unsupported),
+                    source="inferred",
+                ),
+            )
+        )
+    return Report(
+        tool=ToolInfo(version=TOOL_VERSION),
+        started_at=state.started_at,
+        finished_at=_now(),
+        reproduce=state.reproduce,
+        targets=targets,
+        result=verdict(results),
+        summary=summarize(results),
+        results=results,
+        interrupted=state.interrupted,
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _reproduce_line(config: pytest.Config) -> str:
+    # Secrets never appear on a command line here, only the name of their environment variable.
+    given = config.getoption("--conform-reproduce")
+    return str(given) if given else shlex.join(["pytest", *config.invocation_params.args])

@@ -1,0 +1,80 @@
+"""One scenario's world: its event loop, its target (a live URL or a freshly started stub), its adapter.
+
+Steps are synchronous (pytest-bdd); they call ``runtime.run(coro)``, which runs
+the coroutine on the scenario's one ``asyncio.Runner``. A stub lives on that
+same loop, so it serves requests exactly while a step awaits them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import asyncio
+
+from adapters import AdapterOptions, HttpAdapter, Redactor, Timeouts, create_adapter
+from stubs import Script, StubServer
+
+from .probe import TargetProfile
+from .targets import Target
+
+__all__ = ["ScenarioRuntime", "adapter_options"]
+
+T = TypeVar("T")
+
+
+def adapter_options(target: Target, *, idle: float | None = None) -> AdapterOptions:
+    secret = target.api_key()
+    timeouts = Timeouts(connect=min(5.0, target.timeout), total=target.timeout, idle=idle or target.timeout)
+    return AdapterOptions(
+        timeouts=timeouts,
+        api_key=secret,
+        verify=not target.insecure,
+        redactor=Redactor([secret] if secret else []),
+    )
+
+
+class ScenarioRuntime:
+    def __init__(self, target: Target, profile: TargetProfile, *, default_script: Script | None = None) -> None:
+        self.target = target
+        self.profile = profile
+        self.script = default_script or Script()
+        self.stub: StubServer | None = None
+        self._adapter: HttpAdapter | None = None
+        self._options = adapter_options(target)
+        self._runner = asyncio.Runner()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coro)
+
+    def use_script(self, script: Script) -> None:
+        """Choose what the stub plays; only before the first request of the scenario."""
+        if self._adapter is not None:
+            raise RuntimeError("the stub is already running: choose its script before the first request")
+        self.script = script
+
+    def set_idle_timeout(self, seconds: float) -> None:
+        if self._adapter is not None:
+            raise RuntimeError("set client timeouts before the first request")
+        timeouts = dataclasses.replace(self._options.timeouts, idle=seconds)
+        self._options = dataclasses.replace(self._options, timeouts=timeouts)
+
+    @property
+    def adapter(self) -> HttpAdapter:
+        if self._adapter is None:
+            url = self.target.url
+            if url is None:
+                self.stub = StubServer(self.target.engine, self.script)
+                url = self.run(self.stub.start()).url
+            self._adapter = create_adapter(self.target.engine, url, self._options)
+        return self._adapter
+
+    def close(self) -> None:
+        try:
+            if self._adapter is not None:
+                self.run(self._adapter.aclose())
+            if self.stub is not None:
+                self.run(self.stub.close())
+        finally:
+            self._runner.close()

@@ -1,0 +1,123 @@
+"""The compliance report: one pydantic model, the source of every writer and of the JSON Schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CapabilitySummary",
+    "CheckResult",
+    "Implementation",
+    "Report",
+    "Summary",
+    "TargetInfo",
+    "ToolInfo",
+    "summarize",
+    "verdict",
+]
+
+SCHEMA_VERSION = "1"
+
+Status = Literal["passed", "failed", "skipped", "error"]
+Level = Literal["core", "extended"]
+Verdict = Literal["conformant", "partial", "nonconformant"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToolInfo(_Model):
+    name: str = "conform"
+    version: str
+
+
+class Implementation(_Model):
+    organization: str | None = None
+    project: str | None = None
+    version: str | None = None
+    url: str | None = None
+    contact: list[str] = Field(default_factory=list)
+
+
+class CapabilitySummary(_Model):
+    supported: list[str]
+    unsupported: list[str]
+    source: Literal["inferred", "declared"] = "inferred"
+
+
+class TargetInfo(_Model):
+    engine: str
+    url: str
+    engine_version: str | None
+    model: str | None
+    model_digest: str | None
+    capabilities: CapabilitySummary
+    label: str | None = None
+    """How results name this target (engine, or engine@stub for an embedded stub)."""
+
+
+class Summary(_Model):
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    errors: int = 0
+
+
+class CheckResult(_Model):
+    id: str
+    feature: str
+    scenario: str
+    engine: str
+    level: Level
+    status: Status
+    duration_s: float = Field(ge=0)
+    detail: str | None = None
+    target: str | None = None
+    """The target's label (see TargetInfo.label)."""
+
+
+class Report(_Model):
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    tool: ToolInfo
+    started_at: str
+    finished_at: str
+    reproduce: str
+    implementation: Implementation = Field(default_factory=Implementation)
+    targets: list[TargetInfo]
+    result: Verdict
+    summary: Summary
+    results: list[CheckResult]
+    interrupted: bool = False
+    """True when the run was stopped before every check ran (Ctrl-C)."""
+    determinism: dict[str, Any] | None = None
+
+    def to_json(self) -> str:
+        exclude = {"determinism"} if self.determinism is None else set()
+        return self.model_dump_json(indent=2, exclude=exclude) + "\n"
+
+
+def verdict(results: list[CheckResult]) -> Verdict:
+    """nonconformant: anything failed or broke; partial: a core check was skipped; else conformant."""
+    if any(r.status in ("failed", "error") for r in results):
+        return "nonconformant"
+    if any(r.status == "skipped" and r.level == "core" for r in results):
+        return "partial"
+    return "conformant"
+
+
+def summarize(results: list[CheckResult]) -> Summary:
+    summary = Summary()
+    for r in results:
+        if r.status == "passed":
+            summary.passed += 1
+        elif r.status == "failed":
+            summary.failed += 1
+        elif r.status == "skipped":
+            summary.skipped += 1
+        else:
+            summary.errors += 1
+    return summary
