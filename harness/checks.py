@@ -123,22 +123,31 @@ def stream_token_ids(record: StreamRecord) -> None:
 
 @check("stream.indices")
 def stream_indices(record: StreamRecord) -> None:
-    """Token indices start at 0 and increase by exactly one: no duplicate, no reordering, no gap."""
+    """Token indices start at 0 and increase by exactly one: no duplicate, no reordering, no gap.
+
+    The whole sequence is read before judging, so that a swap is reported as a
+    reordering, not as the gap it first looks like.
+    """
+    indices = [t.index for t in record.tokens]
     seen: set[int] = set()
-    previous = -1
-    for token in record.tokens:
-        if token.index in seen:
-            raise CheckFailure("duplicated token index", f"token index {token.index} arrived twice")
-        if token.index < previous:
-            raise CheckFailure("token indices out of order", f"token index {previous} was followed by {token.index}")
-        if token.index > previous + 1:
-            missing = token.index - previous - 1
+    for index in indices:
+        if index in seen:
+            raise CheckFailure("duplicated token index", f"token index {index} arrived twice")
+        seen.add(index)
+    for previous, index in zip(indices, indices[1:], strict=False):
+        if index < previous:
+            raise CheckFailure("token indices out of order", f"token index {previous} was followed by {index}")
+    expected = 0
+    for index in indices:
+        if index != expected:
+            missing = index - expected
+            if expected == 0:
+                raise CheckFailure("gap in token indices", f"the first token has index {index}, expected 0")
             raise CheckFailure(
                 "gap in token indices",
-                f"token index {token.index} followed {previous}: {missing} token{'s' * (missing != 1)} missing",
+                f"token index {index} followed {expected - 1}: {missing} token{'s' * (missing != 1)} missing",
             )
-        seen.add(token.index)
-        previous = token.index
+        expected += 1
 
 
 def check_reassembles(record: StreamRecord, reference: str) -> None:

@@ -183,6 +183,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return "conform targets: " + ", ".join(f"{t.label} ({t.display_url})" for t in state.targets)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:
     """Map conform's Gherkin tags to markers; other tags get pytest-bdd's default treatment."""
     if tag.startswith("check:"):
@@ -356,6 +357,12 @@ class _RunRecorder:
             state.order.append(report.nodeid)
         if self._config.getoption("--conform-progress") and (report.when == "call" or result.status != "passed"):
             _progress(len(state.order), result)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # `conform run` turns pytest's terminal off; a broken feature must still say why.
+        if report.failed:
+            print(f"conform: cannot collect {report.nodeid}: {report.longreprtext.strip().splitlines()[-1]}",
+                  file=sys.stderr, flush=True)
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self._state.interrupted = True

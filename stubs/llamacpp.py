@@ -163,6 +163,16 @@ async def completion(request: web.Request) -> web.StreamResponse:
     return await play_stream(request, context, generation, plan, wire)
 
 
+async def apply_template(request: web.Request) -> web.Response:
+    """Render chat messages the way the gemma/chatml template does: the prompt /completion will get."""
+    body = await _record(request)
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        return web.json_response(_error_body(400, "\"messages\" must be an array of objects"), status=400)
+    turns = "".join(f"<|im_start|>{m.get('role')}\n{m.get('content')}<|im_end|>\n" for m in messages)
+    return web.json_response({"prompt": turns + "<|im_start|>assistant\n"})
+
+
 async def health(request: web.Request) -> web.Response:
     context = request.app[STUB_KEY]
     if context.script.health == "loading":
@@ -249,6 +259,7 @@ def create_app(context: StubContext) -> web.Application:
     app[STUB_KEY] = context
     app.router.add_post("/completion", completion)
     app.router.add_post("/completions", completion)
+    app.router.add_post("/apply-template", apply_template)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/health", health)
     app.router.add_get("/props", props)

@@ -159,7 +159,7 @@ def load_script(path: Path) -> Script:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ScriptError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        raise ScriptError(f"{path}: line {exc.lineno}, column {exc.colno}: not valid JSON: {exc.msg}") from None
     try:
         return Script.model_validate(data)
     except ValidationError as exc:

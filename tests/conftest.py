@@ -1,0 +1,49 @@
+"""Fixtures for the repo's own tests: standalone stub processes and a real llama.cpp server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import CONFORM, RunningProcess, start_llamacpp, stop_group
+
+
+@pytest.fixture
+def stub_process(tmp_path: Path) -> Iterator[Callable[..., RunningProcess]]:
+    """Factory: start `conform stub llamacpp --port 0 [--script ...]` and return its URL (first stdout line)."""
+    started: list[RunningProcess] = []
+
+    def start(script: dict[str, Any] | None = None, engine: str = "llamacpp") -> RunningProcess:
+        args = [*CONFORM, "stub", engine, "--port", "0"]
+        if script is not None:
+            path = tmp_path / f"script-{len(started)}.json"
+            path.write_text(json.dumps(script), encoding="utf-8")
+            args += ["--script", str(path)]
+        log = tmp_path / f"stub-{len(started)}.log"
+        with log.open("w") as stderr:
+            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
+        assert process.stdout is not None
+        running = RunningProcess(process, process.stdout.readline().strip())
+        started.append(running)
+        if not running.url.startswith("http://"):
+            pytest.fail(f"conform stub did not print its URL first; got {running.url!r}; stderr: {log.read_text()}")
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def llamacpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
+    """A real llama.cpp server with the gemma 270M model, 2 slots, shared by the session."""
+    server = start_llamacpp(tmp_path_factory.mktemp("llamacpp") / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,145 @@
+"""The conform CLI as a user runs it: exit codes, one-line errors, and misbehaving targets caught."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reports import validate_report
+from tests.helpers import free_port, run_conform
+
+
+def assert_one_line_error(stderr: str, *fragments: str) -> None:
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got: {stderr!r}"
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_run_against_the_embedded_stubs_passes_and_prints_the_matrix(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    junit = tmp_path / "junit.xml"
+    result = run_conform("run", "--report", str(report), "--junit", str(junit))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "feature" in result.stdout and "llamacpp@stub" in result.stdout
+    for area in ("admission_stream", "cancel", "error_taxonomy", "health_props", "ordering"):
+        assert area in result.stdout
+    assert "result: conformant" in result.stdout
+    document = json.loads(report.read_text())
+    validate_report(document)
+    assert document["summary"]["failed"] == 0 and document["summary"]["passed"] > 20
+    assert document["reproduce"].startswith("conform run --report")
+    assert "<testsuite" in junit.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["run", "--engine", "nosuch", "--url", "http://127.0.0.1:1"], ["unknown engine 'nosuch'", "llamacpp"]),
+        (["run", "--engine", "llamacpp", "--url", "ftp://host"], ["bad URL 'ftp://host'"]),
+        (["run", "--engine", "llamacpp", "--url", "http://:80"], ["bad URL"]),
+        (["run", "--engine", "llamacpp", "--url", "http://h:99999"], ["port"]),
+        (["run", "--engine", "llamacpp"], ["--engine and --url go together"]),
+        (["run", "--url", "http://127.0.0.1:1"], ["--engine and --url go together"]),
+        (["run", "--features", "/nonexistent/x.feature"], ["does not exist"]),
+        (["run", "--engine", "llamacpp", "--url", "http://127.0.0.1:1", "--api-key-env", "CONFORM_TEST_UNSET"],
+         ["CONFORM_TEST_UNSET", "not set"]),
+        (["run", "--timeout", "abc"], ["--timeout", "invalid float"]),
+        (["stub", "nosuch"], ["no stub for engine 'nosuch'"]),
+        (["stub", "llamacpp", "--script", "/nonexistent.json"], ["/nonexistent.json", "cannot read"]),
+        (["bogus"], ["invalid choice"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], fragments: list[str]) -> None:
+    result = run_conform(*args, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_one_line_error(result.stderr, *fragments)
+
+
+def test_unreachable_target_is_exit_2() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run_conform("run", "--engine", "llamacpp", "--url", url, timeout=60)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, "cannot reach", url)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        ("{not json", ["line 1", "not valid JSON"]),
+        ('{"faults": [{"kind": "explode"}]}', ["faults.0", "explode"]),
+        ('{"token_delay_ms": -1}', ["token_delay_ms"]),
+        ('{"surprise": 1}', ["surprise"]),
+    ],
+)
+def test_malformed_script_names_file_and_field(tmp_path: Path, content: str, fragments: list[str]) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    result = run_conform("stub", "llamacpp", "--script", str(path), timeout=60)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, str(path), *fragments)
+
+
+def test_help_describes_every_command() -> None:
+    result = run_conform("--help", timeout=60)
+    assert result.returncode == 0
+    for command in ("run", "stub"):
+        assert command in result.stdout
+    run_help = run_conform("run", "--help", timeout=60).stdout
+    for flag in ("--engine", "--url", "--timeout", "--report", "--junit", "--api-key-env", "--tags"):
+        assert flag in run_help
+
+
+MISBEHAVIOURS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("missing final frame", {"faults": [{"kind": "missing_final"}]}, "admission.stream", "without the final stop:true"),
+    ("duplicated token", {"faults": [{"kind": "duplicate_token", "at_token": 3}]}, "ordering.indices",
+     "token index 3 arrived twice"),
+    ("out-of-order index", {"faults": [{"kind": "reorder_tokens", "at_token": 4}]}, "ordering.indices",
+     "token index 5 was followed by 4"),
+    ("malformed JSON frame", {"faults": [{"kind": "malformed_json", "at_token": 1}]}, "admission.stream",
+     "frame 2 is not JSON"),
+    ("error inside a 200 stream", {"faults": [{"kind": "error_in_stream", "message": "CUDA out of memory"}]},
+     "admission.stream", "engine_error (HTTP 200): error inside the stream: CUDA out of memory"),
+    ("non-SSE content type", {"faults": [{"kind": "content_type", "value": "application/json"}]},
+     "admission.stream", "content type 'application/json'"),
+    ("health ready while requests fail 503", {"faults": [{"kind": "status", "status": 503, "message": "Loading model"}]},
+     "health.ready_admits", "the engine reported ready, but a request failed: upstream_unavailable (HTTP 503)"),
+    ("5xx with an error body", {"faults": [{"kind": "status", "status": 500, "message": "kv cache corrupt"}]},
+     "admission.stream", "answered 500: kv cache corrupt"),
+    ("generation continues after disconnect", {"token_delay_ms": 10, "faults": [{"kind": "ignore_disconnect"}]},
+     "cancel.engine_side", "still processing"),
+    ("stalls forever mid-stream", {"faults": [{"kind": "stall", "at_token": 2}]}, "admission.stream",
+     "deadline_unmet (HTTP 200): http://127.0.0.1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("script", "check_id", "detail"),
+    [pytest.param(script, check_id, detail, id=name) for name, script, check_id, detail in MISBEHAVIOURS],
+)
+def test_a_misbehaving_engine_is_caught(
+    stub_process, tmp_path: Path, script: dict[str, Any], check_id: str, detail: str
+) -> None:
+    stub = stub_process(script)
+    report = tmp_path / "report.json"
+    started = time.monotonic()
+    result = run_conform(
+        "run", "--engine", "llamacpp", "--url", stub.url, "--timeout", "2", "--report", str(report), "--quiet",
+        timeout=120,
+    )
+    assert time.monotonic() - started < 90, "a misbehaving engine must not make the run take long"
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    document = json.loads(report.read_text())
+    validate_report(document)
+    failed = {r["id"]: r["detail"] for r in document["results"] if r["status"] == "failed"}
+    assert check_id in failed, f"{check_id} did not fail; failures: {failed}"
+    assert detail in failed[check_id]
+    assert f"FAILED llamacpp {check_id}: " in result.stdout
+    assert document["result"] == "nonconformant"
+    assert not [r for r in document["results"] if r["status"] == "error"], "a misbehaving engine is a failure"
