@@ -9,7 +9,6 @@ from ._http import RetryPolicy, Timeouts, classify_status
 from ._redact import Redactor, fingerprint
 from ._registry import ADAPTERS, ENGINE_NAMES, UnknownEngineError, create_adapter
 from ._sse import SSEDecoder, SSEError, SSEEvent
-from .capabilities import Capability
 from ._types import (
     ChatMessage,
     End,
@@ -24,6 +23,7 @@ from ._types import (
     Usage,
     WorkerAdapter,
 )
+from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 from .llamacpp import LlamaCppAdapter
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ import httpx
 from ._http import HttpClient, RetryPolicy, StreamResponse, Timeouts, default_describer
 from ._redact import Redactor
 from ._sse import SSEDecoder, SSEError, SSEEvent
-from ._types import TaskRequest
+from ._types import EngineVersion, Health, Props, TaskRequest, TokenEvent
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -34,8 +35,12 @@ class AdapterOptions:
     max_event_bytes: int = 4 * 1024 * 1024
 
 
-class HttpAdapter:
-    """Base for engine modules: owns the HttpClient and the open streams that cancel() may close."""
+class HttpAdapter(abc.ABC):
+    """Base for engine modules: owns the HttpClient and the open streams that cancel() may close.
+
+    Subclasses implement the WorkerAdapter protocol's engine-specific half
+    (health, props, engine_version, submit); cancel and aclose live here.
+    """
 
     engine: str = ""
     capabilities: frozenset[Capability] = frozenset()
@@ -62,6 +67,19 @@ class HttpAdapter:
     def describe_error(self, status: int, body: Any) -> str:
         """The engine's own error message from an error body; engines override for their shapes."""
         return default_describer(status, body)
+
+    @abc.abstractmethod
+    async def health(self) -> Health: ...
+
+    @abc.abstractmethod
+    async def props(self) -> Props: ...
+
+    @abc.abstractmethod
+    async def engine_version(self) -> EngineVersion: ...
+
+    @abc.abstractmethod
+    def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+        """Stream one generation; close the iterator (``contextlib.aclosing``) to disconnect early."""
 
     async def complete(self, req: TaskRequest) -> str:
         """The whole completion of a request, without streaming (engines with non_streaming override)."""
@@ -121,7 +139,7 @@ class HttpAdapter:
     def parse_json_event(event: SSEEvent, url: str, number: int) -> Any:
         try:
             return json.loads(event.data)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise WorkerError(
                 ErrorKind.PROTOCOL_VIOLATION,
                 f"{url}: frame {number} is not JSON ({exc.msg} at column {exc.pos + 1}): {event.data[:120]!r}",

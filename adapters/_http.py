@@ -16,9 +16,9 @@ import contextlib
 import json
 import random
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -160,14 +160,14 @@ class StreamResponse:
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+        return str(self.headers.get("content-type", "")).split(";")[0].strip().lower()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body chunks; raises decode_timeout, deadline_unmet or worker_reset."""
         loop = asyncio.get_running_loop()
         idle = self._idle
         deadline = self._deadline.at
-        iterator = self._response.aiter_bytes()
+        iterator = cast(AsyncGenerator[bytes, None], self._response.aiter_bytes())
         async with contextlib.aclosing(iterator):
             while True:
                 idle_at = loop.time() + idle
@@ -235,8 +235,8 @@ class HttpClient:
         self._redact = (redactor or Redactor()).with_secrets(self._secret_values(self._auth_headers))
         self._describe_error = describe_error
         self._rng = random.Random(retry.seed)
-        verify_arg: bool | ssl.SSLContext = verify if isinstance(verify, bool) else ssl.create_default_context(
-            cafile=verify
+        verify_arg: bool | ssl.SSLContext = (
+            verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
         )
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
@@ -303,7 +303,13 @@ class HttpClient:
         )
         try:
             yield StreamResponse(
-                response.status_code, response.headers, url, response, deadline, self.timeouts.idle, self._redact
+                response.status_code,
+                response.headers,
+                url,
+                response,
+                deadline,
+                self.timeouts.idle,
+                self._redact,
             )
         finally:
             await response.aclose()

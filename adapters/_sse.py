@@ -126,9 +126,8 @@ class SSEDecoder:
         elif name == "id":
             if "\x00" not in value:
                 self._last_id = value or None
-        elif name == "retry":
-            if value.isascii() and value.isdigit():
-                self._retry = int(value)
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self._retry = int(value)
 
     def _dispatch(self) -> SSEEvent | None:
         if not self._has_data:

@@ -8,7 +8,7 @@ descriptive results are pydantic models (boundaries).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -140,7 +140,7 @@ class WorkerAdapter(Protocol):
 
     async def engine_version(self) -> EngineVersion: ...
 
-    def submit(self, req: TaskRequest) -> AsyncIterator[TokenEvent]: ...
+    def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]: ...
 
     async def cancel(self, task_id: str) -> None: ...
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from ._base import HttpAdapter
@@ -124,7 +124,7 @@ class LlamaCppAdapter(HttpAdapter):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/completion answered without content")
         return str(reply["content"])
 
-    async def submit(self, req: TaskRequest) -> AsyncIterator[TokenEvent]:
+    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
         """Stream one generation. Close the iterator (``aclosing``) to disconnect early."""
         body = self.request_body(req, await self._prompt(req), stream=True)
         async with self.open_sse(req.task_id, "/completion", body) as events:
@@ -136,7 +136,9 @@ class LlamaCppAdapter(HttpAdapter):
                 frame = self.parse_json_event(event, self.base_url + "/completion", number)
                 if not isinstance(frame, dict):
                     raise WorkerError(
-                        ErrorKind.PROTOCOL_VIOLATION, f"frame {number} is JSON but not an object", in_stream=True
+                        ErrorKind.PROTOCOL_VIOLATION,
+                        f"frame {number} is JSON but not an object",
+                        in_stream=True,
                     )
                 if "error" in frame:
                     raise WorkerError(

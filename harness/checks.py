@@ -10,6 +10,7 @@ below, with the same failure type.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 
 from adapters import End, ErrorKind, HttpAdapter, Metrics, Started, Token, WorkerError
@@ -134,11 +135,10 @@ def stream_indices(record: StreamRecord) -> None:
         if index in seen:
             raise CheckFailure("duplicated token index", f"token index {index} arrived twice")
         seen.add(index)
-    for previous, index in zip(indices, indices[1:], strict=False):
+    for previous, index in itertools.pairwise(indices):
         if index < previous:
             raise CheckFailure("token indices out of order", f"token index {previous} was followed by {index}")
-    expected = 0
-    for index in indices:
+    for expected, index in enumerate(indices):
         if index != expected:
             missing = index - expected
             if expected == 0:
@@ -147,7 +147,6 @@ def stream_indices(record: StreamRecord) -> None:
                 "gap in token indices",
                 f"token index {index} followed {expected - 1}: {missing} token{'s' * (missing != 1)} missing",
             )
-        expected += 1
 
 
 def check_reassembles(record: StreamRecord, reference: str) -> None:

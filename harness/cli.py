@@ -62,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--api-key-env", metavar="VAR", help="name of the environment variable holding the API key")
     run.add_argument("--features", type=Path, help="a .feature file or folder (default: the built-in features)")
     run.add_argument("--tags", metavar="EXPR", help="select scenarios by tag, e.g. 'not extended'")
-    run.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="bound on every request and stream (default 30)")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="bound on every request and stream (default 30)",
+    )
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (reported loudly)")
     run.add_argument("--report", type=Path, metavar="PATH", help="write the JSON compliance report here")
     run.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
@@ -260,4 +266,3 @@ async def _serve(args: argparse.Namespace, script: Script) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -12,7 +12,7 @@ __all__ = ["render_matrix"]
 def _cell(results: list[CheckResult]) -> str:
     if not results:
         return "-"
-    counts = defaultdict(int)
+    counts: dict[str, int] = defaultdict(int)
     for r in results:
         counts[r.status] += 1
     ran = counts["passed"] + counts["failed"] + counts["error"]

@@ -20,14 +20,14 @@ import asyncio
 import datetime as dt
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters import Capability, ENGINE_NAMES, ADAPTERS, HttpAdapter, create_adapter
+from adapters import ADAPTERS, ENGINE_NAMES, Capability, HttpAdapter, create_adapter
 from reports import (
     CapabilitySummary,
     CheckResult,
@@ -38,12 +38,12 @@ from reports import (
     verdict,
     write_json_report,
 )
-from stubs import STUB_ENGINES, Script, StubServer
+from stubs import STUB_ENGINES, StubServer
 
 from .checks import CheckFailure
 from .probe import TargetProfile, probe
 from .runtime import ScenarioRuntime, adapter_options
-from .targets import Target, TargetError
+from .targets import Target
 
 __all__ = ["SCENARIO_KEY", "ScenarioInfo"]
 
@@ -258,8 +258,10 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, sce
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    report: pytest.TestReport = yield
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if _state(item.config) is None or "conform_target" not in getattr(item, "fixturenames", ()):
         return report
     target: Target | None = getattr(getattr(item, "callspec", None), "params", {}).get("conform_target")
@@ -342,7 +344,7 @@ class _RunRecorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         fields = next((value for key, value in report.user_properties if key == _PROP), None)
-        if fields is None:
+        if not isinstance(fields, dict):
             return
         state = self._state
         existing = state.results.get(report.nodeid)
@@ -361,8 +363,11 @@ class _RunRecorder:
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # `conform run` turns pytest's terminal off; a broken feature must still say why.
         if report.failed:
-            print(f"conform: cannot collect {report.nodeid}: {report.longreprtext.strip().splitlines()[-1]}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"conform: cannot collect {report.nodeid}: {report.longreprtext.strip().splitlines()[-1]}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self._state.interrupted = True
@@ -375,7 +380,11 @@ class _RunRecorder:
 
 def _progress(done: int, result: CheckResult) -> None:
     detail = f" — {result.detail}" if result.detail and result.status != "passed" else ""
-    print(f"[{done:>3}] {result.target or result.engine:<16} {result.status:<7} {result.id}{detail}", file=sys.stderr, flush=True)
+    print(
+        f"[{done:>3}] {result.target or result.engine:<16} {result.status:<7} {result.id}{detail}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def build_report(state: _PluginState) -> Report:

@@ -7,11 +7,10 @@ same loop, so it serves requests exactly while a step awaits them.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Coroutine
 from typing import Any, TypeVar
-
-import asyncio
 
 from adapters import AdapterOptions, HttpAdapter, Redactor, Timeouts, create_adapter
 from stubs import Script, StubServer

@@ -46,9 +46,7 @@ class StreamRecord:
         return "no error" if self.error is None else str(self.error)
 
 
-async def collect(
-    adapter: HttpAdapter, request: TaskRequest, *, cancel_after: int | None = None
-) -> StreamRecord:
+async def collect(adapter: HttpAdapter, request: TaskRequest, *, cancel_after: int | None = None) -> StreamRecord:
     """Stream `request` to the end (or cancel after `cancel_after` tokens); never raises WorkerError.
 
     A harness-side wall limit (total timeout plus a grace period) guards against
@@ -63,14 +61,19 @@ async def collect(
                     if record.cancelled_at is not None and isinstance(event, Token):
                         record.tokens_after_cancel += 1
                     record.events.append(event)
-                    if cancel_after is not None and record.cancelled_at is None and _token_count(record) >= cancel_after:
+                    if (
+                        cancel_after is not None
+                        and record.cancelled_at is None
+                        and _token_count(record) >= cancel_after
+                    ):
                         record.cancelled_at = time.monotonic()
                         await adapter.cancel(request.task_id)
     except WorkerError as error:
         record.error = error
     except TimeoutError:
         record.error = WorkerError(
-            ErrorKind.DEADLINE_UNMET, f"the harness stopped waiting after {wall:g} s (total timeout plus grace)"
+            ErrorKind.DEADLINE_UNMET,
+            f"the harness stopped waiting after {wall:g} s (total timeout plus grace)",
         )
     return record
 

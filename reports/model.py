@@ -19,7 +19,7 @@ __all__ = [
     "verdict",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION: Literal["1"] = "1"
 
 Status = Literal["passed", "failed", "skipped", "error"]
 Level = Literal["core", "extended"]

@@ -6,10 +6,10 @@ from .server import STUB_ENGINES, StubServer, UnknownEngineError, start_stub
 from .tokens import StubToken, generate_tokens
 
 __all__ = [
+    "STUB_ENGINES",
     "Fault",
     "Framing",
     "Generation",
-    "STUB_ENGINES",
     "Script",
     "ScriptError",
     "StubServer",

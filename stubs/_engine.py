@@ -94,7 +94,9 @@ class StubContext:
     def faults_for(self, generation: Generation) -> list[Fault]:
         return [f for f in self.script.faults if f.times is None or generation.number <= f.times]
 
-    def new_generation(self, prompt: str, seed: int | None, max_tokens: int | None) -> tuple[Generation, list[StubToken]]:
+    def new_generation(
+        self, prompt: str, seed: int | None, max_tokens: int | None
+    ) -> tuple[Generation, list[StubToken]]:
         effective_seed = self.seed if seed is None or seed < 0 else seed
         limit = 16 if max_tokens is None or max_tokens < 0 else max_tokens
         if self.script.max_tokens is not None:
@@ -201,7 +203,15 @@ async def play_stream(
     steps, cut_at = _apply_faults(plan, faults, wire)
     writer = _Writer(request, response, context.script.framing)
     survive = any(isinstance(f, IgnoreDisconnectFault) for f in faults)
-    run = _run_steps(writer, context.script.token_delay_ms / 1000.0, generation, steps, cut_at, stalls.get("mid_stream"), survive)
+    run = _run_steps(
+        writer,
+        context.script.token_delay_ms / 1000.0,
+        generation,
+        steps,
+        cut_at,
+        stalls.get("mid_stream"),
+        survive,
+    )
     await _generate(context.state, generation, run, survive_disconnect=survive)
     if writer.broken:
         return response

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ._engine import STUB_KEY, StreamPlan, StubContext, encode_sse, play_stream
 from .tokens import StubToken
@@ -139,11 +140,11 @@ async def completion(request: web.Request) -> web.StreamResponse:
     if context.script.health == "loading":
         return wire.error_response(503, "Loading model", {})
     if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
-        return wire.error_response(400, "\"prompt\" must be a string", {})
+        return wire.error_response(400, '"prompt" must be a string', {})
     prompt: str = body["prompt"]
     n_predict = body.get("n_predict", -1)
     if not isinstance(n_predict, int):
-        return wire.error_response(400, "\"n_predict\" must be an integer", {})
+        return wire.error_response(400, '"n_predict" must be an integer', {})
     n_ctx = context.ctx_size // context.total_slots
     if _prompt_tokens(prompt) > n_ctx:
         message = f"request ({_prompt_tokens(prompt)} tokens) exceeds the available context size ({n_ctx} tokens)"
@@ -158,7 +159,9 @@ async def completion(request: web.Request) -> web.StreamResponse:
         return web.json_response(final)
     plan = StreamPlan(
         token_frames=[wire.token_frame(t, i, _prompt_tokens(prompt)) for i, t in enumerate(tokens)],
-        final_frames=[encode_sse(_dumps(_final(context, body, tokens, generation.seed, prompt, True)), context.script.framing)],
+        final_frames=[
+            encode_sse(_dumps(_final(context, body, tokens, generation.seed, prompt, True)), context.script.framing)
+        ],
     )
     return await play_stream(request, context, generation, plan, wire)
 
@@ -168,7 +171,7 @@ async def apply_template(request: web.Request) -> web.Response:
     body = await _record(request)
     messages = body.get("messages") if isinstance(body, dict) else None
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        return web.json_response(_error_body(400, "\"messages\" must be an array of objects"), status=400)
+        return web.json_response(_error_body(400, '"messages" must be an array of objects'), status=400)
     turns = "".join(f"<|im_start|>{m.get('role')}\n{m.get('content')}<|im_end|>\n" for m in messages)
     return web.json_response({"prompt": turns + "<|im_start|>assistant\n"})
 
@@ -188,7 +191,13 @@ async def props(request: web.Request) -> web.Response:
                 "id": 0,
                 "n_ctx": context.ctx_size // context.total_slots,
                 "is_processing": False,
-                "params": {"seed": 4294967295, "temperature": 0.8, "top_k": 40, "top_p": 0.95, "n_predict": -1},
+                "params": {
+                    "seed": 4294967295,
+                    "temperature": 0.8,
+                    "top_k": 40,
+                    "top_p": 0.95,
+                    "n_predict": -1,
+                },
             },
             "total_slots": context.total_slots,
             "model_alias": context.model,
@@ -212,7 +221,12 @@ async def slots(request: web.Request) -> web.Response:
     busy = context.state.active
     return web.json_response(
         [
-            {"id": i, "n_ctx": context.ctx_size // context.total_slots, "speculative": False, "is_processing": i < busy}
+            {
+                "id": i,
+                "n_ctx": context.ctx_size // context.total_slots,
+                "speculative": False,
+                "is_processing": i < busy,
+            }
             for i in range(context.total_slots)
         ]
     )
@@ -246,7 +260,7 @@ async def models(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def _not_found(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _not_found(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPNotFound:

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 
 __all__ = ["VOCABULARY", "StubToken", "generate_tokens"]
 
-_WORDS = (
-    "the of and to in is was for on that with as by at from his her it an were are which this be "
-    "or has had not but also first one their its new after who they two have been more other "
-    "time during into all most some would school only there world city where when over can "
-    "three many years while state about then these between under made river light stone engine "
-    "token stream model answer small large quiet bright early late north south east west water "
-    "fire paper glass metal signal window garden market bridge tower"
+_WORDS = (  # noqa: SIM905  (one readable block of words, split once at import)
+    "the of and to in is was for on that with as by at from his her it an were are which this "
+    "be or has had not but also first one their its new after who they two have been more "
+    "other time during into all most some would school only there world city where when over "
+    "can three many years while state about then these between under made river light stone "
+    "engine token stream model answer small large quiet bright early late north south east "
+    "west water fire paper glass metal signal window garden market bridge tower "
 ).split()
 
-VOCABULARY: tuple[str, ...] = tuple(" " + w for w in _WORDS) + (".", ",", "\n")
+VOCABULARY: tuple[str, ...] = (*tuple(" " + w for w in _WORDS), ".", ",", "\n")
 """Token text by id; ids start at 100 so that they never look like special tokens."""
 
 _FIRST_ID = 100

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import CONFORM, RunningProcess, start_llamacpp, stop_group
+from tests.helpers import CONFORM, RunningProcess, start_llamacpp
 
 
 @pytest.fixture

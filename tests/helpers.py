@@ -88,7 +88,11 @@ def start_llamacpp(log_path: Path, slots: int = 2) -> RunningProcess:
         command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "2048"]
         with log_path.open("w") as log:
             process = subprocess.Popen(
-                [*command, "-np", str(slots)], stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True
+                [*command, "-np", str(slots)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
             )
         try:
             _wait_ready(url, process, READY_TIMEOUT_S)
@@ -102,7 +106,9 @@ def start_llamacpp(log_path: Path, slots: int = 2) -> RunningProcess:
     raise RuntimeError(f"llama-server failed to start three times; see {log_path}")
 
 
-def run_conform(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_conform(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run the conform CLI in a subprocess, as a user would."""
     return subprocess.run(
         [*CONFORM, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}

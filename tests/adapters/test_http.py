@@ -8,10 +8,17 @@ import json
 import httpx
 import pytest
 
-from adapters import AdapterOptions, ErrorKind, LlamaCppAdapter, RetryPolicy, TaskRequest, Timeouts, WorkerError
+from adapters import (
+    AdapterOptions,
+    ErrorKind,
+    LlamaCppAdapter,
+    RetryPolicy,
+    TaskRequest,
+    Timeouts,
+    WorkerError,
+)
 from adapters._http import HttpClient, classify_status, parse_retry_after
 from stubs import Script, StubServer
-
 
 SECRET = "sk-test-0123456789abcdef"
 

@@ -24,7 +24,6 @@ from adapters import (
 )
 from stubs import Script, StubServer, generate_tokens
 
-
 REQUEST = TaskRequest(prompt="The capital of France is", max_tokens=6, seed=7)
 
 
@@ -97,14 +96,26 @@ async def test_valid_framing_variants_give_identical_events(framing: dict[str, A
         ({"kind": "malformed_json", "at_token": 1}, ErrorKind.PROTOCOL_VIOLATION, "frame 2 is not JSON"),
         ({"kind": "error_in_stream", "at_token": 2, "message": "boom"}, ErrorKind.ENGINE_ERROR, "boom"),
         ({"kind": "legacy_error_line"}, ErrorKind.PROTOCOL_VIOLATION, "without the final stop:true frame"),
-        ({"kind": "content_type", "value": "application/json"}, ErrorKind.PROTOCOL_VIOLATION, "'application/json'"),
+        (
+            {"kind": "content_type", "value": "application/json"},
+            ErrorKind.PROTOCOL_VIOLATION,
+            "'application/json'",
+        ),
         ({"kind": "close_early", "at_token": 2}, ErrorKind.WORKER_RESET, "broke mid-stream"),
-        ({"kind": "status", "status": 400, "message": "bad n"}, ErrorKind.INVALID_REQUEST, "answered 400: bad n"),
+        (
+            {"kind": "status", "status": 400, "message": "bad n"},
+            ErrorKind.INVALID_REQUEST,
+            "answered 400: bad n",
+        ),
         ({"kind": "status", "status": 404, "message": "no"}, ErrorKind.NOT_FOUND, "answered 404"),
         ({"kind": "status", "status": 401, "message": "Invalid API Key"}, ErrorKind.AUTH, "answered 401"),
         ({"kind": "status", "status": 429, "message": "slow"}, ErrorKind.RATE_LIMITED, "answered 429"),
         ({"kind": "status", "status": 500, "message": "oops"}, ErrorKind.ENGINE_ERROR, "answered 500: oops"),
-        ({"kind": "status", "status": 503, "message": "Loading model"}, ErrorKind.UPSTREAM_UNAVAILABLE, "Loading"),
+        (
+            {"kind": "status", "status": 503, "message": "Loading model"},
+            ErrorKind.UPSTREAM_UNAVAILABLE,
+            "Loading",
+        ),
         ({"kind": "status", "status": 503, "message": "server busy"}, ErrorKind.OVERLOADED, "busy"),
         ({"kind": "status", "status": 529, "message": "overloaded"}, ErrorKind.OVERLOADED, "answered 529"),
     ],
@@ -130,7 +141,10 @@ async def test_in_stream_error_is_not_retriable_but_the_same_status_before_the_s
 
 async def test_stall_after_the_stream_started_is_a_decode_timeout() -> None:
     timeouts = Timeouts(connect=1, total=10, idle=0.3)
-    async with stub_and_adapter({"faults": [{"kind": "stall", "at_token": 2}]}, timeouts=timeouts) as (_, adapter):
+    async with stub_and_adapter({"faults": [{"kind": "stall", "at_token": 2}]}, timeouts=timeouts) as (
+        _,
+        adapter,
+    ):
         with pytest.raises(WorkerError) as raised:
             await stream(adapter)
     assert raised.value.kind is ErrorKind.DECODE_TIMEOUT
@@ -195,7 +209,10 @@ async def test_cancel_closes_the_stream_and_the_stub_stops_generating() -> None:
 
 
 async def test_a_stub_ignoring_disconnect_keeps_its_slot_busy() -> None:
-    async with stub_and_adapter({"token_delay_ms": 5, "faults": [{"kind": "ignore_disconnect"}]}) as (stub, adapter):
+    async with stub_and_adapter({"token_delay_ms": 5, "faults": [{"kind": "ignore_disconnect"}]}) as (
+        stub,
+        adapter,
+    ):
         request = TaskRequest(prompt="x", max_tokens=200)
         with contextlib.suppress(WorkerError):
             async with contextlib.aclosing(adapter.submit(request)) as submitted:

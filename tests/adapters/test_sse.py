@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import example, given, note
 from hypothesis import strategies as st
@@ -99,9 +101,7 @@ def test_oversized_event_of_many_lines_is_an_error() -> None:
 
 # -- properties -------------------------------------------------------------------------------------
 
-_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=40
-)
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=40)
 _events = st.lists(
     st.tuples(st.sampled_from([None, "delta", "error"]), st.lists(_text, min_size=1, max_size=3)),
     max_size=8,
@@ -133,13 +133,15 @@ def encoded_and_cut(draw: st.DrawFn) -> tuple[list[tuple[str | None, list[str]]]
 
 def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @given(encoded_and_cut())
 @example(([(None, ["a"])], b"data: a\r\n\r\n", [8]))
 @example(([(None, ["a"])], b"data: a\r\r", [8]))
-def test_round_trip_on_any_chunking(case: tuple[list[tuple[str | None, list[str]]], bytes, list[int]]) -> None:
+def test_round_trip_on_any_chunking(
+    case: tuple[list[tuple[str | None, list[str]]], bytes, list[int]],
+) -> None:
     events, encoded, cuts = case
     chunks = _chunks(encoded, cuts)
     note(f"chunks={chunks!r}")

@@ -40,15 +40,28 @@ def test_run_against_the_embedded_stubs_passes_and_prints_the_matrix(tmp_path: P
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["run", "--engine", "nosuch", "--url", "http://127.0.0.1:1"], ["unknown engine 'nosuch'", "llamacpp"]),
+        (
+            ["run", "--engine", "nosuch", "--url", "http://127.0.0.1:1"],
+            ["unknown engine 'nosuch'", "llamacpp"],
+        ),
         (["run", "--engine", "llamacpp", "--url", "ftp://host"], ["bad URL 'ftp://host'"]),
         (["run", "--engine", "llamacpp", "--url", "http://:80"], ["bad URL"]),
         (["run", "--engine", "llamacpp", "--url", "http://h:99999"], ["port"]),
         (["run", "--engine", "llamacpp"], ["--engine and --url go together"]),
         (["run", "--url", "http://127.0.0.1:1"], ["--engine and --url go together"]),
         (["run", "--features", "/nonexistent/x.feature"], ["does not exist"]),
-        (["run", "--engine", "llamacpp", "--url", "http://127.0.0.1:1", "--api-key-env", "CONFORM_TEST_UNSET"],
-         ["CONFORM_TEST_UNSET", "not set"]),
+        (
+            [
+                "run",
+                "--engine",
+                "llamacpp",
+                "--url",
+                "http://127.0.0.1:1",
+                "--api-key-env",
+                "CONFORM_TEST_UNSET",
+            ],
+            ["CONFORM_TEST_UNSET", "not set"],
+        ),
         (["run", "--timeout", "abc"], ["--timeout", "invalid float"]),
         (["stub", "nosuch"], ["no stub for engine 'nosuch'"]),
         (["stub", "llamacpp", "--script", "/nonexistent.json"], ["/nonexistent.json", "cannot read"]),
@@ -96,25 +109,66 @@ def test_help_describes_every_command() -> None:
 
 
 MISBEHAVIOURS: list[tuple[str, dict[str, Any], str, str]] = [
-    ("missing final frame", {"faults": [{"kind": "missing_final"}]}, "admission.stream", "without the final stop:true"),
-    ("duplicated token", {"faults": [{"kind": "duplicate_token", "at_token": 3}]}, "ordering.indices",
-     "token index 3 arrived twice"),
-    ("out-of-order index", {"faults": [{"kind": "reorder_tokens", "at_token": 4}]}, "ordering.indices",
-     "token index 5 was followed by 4"),
-    ("malformed JSON frame", {"faults": [{"kind": "malformed_json", "at_token": 1}]}, "admission.stream",
-     "frame 2 is not JSON"),
-    ("error inside a 200 stream", {"faults": [{"kind": "error_in_stream", "message": "CUDA out of memory"}]},
-     "admission.stream", "engine_error (HTTP 200): error inside the stream: CUDA out of memory"),
-    ("non-SSE content type", {"faults": [{"kind": "content_type", "value": "application/json"}]},
-     "admission.stream", "content type 'application/json'"),
-    ("health ready while requests fail 503", {"faults": [{"kind": "status", "status": 503, "message": "Loading model"}]},
-     "health.ready_admits", "the engine reported ready, but a request failed: upstream_unavailable (HTTP 503)"),
-    ("5xx with an error body", {"faults": [{"kind": "status", "status": 500, "message": "kv cache corrupt"}]},
-     "admission.stream", "answered 500: kv cache corrupt"),
-    ("generation continues after disconnect", {"token_delay_ms": 10, "faults": [{"kind": "ignore_disconnect"}]},
-     "cancel.engine_side", "still processing"),
-    ("stalls forever mid-stream", {"faults": [{"kind": "stall", "at_token": 2}]}, "admission.stream",
-     "deadline_unmet (HTTP 200): http://127.0.0.1"),
+    (
+        "missing final frame",
+        {"faults": [{"kind": "missing_final"}]},
+        "admission.stream",
+        "without the final stop:true",
+    ),
+    (
+        "duplicated token",
+        {"faults": [{"kind": "duplicate_token", "at_token": 3}]},
+        "ordering.indices",
+        "token index 3 arrived twice",
+    ),
+    (
+        "out-of-order index",
+        {"faults": [{"kind": "reorder_tokens", "at_token": 4}]},
+        "ordering.indices",
+        "token index 5 was followed by 4",
+    ),
+    (
+        "malformed JSON frame",
+        {"faults": [{"kind": "malformed_json", "at_token": 1}]},
+        "admission.stream",
+        "frame 2 is not JSON",
+    ),
+    (
+        "error inside a 200 stream",
+        {"faults": [{"kind": "error_in_stream", "message": "CUDA out of memory"}]},
+        "admission.stream",
+        "engine_error (HTTP 200): error inside the stream: CUDA out of memory",
+    ),
+    (
+        "non-SSE content type",
+        {"faults": [{"kind": "content_type", "value": "application/json"}]},
+        "admission.stream",
+        "content type 'application/json'",
+    ),
+    (
+        "health ready while requests fail 503",
+        {"faults": [{"kind": "status", "status": 503, "message": "Loading model"}]},
+        "health.ready_admits",
+        "the engine reported ready, but a request failed: upstream_unavailable (HTTP 503)",
+    ),
+    (
+        "5xx with an error body",
+        {"faults": [{"kind": "status", "status": 500, "message": "kv cache corrupt"}]},
+        "admission.stream",
+        "answered 500: kv cache corrupt",
+    ),
+    (
+        "generation continues after disconnect",
+        {"token_delay_ms": 10, "faults": [{"kind": "ignore_disconnect"}]},
+        "cancel.engine_side",
+        "still processing",
+    ),
+    (
+        "stalls forever mid-stream",
+        {"faults": [{"kind": "stall", "at_token": 2}]},
+        "admission.stream",
+        "deadline_unmet (HTTP 200): http://127.0.0.1",
+    ),
 ]
 
 
@@ -129,7 +183,16 @@ def test_a_misbehaving_engine_is_caught(
     report = tmp_path / "report.json"
     started = time.monotonic()
     result = run_conform(
-        "run", "--engine", "llamacpp", "--url", stub.url, "--timeout", "2", "--report", str(report), "--quiet",
+        "run",
+        "--engine",
+        "llamacpp",
+        "--url",
+        stub.url,
+        "--timeout",
+        "2",
+        "--report",
+        str(report),
+        "--quiet",
         timeout=120,
     )
     assert time.monotonic() - started < 90, "a misbehaving engine must not make the run take long"

