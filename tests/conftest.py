@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers import CONFORM, RunningProcess, start_llamacpp
+
+# CI: derandomized and without a deadline (shared 2-core machines); `HYPOTHESIS_PROFILE=fuzz` for a long run.
+settings.register_profile("ci", derandomize=True, deadline=None, database=None)
+settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
 
 
 @pytest.fixture
