@@ -164,6 +164,12 @@ MISBEHAVIOURS: list[tuple[str, dict[str, Any], str, str]] = [
         "still processing",
     ),
     (
+        "stalls forever before headers",
+        {"faults": [{"kind": "stall", "phase": "before_headers"}]},
+        "admission.stream",
+        "got no response headers within the total deadline",
+    ),
+    (
         "stalls forever mid-stream",
         {"faults": [{"kind": "stall", "at_token": 2}]},
         "admission.stream",
@@ -206,3 +212,14 @@ def test_a_misbehaving_engine_is_caught(
     assert f"FAILED llamacpp {check_id}: " in result.stdout
     assert document["result"] == "nonconformant"
     assert not [r for r in document["results"] if r["status"] == "error"], "a misbehaving engine is a failure"
+
+
+def test_valid_wire_variants_pass_a_whole_run(stub_process, tmp_path: Path) -> None:
+    """CRLF line ends, keep-alive comments, `data:` without a space, 1-byte chunks: all conforming."""
+    framing = {"line_ending": "crlf", "space_after_colon": False, "keepalive_every": 1, "chunk_size": 1}
+    stub = stub_process({"framing": framing, "token_delay_ms": 1})
+    report = tmp_path / "report.json"
+    result = run_conform("run", "--engine", "llamacpp", "--url", stub.url, "--report", str(report), "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(report.read_text())
+    assert document["summary"]["failed"] == 0 and document["summary"]["passed"] >= 10
