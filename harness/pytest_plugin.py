@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from adapters import ADAPTERS, ENGINE_NAMES, Capability, HttpAdapter, create_adapter
 from reports import (
@@ -127,6 +128,15 @@ def _option(config: pytest.Config, name: str) -> Any:
 
 
 def _targets(config: pytest.Config) -> list[Target]:
+    try:
+        return _build_targets(config)
+    except (ValueError, ValidationError) as error:
+        first = error.errors()[0] if isinstance(error, ValidationError) else None
+        message = f"--conform-{first['loc'][0]}: {first['msg']}" if first else str(error)
+        raise pytest.UsageError(message) from None
+
+
+def _build_targets(config: pytest.Config) -> list[Target]:
     engine, url = _option(config, "engine"), _option(config, "url")
     stubs: list[str] = config.getoption("--conform-stub") or []
     timeout = float(_option(config, "timeout") or 30.0)

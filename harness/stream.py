@@ -7,7 +7,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-from adapters import End, HttpAdapter, Started, TaskRequest, Token, TokenEvent, WorkerError
+from adapters import End, HttpAdapter, TaskRequest, Token, TokenEvent, WorkerError
 from adapters.errors import ErrorKind
 
 __all__ = ["StreamRecord", "collect"]
@@ -80,8 +80,3 @@ async def collect(adapter: HttpAdapter, request: TaskRequest, *, cancel_after: i
 
 def _token_count(record: StreamRecord) -> int:
     return sum(1 for e in record.events if isinstance(e, Token))
-
-
-def first_started(record: StreamRecord) -> Started | None:
-    first = record.events[0] if record.events else None
-    return first if isinstance(first, Started) else None

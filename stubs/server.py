@@ -89,6 +89,8 @@ class StubServer:
         await self.close()
 
 
-def start_stub(engine: str, script: Script | None = None, **options: object) -> StubServer:
-    """`async with start_stub("llamacpp", script) as stub:` gives `stub.url`."""
-    return StubServer(engine, script, **options)  # type: ignore[arg-type]
+def start_stub(
+    engine: str, script: Script | None = None, *, seed: int = 0, model: str = "stub-model", salt: str = ""
+) -> StubServer:
+    """`async with start_stub("llamacpp", script) as stub:` gives `stub.url` (a free loopback port)."""
+    return StubServer(engine, script, seed=seed, model=model, salt=salt)
