@@ -53,6 +53,8 @@ class TaskRequest(BaseModel):
     stop: tuple[str, ...] = ()
     cache_prompt: bool | None = None
     """Ask the engine to reuse (True) or not reuse (False) its prompt cache; None leaves its default."""
+    logprobs: bool = False
+    """Ask for the log-probability of each sampled token, where the engine offers it."""
 
     @model_validator(mode="after")
     def _one_input(self) -> TaskRequest:
@@ -77,6 +79,8 @@ class Token:
     text: str
     token_id: int | None
     at: float
+    logprob: float | None = None
+    """Log-probability of the sampled token, when requested and offered."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -38,6 +38,8 @@ class LlamaCppAdapter(HttpAdapter):
             Capability.COMPLETIONS,
             Capability.NON_STREAMING,
             Capability.MODEL_DIGEST,
+            Capability.LOGPROBS,
+            Capability.PROMPT_CACHE_CONTROL,
         }
     )
     """What the protocol offers; probing a target removes what that server turns off."""
@@ -104,6 +106,8 @@ class LlamaCppAdapter(HttpAdapter):
             body["cache_prompt"] = req.cache_prompt
         if req.model is not None:
             body["model"] = req.model
+        if req.logprobs:
+            body["n_probs"] = 1
         return body
 
     async def _prompt(self, req: TaskRequest) -> str:
@@ -172,10 +176,26 @@ def _tokens(frame: dict[str, Any], position: int) -> list[Token]:
     ids = [i for i in frame.get("tokens") or [] if isinstance(i, int)]
     predicted = frame.get("tokens_predicted")
     first = predicted - max(1, len(ids)) if isinstance(predicted, int) else position
+    logprobs = _logprobs(frame)
     if not ids:
-        return [Token(first, text, None, now)]
+        return [Token(first, text, None, now, logprobs.get(0))]
     last = len(ids) - 1
-    return [Token(first + n, text if n == last else "", token_id, now) for n, token_id in enumerate(ids)]
+    return [
+        Token(first + n, text if n == last else "", token_id, now, logprobs.get(n)) for n, token_id in enumerate(ids)
+    ]
+
+
+def _logprobs(frame: dict[str, Any]) -> dict[int, float]:
+    """Per-token log-probabilities of a frame (``completion_probabilities`` with ``n_probs``), by position."""
+    entries = frame.get("completion_probabilities")
+    if not isinstance(entries, list):
+        return {}
+    found: dict[int, float] = {}
+    for n, entry in enumerate(entries):
+        value = entry.get("logprob") if isinstance(entry, dict) else None
+        if isinstance(value, int | float):
+            found[n] = float(value)
+    return found
 
 
 def _final_events(frame: dict[str, Any]) -> list[TokenEvent]:

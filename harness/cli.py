@@ -21,10 +21,11 @@ from urllib.parse import urlsplit
 
 from adapters import ADAPTERS, ENGINE_NAMES, ErrorKind, WorkerError, create_adapter
 from features import FEATURES_DIR
-from reports import Report
+from reports import Report, write_json_report
 from stubs import STUB_ENGINES, Script, ScriptError, StubServer, load_script
 
-from .matrix import render_matrix
+from .determinism import CorpusError, SuiteOptions, TargetUnreachable, run_suite
+from .matrix import render_determinism, render_matrix
 from .runtime import adapter_options
 from .targets import Target, TargetError
 
@@ -75,6 +76,50 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--alluredir", type=Path, metavar="DIR", help="write allure results into this folder")
     run.add_argument("--quiet", action="store_true", help="no per-check progress lines")
     run.set_defaults(handler=_run)
+
+    det = commands.add_parser(
+        "determinism",
+        help="replay seeded requests across replicas and under load; name the first divergent token",
+        description="Send every seeded request of the corpus to every replica, alone (solo) and while "
+        "--concurrency other requests are in flight (load), and compare the token streams. Exit 0 when "
+        "every stream is identical, 1 on any divergence (the first divergent token is named), 2 on bad input.",
+    )
+    det.add_argument("--engine", required=True, help=f"engine of the replicas: {', '.join(ENGINE_NAMES)}")
+    det.add_argument("--url", action="append", required=True, help="a replica's base URL (repeat for each replica)")
+    det.add_argument("--model", help="model name to put in requests")
+    det.add_argument("--api-key-env", metavar="VAR", help="name of the environment variable holding the API key")
+    det.add_argument("--corpus", type=Path, help="JSONL corpus of seeded requests (default: the built-in corpus)")
+    det.add_argument(
+        "--requests", type=int, default=8, metavar="N", help="requests taken from the built-in corpus (default 8)"
+    )
+    det.add_argument("--seed", type=int, default=1, metavar="S", help="selects the built-in requests (default 1)")
+    det.add_argument(
+        "--concurrency", type=int, default=4, metavar="K", help="other requests in flight under load (default 4)"
+    )
+    det.add_argument(
+        "--max-tokens", type=int, default=64, metavar="T", help="tokens per request unless the corpus says (default 64)"
+    )
+    det.add_argument(
+        "--repeat", type=int, default=1, metavar="N", help="times each request is sent per replica and mode"
+    )
+    det.add_argument("--no-load", action="store_true", help="solo only: skip the under-load mode")
+    det.add_argument("--no-prompt-cache", action="store_true", help="skip the prompt-cache-on comparison")
+    det.add_argument(
+        "--logprob-rtol",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="relative tolerance for logprobs (default 0: bitwise)",
+    )
+    det.add_argument("--record", type=Path, metavar="GOLDEN", help="write the observed streams as a golden JSONL file")
+    det.add_argument("--baseline", type=Path, metavar="GOLDEN", help="compare against a golden file recorded earlier")
+    det.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="bound on every request (default 60)"
+    )
+    det.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    det.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here")
+    det.add_argument("--quiet", action="store_true", help="no progress lines")
+    det.set_defaults(handler=_determinism)
 
     stub = commands.add_parser(
         "stub",
@@ -231,6 +276,65 @@ def _run(args: argparse.Namespace) -> int:
     if code == pytest.ExitCode.INTERRUPTED:
         return 130
     return EXIT_OK if s.failed == 0 and s.errors == 0 else EXIT_FAILED
+
+
+# -- determinism ---------------------------------------------------------------------------------------
+
+
+def _determinism(args: argparse.Namespace) -> int:
+    if args.engine not in ENGINE_NAMES:
+        raise UsageError(f"unknown engine {args.engine!r} (known: {', '.join(ENGINE_NAMES)})")
+    if args.engine not in ADAPTERS:
+        raise UsageError(f"engine {args.engine!r} is not supported yet (supported: {', '.join(sorted(ADAPTERS))})")
+    for url in args.url:
+        _check_url(url)
+    for name in ("requests", "concurrency", "max_tokens", "repeat"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.logprob_rtol < 0 or args.timeout <= 0:
+        raise UsageError("--logprob-rtol must be >= 0 and --timeout > 0")
+    if args.corpus is not None and args.baseline is not None:
+        raise UsageError("--corpus and --baseline exclude each other: a golden file carries its own requests")
+    options = SuiteOptions(
+        engine=args.engine,
+        urls=tuple(args.url),
+        model=args.model,
+        api_key_env=args.api_key_env,
+        timeout=args.timeout,
+        insecure=args.insecure,
+        corpus=args.corpus,
+        requests=args.requests,
+        seed=args.seed,
+        concurrency=args.concurrency,
+        max_tokens=args.max_tokens,
+        repeat=args.repeat,
+        record=args.record,
+        baseline=args.baseline,
+        logprob_rtol=args.logprob_rtol,
+        prompt_cache=not args.no_prompt_cache,
+        modes=("solo",) if args.no_load else ("solo", "load"),
+        reproduce=shlex.join(["conform", *sys.argv[1:]]) if sys.argv[1:2] == ["determinism"] else "conform determinism",
+    )
+    if args.api_key_env:
+        Target(engine=args.engine, url=args.url[0], api_key_env=args.api_key_env).api_key()
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    print(f"conform determinism — {len(args.url)} replica(s) of {args.engine}", file=sys.stderr, flush=True)
+    try:
+        report = asyncio.run(run_suite(options, progress))
+    except (TargetUnreachable, CorpusError) as error:
+        raise UsageError(str(error)) from None
+    if args.report:
+        write_json_report(report, args.report)
+    print(render_determinism(report))
+    if args.report:
+        print(f"report: {args.report}")
+    if args.record:
+        print(f"golden file: {args.record}")
+    return EXIT_OK if report.result != "nonconformant" else EXIT_FAILED
 
 
 # -- stub --------------------------------------------------------------------------------------------

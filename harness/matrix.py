@@ -40,3 +40,41 @@ def render_matrix(report: Report) -> str:
         for r in problems:
             lines.append(f"{r.status.upper():<6} {r.target or r.engine} {r.id}: {r.detail}")
     return "\n".join(lines)
+
+
+def render_determinism(report: Report) -> str:
+    """One line per request, then every failed check and the summary."""
+    from .determinism import describe_divergence
+
+    section = report.determinism
+    lines: list[str] = []
+    if section is not None:
+        for outcome in section.requests:
+            unique = f"{outcome.unique_completions} unique"
+            load = f", load overlap {outcome.load_overlap}" if outcome.load_overlap is not None else ""
+            if outcome.divergences:
+                lines.append(f"DIVERGED   {outcome.id:<20} {unique}{load}")
+                lines.extend(f"    {describe_divergence(d)}" for d in outcome.divergences)
+            else:
+                lines.append(f"identical  {outcome.id:<20} {unique}{load}")
+            for drift in outcome.logprob_drift:
+                lines.append(
+                    f"    logprob drift ({drift.kind}) at token {drift.index}: "
+                    f"{drift.logprob_a!r} vs {drift.logprob_b!r} (tokens agree)"
+                )
+    for result in report.results:
+        if (result.status in ("failed", "error") and not result.id.startswith("determinism.")) or (
+            result.id in ("determinism.replica_mismatch", "determinism.request_failed", "determinism.load_overlap")
+            and result.status != "passed"
+        ):
+            lines.append(f"{result.status.upper():<6} {result.id}: {result.detail}")
+    if section is not None:
+        s = section.summary
+        kinds = ", ".join(f"{k} {v}" for k, v in s.by_kind.model_dump().items() if v)
+        lines.append(
+            f"\n{s.requests} requests: {s.identical} identical, {s.diverged} diverged"
+            + (f" ({kinds})" if kinds else "")
+            + f"; {s.unique_completions} unique completions; modes {', '.join(section.modes)}"
+            + (f"; {s.logprob_drift} logprob drifts" if s.logprob_drift else "")
+        )
+    return "\n".join(lines)

@@ -8,12 +8,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ByKind",
     "CapabilitySummary",
     "CheckResult",
+    "CorpusInfo",
+    "DeterminismSection",
+    "DeterminismSummary",
+    "Divergence",
     "Implementation",
+    "LogprobDrift",
+    "ReplicaInfo",
     "Report",
+    "RequestOutcome",
+    "Slot",
     "Summary",
     "TargetInfo",
+    "TokenRef",
     "ToolInfo",
     "summarize",
     "verdict",
@@ -80,6 +90,98 @@ class CheckResult(_Model):
     """The target's label (see TargetInfo.label)."""
 
 
+class CorpusInfo(_Model):
+    source: str
+    """'builtin' or the corpus/golden file's path."""
+    requests: int
+    seed: int | None
+
+
+class ReplicaInfo(_Model):
+    url: str
+    engine_version: str | None
+    model: str | None
+    model_digest: str | None
+
+
+class ByKind(_Model):
+    replica: int = 0
+    load: int = 0
+    repeat: int = 0
+    baseline: int = 0
+    cache: int = 0
+
+
+class DeterminismSummary(_Model):
+    requests: int
+    identical: int
+    diverged: int
+    by_kind: ByKind
+    unique_completions: int = 0
+    """Distinct token sequences summed over requests (equal to `requests` when everything agrees)."""
+    logprob_drift: int = 0
+    """Comparisons whose tokens agree but whose log-probabilities differ beyond --logprob-rtol."""
+
+
+class Slot(_Model):
+    """Which stream of a comparison: a replica (None for a golden file) and a mode."""
+
+    replica: int | None
+    mode: str
+    repeat: int = 0
+
+
+class TokenRef(_Model):
+    id: int | None
+    text: str
+
+
+DivergenceKind = Literal["replica", "load", "repeat", "baseline", "cache"]
+
+
+class Divergence(_Model):
+    kind: DivergenceKind
+    a: Slot
+    b: Slot
+    index: int
+    common_prefix: int
+    token_a: TokenRef | None
+    """None when stream a ended before index."""
+    token_b: TokenRef | None
+
+
+class LogprobDrift(_Model):
+    kind: DivergenceKind
+    a: Slot
+    b: Slot
+    index: int
+    logprob_a: float
+    logprob_b: float
+
+
+class RequestOutcome(_Model):
+    id: str
+    verdict: Literal["identical", "diverged"]
+    unique_completions: int
+    divergences: list[Divergence]
+    logprob_drift: list[LogprobDrift] = Field(default_factory=list)
+    load_overlap: int | None = None
+    """Fewest other requests generating at the same time as this one under load (0: load not achieved)."""
+
+
+class DeterminismSection(_Model):
+    corpus: CorpusInfo
+    modes: list[str]
+    concurrency: int
+    repeat: int
+    replicas: list[ReplicaInfo]
+    summary: DeterminismSummary
+    requests: list[RequestOutcome]
+    sampler: dict[str, Any] = Field(default_factory=dict)
+    """The sampler profile of the corpus (per-request settings are in the corpus itself)."""
+    logprob_rtol: float = 0.0
+
+
 class Report(_Model):
     schema_version: Literal["1"] = SCHEMA_VERSION
     tool: ToolInfo
@@ -93,7 +195,7 @@ class Report(_Model):
     results: list[CheckResult]
     interrupted: bool = False
     """True when the run was stopped before every check ran (Ctrl-C)."""
-    determinism: dict[str, Any] | None = None
+    determinism: DeterminismSection | None = None
 
     def to_json(self) -> str:
         exclude = {"determinism"} if self.determinism is None else set()

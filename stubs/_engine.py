@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -70,6 +71,8 @@ class StubState:
     generations: list[Generation] = field(default_factory=list)
     active: int = 0
     """Generations running right now (what /slots reports as processing)."""
+    admitted: int = 0
+    """Generation requests inside the stub right now, from arrival to the end of their response."""
     background: set[asyncio.Task[None]] = field(default_factory=set)
     """Generations that outlive their request (ignore_disconnect); cancelled when the stub closes."""
 
@@ -94,19 +97,59 @@ class StubContext:
     def faults_for(self, generation: Generation) -> list[Fault]:
         return [f for f in self.script.faults if f.times is None or generation.number <= f.times]
 
-    def new_generation(
+    @contextlib.asynccontextmanager
+    async def admission(self) -> AsyncIterator[None]:
+        """Count a generation request as in flight for as long as its handler runs."""
+        self.state.admitted += 1
+        try:
+            yield
+        finally:
+            self.state.admitted -= 1
+
+    async def new_generation(
         self, prompt: str, seed: int | None, max_tokens: int | None
     ) -> tuple[Generation, list[StubToken]]:
+        """Register a generation and decide its tokens, applying the script's determinism behaviour.
+
+        A batch-variant script first waits one batch window, as a batching
+        scheduler does, and changes the tokens if other requests arrived.
+        """
+        behaviour = self.script.determinism
+        if behaviour.batch_variant_at is not None:
+            await asyncio.sleep(BATCH_WINDOW_S)
         effective_seed = self.seed if seed is None or seed < 0 else seed
         limit = 16 if max_tokens is None or max_tokens < 0 else max_tokens
         if self.script.max_tokens is not None:
             limit = min(limit, self.script.max_tokens)
-        generation = Generation(len(self.state.generations) + 1, prompt, effective_seed, limit)
+        number = len(self.state.generations) + 1
+        generation = Generation(number, prompt, effective_seed, limit)
+        in_flight = self.state.admitted - 1
         self.state.generations.append(generation)
-        return generation, generate_tokens(effective_seed, prompt, limit, salt=self.salt)
+        salt = self.salt + behaviour.generator
+        if behaviour.ignore_seed:
+            salt += f"/request {number}"
+        tokens = generate_tokens(effective_seed, prompt, limit, salt=salt)
+        if behaviour.diverge_at is not None:
+            tokens = _diverge(tokens, behaviour.diverge_at, effective_seed, prompt, salt + "/diverged")
+        if behaviour.batch_variant_at is not None and in_flight > 0:
+            tokens = _diverge(tokens, behaviour.batch_variant_at, effective_seed, prompt, salt + "/batched")
+        if behaviour.logprob_jitter:
+            shift = behaviour.logprob_jitter * (number % 3)
+            tokens = [dataclasses.replace(t, logprob=t.logprob - shift) for t in tokens]
+        return generation, tokens
+
+
+def _diverge(tokens: list[StubToken], at: int, seed: int, prompt: str, salt: str) -> list[StubToken]:
+    """Tokens from index `at` on come from another stream, each guaranteed to differ from the original."""
+    other = generate_tokens(seed, prompt, len(tokens), salt=salt)
+    changed = [o if o.id != t.id else StubToken(t.id + 1, t.text + "'", t.logprob) for t, o in zip(tokens, other)]
+    return tokens[:at] + changed[at:]
 
 
 STUB_KEY = web.AppKey("conform_stub", StubContext)
+
+BATCH_WINDOW_S = 0.05
+"""How long a batch-variant stub waits for other requests to share its batch."""
 
 
 class WireFormat(Protocol):

@@ -60,8 +60,8 @@ class LlamaCppWire:
     def malformed_frame(self) -> bytes:
         return encode_sse('{"index":0,"content":" broken","tokens":[1', self._framing)
 
-    def token_frame(self, token: StubToken, position: int, prompt_tokens: int) -> bytes:
-        frame = {
+    def token_frame(self, token: StubToken, position: int, prompt_tokens: int, n_probs: int = 0) -> bytes:
+        frame: dict[str, Any] = {
             "index": 0,
             "content": token.text,
             "tokens": [token.id],
@@ -70,6 +70,9 @@ class LlamaCppWire:
             "tokens_predicted": position + 1,
             "tokens_evaluated": prompt_tokens,
         }
+        if n_probs > 0:
+            entry = {"id": token.id, "token": token.text, "bytes": list(token.text.encode()), "logprob": token.logprob}
+            frame["completion_probabilities"] = [{**entry, "top_logprobs": [entry]}]
         return encode_sse(_dumps(frame), self._framing)
 
 
@@ -135,6 +138,11 @@ async def _record(request: web.Request) -> Any:
 
 async def completion(request: web.Request) -> web.StreamResponse:
     context = request.app[STUB_KEY]
+    async with context.admission():
+        return await _completion(request, context)
+
+
+async def _completion(request: web.Request, context: StubContext) -> web.StreamResponse:
     body = await _record(request)
     wire = LlamaCppWire(context)
     if context.script.health == "loading":
@@ -152,13 +160,16 @@ async def completion(request: web.Request) -> web.StreamResponse:
         body["error"].update(type="exceed_context_size_error", n_prompt_tokens=_prompt_tokens(prompt), n_ctx=n_ctx)
         return web.json_response(body, status=400)
     seed = body.get("seed")
-    generation, tokens = context.new_generation(prompt, seed if isinstance(seed, int) else None, n_predict)
+    generation, tokens = await context.new_generation(prompt, seed if isinstance(seed, int) else None, n_predict)
     if not body.get("stream", False):
         final = _final(context, body, tokens, generation.seed, prompt, stream=False)
         generation.finished = True
         return web.json_response(final)
     plan = StreamPlan(
-        token_frames=[wire.token_frame(t, i, _prompt_tokens(prompt)) for i, t in enumerate(tokens)],
+        token_frames=[
+            wire.token_frame(t, i, _prompt_tokens(prompt), n_probs=int(body.get("n_probs") or 0))
+            for i, t in enumerate(tokens)
+        ],
         final_frames=[
             encode_sse(_dumps(_final(context, body, tokens, generation.seed, prompt, True)), context.script.framing)
         ],
@@ -210,7 +221,7 @@ async def props(request: web.Request) -> web.Response:
             "chat_template": "",
             "bos_token": "<bos>",
             "eos_token": "<eos>",
-            "build_info": BUILD,
+            "build_info": context.script.build or BUILD,
             "is_sleeping": False,
         }
     )

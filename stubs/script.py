@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["Fault", "Framing", "Script", "ScriptError", "load_script"]
+__all__ = ["Determinism", "Fault", "Framing", "Script", "ScriptError", "load_script"]
 
 
 class _Strict(BaseModel):
@@ -139,12 +139,26 @@ class Framing(_Strict):
     chunk_size: int | None = Field(default=None, ge=1, description="write the body in pieces of this many bytes")
 
 
+class Determinism(_Strict):
+    """How the stub's tokens (mis)behave across requests: the cases the determinism suite must catch."""
+
+    ignore_seed: bool = Field(default=False, description="every request samples afresh, whatever its seed")
+    diverge_at: int | None = Field(default=None, ge=0, description="tokens differ from this index on")
+    batch_variant_at: int | None = Field(
+        default=None, ge=0, description="tokens differ from this index on when another request is in flight"
+    )
+    logprob_jitter: float = Field(default=0.0, ge=0, description="log-probabilities drift by this much per request")
+    generator: str = Field(default="", description="a different value is a different token generator (an upgrade)")
+
+
 class Script(_Strict):
     token_delay_ms: float = Field(default=0.0, ge=0)
     max_tokens: int | None = Field(default=None, ge=0, description="cap on generated tokens")
     health: Literal["ok", "loading"] = "ok"
+    build: str | None = Field(default=None, description="engine version the stub reports")
     framing: Framing = Framing()
     faults: tuple[Fault, ...] = ()
+    determinism: Determinism = Determinism()
 
 
 class ScriptError(ValueError):

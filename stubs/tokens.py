@@ -31,11 +31,16 @@ _FIRST_ID = 100
 class StubToken:
     id: int
     text: str
+    logprob: float
 
 
 def generate_tokens(seed: int, prompt: str, count: int, *, salt: str = "") -> list[StubToken]:
     """`count` tokens determined by seed, prompt and an optional salt (a 'changed model')."""
     digest = hashlib.sha256(f"{salt}\x00{seed}\x00{prompt}".encode()).digest()
     rng = random.Random(int.from_bytes(digest[:16], "big"))
-    picks = rng.choices(range(len(VOCABULARY)), k=count)
-    return [StubToken(_FIRST_ID + i, VOCABULARY[i]) for i in picks]
+    tokens = []
+    for _ in range(count):
+        # Draw each token whole, so that the first k tokens do not depend on how many are asked for.
+        pick = rng.randrange(len(VOCABULARY))
+        tokens.append(StubToken(_FIRST_ID + pick, VOCABULARY[pick], -round(rng.random() * 4.0, 6)))
+    return tokens

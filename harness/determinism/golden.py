@@ -1,0 +1,86 @@
+"""Golden files: the streams a target produced, recorded to compare a later build against.
+
+JSONL, one line per request: the request, the provenance of the replica that
+answered, the token ids and the text (and logprobs where the engine gave them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from reports import ReplicaInfo, Slot, write_atomic
+
+from .compare import Completion, Observation
+from .corpus import CorpusError, CorpusRequest
+
+__all__ = ["GoldenLine", "load_golden", "write_golden"]
+
+
+class GoldenLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request: CorpusRequest
+    engine_version: str | None
+    model: str | None
+    model_digest: str | None
+    token_ids: list[int | None]
+    text: str
+    pieces: list[str]
+    logprobs: list[float | None] | None = None
+
+    def observation(self) -> Observation:
+        completion = Completion(
+            tuple(self.token_ids),
+            tuple(self.pieces),
+            tuple(self.logprobs) if self.logprobs is not None else (None,) * len(self.pieces),
+        )
+        return Observation(self.request.id, Slot(replica=None, mode="baseline"), completion)
+
+
+def write_golden(
+    path: Path, requests: Sequence[CorpusRequest], observations: Sequence[Observation], provenance: ReplicaInfo
+) -> None:
+    """Replica 0's first solo stream of every request, written atomically."""
+    first_solo = {o.request_id: o for o in observations if o.slot == Slot(replica=0, mode="solo", repeat=0)}
+    lines = []
+    for request in requests:
+        completion = first_solo[request.id].completion
+        logprobs = list(completion.logprobs) if any(lp is not None for lp in completion.logprobs) else None
+        line = GoldenLine(
+            request=request,
+            engine_version=provenance.engine_version,
+            model=provenance.model,
+            model_digest=provenance.model_digest,
+            token_ids=list(completion.ids),
+            text=completion.text,
+            pieces=list(completion.texts),
+            logprobs=logprobs,
+        )
+        lines.append(line.model_dump_json(exclude_none=False))
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def load_golden(path: Path) -> list[GoldenLine]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read golden file: {exc.strerror}") from None
+    lines: list[GoldenLine] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            lines.append(GoldenLine.model_validate(json.loads(raw)))
+        except json.JSONDecodeError as exc:
+            raise CorpusError(f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "(line)"
+            raise CorpusError(f"{path}:{number}: field {field}: {first['msg']}") from None
+    if not lines:
+        raise CorpusError(f"{path}: the golden file has no requests")
+    return lines

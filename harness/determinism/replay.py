@@ -1,0 +1,126 @@
+"""Sending seeded requests to one replica: alone, under concurrent load, repeated, with prompt cache on.
+
+Under load, the measured request is sent first and `concurrency` others right
+behind it, each asking for more tokens than the measured one so that they are
+still generating while it is. Whether they really overlapped is measured, not
+assumed: the overlap of a request is how many others produced tokens while it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from adapters import HttpAdapter, TaskRequest, Token, WorkerError
+from reports import Slot
+
+from .compare import Completion, Observation
+
+__all__ = ["ReplayError", "Replica", "Window"]
+
+_STAGGER_S = 0.02
+"""Head start of the measured request under load, so that the engine admits it first."""
+
+
+class ReplayError(Exception):
+    """A request failed on a replica: the run cannot compare what it did not see."""
+
+    def __init__(self, request_id: str, replica: int, mode: str, error: WorkerError) -> None:
+        super().__init__(f"request {request_id} failed on replica {replica} ({mode}): {error}")
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """When a stream produced tokens (monotonic seconds)."""
+
+    first: float
+    last: float
+
+    def overlaps(self, other: Window) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+async def observe(adapter: HttpAdapter, request: TaskRequest) -> tuple[Completion, Window]:
+    tokens: list[Token] = []
+    sent = time.monotonic()
+    async with contextlib.aclosing(adapter.submit(request)) as events:
+        async for event in events:
+            if isinstance(event, Token):
+                tokens.append(event)
+    first = tokens[0].at if tokens else sent
+    last = tokens[-1].at if tokens else sent
+    return Completion.from_tokens(tokens), Window(first, last)
+
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Replica:
+    """One replica under test, identified by its position in --url order."""
+
+    number: int
+    adapter: HttpAdapter
+    progress: Progress
+
+    async def _observe(self, request: TaskRequest, request_id: str, mode: str) -> tuple[Completion, Window]:
+        try:
+            return await observe(self.adapter, request)
+        except WorkerError as error:
+            raise ReplayError(request_id, self.number, mode, error) from None
+
+    async def solo(self, requests: Sequence[tuple[str, TaskRequest]], repeat: int) -> list[Observation]:
+        """Each request alone on this replica, `repeat` times, one after the other."""
+        observations = []
+        for request_id, request in requests:
+            for run in range(repeat):
+                completion, _ = await self._observe(request, request_id, "solo")
+                observations.append(
+                    Observation(request_id, Slot(replica=self.number, mode="solo", repeat=run), completion)
+                )
+            self.progress(f"replica {self.number} solo    {request_id}")
+        return observations
+
+    async def under_load(
+        self, requests: Sequence[tuple[str, TaskRequest]], concurrency: int, repeat: int
+    ) -> list[Observation]:
+        """Each request while `concurrency` others (the rest of the corpus, longer) are in flight."""
+        observations = []
+        for position, (request_id, request) in enumerate(requests):
+            others = [requests[(position + k) % len(requests)][1] for k in range(1, concurrency + 1)]
+            for run in range(repeat):
+                completion, overlap = await self._loaded(request_id, request, others)
+                slot = Slot(replica=self.number, mode="load", repeat=run)
+                observations.append(Observation(request_id, slot, completion, overlap))
+            self.progress(f"replica {self.number} load    {request_id} (overlap {overlap})")
+        return observations
+
+    async def _loaded(
+        self, request_id: str, request: TaskRequest, others: Sequence[TaskRequest]
+    ) -> tuple[Completion, int]:
+        measured = asyncio.ensure_future(self._observe(request, request_id, "load"))
+        await asyncio.sleep(_STAGGER_S)
+        longer = [o.model_copy(update={"max_tokens": max(o.max_tokens, request.max_tokens * 2)}) for o in others]
+        background = [asyncio.ensure_future(self._observe(o, f"{request_id} (load)", "load")) for o in longer]
+        try:
+            completion, window = await measured
+            windows = [w for _, w in await asyncio.gather(*background)]
+        finally:
+            for task in background:
+                task.cancel()
+        return completion, sum(1 for w in windows if w.overlaps(window))
+
+    async def with_prompt_cache(self, requests: Sequence[tuple[str, TaskRequest]]) -> list[Observation]:
+        """Each request twice with the prompt cache on: the second reuses the cache the first filled."""
+        observations = []
+        for request_id, request in requests:
+            cached = request.model_copy(update={"cache_prompt": True})
+            await self._observe(cached, request_id, "cache")
+            completion, _ = await self._observe(cached, request_id, "cache")
+            observations.append(Observation(request_id, Slot(replica=self.number, mode="cache"), completion))
+            self.progress(f"replica {self.number} cache   {request_id}")
+        return observations

@@ -1,0 +1,359 @@
+"""The determinism suite: provenance, replay across replicas and modes, verdicts, golden files, report."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters import Capability, EngineVersion, ErrorKind, HttpAdapter, TaskRequest, WorkerError, create_adapter
+from reports import (
+    ByKind,
+    CapabilitySummary,
+    CheckResult,
+    CorpusInfo,
+    DeterminismSection,
+    DeterminismSummary,
+    Divergence,
+    ReplicaInfo,
+    Report,
+    RequestOutcome,
+    Slot,
+    TargetInfo,
+    ToolInfo,
+    summarize,
+    verdict,
+)
+
+from ..runtime import adapter_options
+from ..targets import Target
+from .compare import Observation, judge_request
+from .corpus import CorpusError, CorpusRequest, builtin_corpus, load_corpus
+from .golden import GoldenLine, load_golden, write_golden
+from .replay import ReplayError, Replica
+
+__all__ = ["SuiteOptions", "TargetUnreachable", "describe_divergence", "run_suite"]
+
+TOOL_VERSION = "0.1.0"
+
+
+class TargetUnreachable(Exception):
+    """A replica that cannot be reached at all: bad input, not a finding."""
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    engine: str
+    urls: Sequence[str]
+    model: str | None = None
+    api_key_env: str | None = None
+    timeout: float = 60.0
+    insecure: bool = False
+    corpus: Path | None = None
+    requests: int = 8
+    seed: int = 1
+    concurrency: int = 4
+    max_tokens: int = 64
+    repeat: int = 1
+    record: Path | None = None
+    baseline: Path | None = None
+    logprob_rtol: float = 0.0
+    prompt_cache: bool = True
+    """Compare prompt cache on vs off where the engine lets a request choose."""
+    reproduce: str = ""
+    modes: tuple[str, ...] = field(default=("solo", "load"))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def describe_slot(slot: Slot) -> str:
+    if slot.replica is None:
+        return "golden file"
+    suffix = f" #{slot.repeat + 1}" if slot.repeat else ""
+    return f"replica {slot.replica} {slot.mode}{suffix}"
+
+
+def describe_divergence(d: Divergence) -> str:
+    def token(ref: object) -> str:
+        if ref is None:
+            return "(stream ended)"
+        return f"{ref.id} {ref.text!r}" if ref.id is not None else repr(ref.text)  # type: ignore[attr-defined]
+
+    return (
+        f"{d.kind}: {describe_slot(d.a)} vs {describe_slot(d.b)} differ at token {d.index}: "
+        f"{token(d.token_a)} vs {token(d.token_b)} (common prefix {d.common_prefix})"
+    )
+
+
+def _provenance(url: str, version: EngineVersion) -> ReplicaInfo:
+    return ReplicaInfo(url=url, engine_version=version.version, model=version.model, model_digest=version.model_digest)
+
+
+def _mismatch(replicas: Sequence[ReplicaInfo]) -> str | None:
+    first = replicas[0]
+    for number, other in enumerate(replicas[1:], start=1):
+        for name in ("engine_version", "model", "model_digest"):
+            a, b = getattr(first, name), getattr(other, name)
+            if a != b:
+                return (
+                    f"replica {number} ({other.url}) reports {name} {b!r}, replica 0 ({first.url}) reports {a!r}: "
+                    "comparing their tokens would be meaningless"
+                )
+    return None
+
+
+async def _connect(options: SuiteOptions) -> list[HttpAdapter]:
+    adapters = []
+    for url in options.urls:
+        target = Target(
+            engine=options.engine,
+            url=url,
+            model=options.model,
+            api_key_env=options.api_key_env,
+            timeout=options.timeout,
+            insecure=options.insecure,
+        )
+        adapters.append(create_adapter(options.engine, url, adapter_options(target)))
+    return adapters
+
+
+async def _versions(adapters: Sequence[HttpAdapter]) -> list[ReplicaInfo]:
+    infos = []
+    for adapter in adapters:
+        try:
+            infos.append(_provenance(adapter.base_url, await adapter.engine_version()))
+        except WorkerError as error:
+            if error.kind is ErrorKind.UPSTREAM_UNAVAILABLE and error.status is None:
+                raise TargetUnreachable(f"cannot reach {adapter.base_url}: {error.message}") from None
+            raise
+    return infos
+
+
+def _corpus(options: SuiteOptions, golden: list[GoldenLine] | None) -> tuple[list[CorpusRequest], CorpusInfo]:
+    if golden is not None:
+        requests = [line.request for line in golden]
+        return requests, CorpusInfo(source=str(options.baseline), requests=len(requests), seed=None)
+    if options.corpus is not None:
+        requests = load_corpus(options.corpus)
+        return requests, CorpusInfo(source=str(options.corpus), requests=len(requests), seed=None)
+    requests = builtin_corpus(options.requests, options.seed)
+    return requests, CorpusInfo(source="builtin", requests=len(requests), seed=options.seed)
+
+
+def _check_golden_digest(golden: list[GoldenLine], replica: ReplicaInfo, path: Path) -> None:
+    recorded = golden[0].model_digest
+    if recorded is not None and replica.model_digest is not None and recorded != replica.model_digest:
+        raise CorpusError(
+            f"{path}: recorded with model digest {recorded}, but {replica.url} serves {replica.model_digest}: "
+            "a golden file only validates an engine upgrade on the same model"
+        )
+
+
+def _result(outcome: RequestOutcome, engine: str, duration: float) -> CheckResult:
+    detail = None
+    if outcome.divergences:
+        extra = len(outcome.divergences) - 1
+        detail = describe_divergence(outcome.divergences[0]) + (f" (+{extra} more)" if extra else "")
+    return CheckResult(
+        id=f"determinism.{outcome.id}",
+        feature="determinism",
+        scenario="a seeded request gives the same tokens everywhere",
+        engine=engine,
+        level="core",
+        status="failed" if outcome.divergences else "passed",
+        duration_s=duration,
+        detail=detail,
+    )
+
+
+def _load_result(outcomes: Sequence[RequestOutcome], engine: str) -> CheckResult | None:
+    unloaded = [o.id for o in outcomes if o.load_overlap == 0]
+    if not any(o.load_overlap is not None for o in outcomes):
+        return None
+    detail = None
+    if unloaded:
+        detail = (
+            f"under load, {', '.join(unloaded)} generated with no other request generating at the same time: "
+            "the load comparison proves nothing for them (raise --concurrency or --max-tokens)"
+        )
+    return CheckResult(
+        id="determinism.load_overlap",
+        feature="determinism",
+        scenario="the load mode really runs requests concurrently",
+        engine=engine,
+        level="core",
+        status="error" if unloaded else "passed",
+        duration_s=0.0,
+        detail=detail,
+    )
+
+
+async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> Report:
+    started_at = _now()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    adapters = await _connect(options)
+    try:
+        replicas = await _versions(adapters)
+        golden = load_golden(options.baseline) if options.baseline else None
+        if golden is not None:
+            _check_golden_digest(golden, replicas[0], options.baseline)  # type: ignore[arg-type]
+        requests, corpus_info = _corpus(options, golden)
+        # Resolve defaults now, so a golden file records exactly what was asked.
+        requests = [r if r.max_tokens else r.model_copy(update={"max_tokens": options.max_tokens}) for r in requests]
+        capabilities = adapters[0].capabilities
+        modes = list(options.modes)
+        if options.prompt_cache and Capability.PROMPT_CACHE_CONTROL in capabilities and "cache" not in modes:
+            modes.append("cache")
+        section = DeterminismSection(
+            corpus=corpus_info,
+            modes=modes,
+            concurrency=options.concurrency,
+            repeat=options.repeat,
+            replicas=replicas,
+            summary=DeterminismSummary(requests=0, identical=0, diverged=0, by_kind=ByKind()),
+            requests=[],
+            sampler={
+                "default_max_tokens": options.max_tokens,
+                "cache_prompt": False,
+                "logprobs": Capability.LOGPROBS in capabilities,
+            },
+            logprob_rtol=options.logprob_rtol,
+        )
+        mismatch = _mismatch(replicas)
+        if mismatch is not None:
+            result = CheckResult(
+                id="determinism.replica_mismatch",
+                feature="determinism",
+                scenario="replicas run the same engine build and model",
+                engine=options.engine,
+                level="core",
+                status="failed",
+                duration_s=loop.time() - began,
+                detail=mismatch,
+            )
+            return _report(options, started_at, replicas, [result], section)
+        logprobs = Capability.LOGPROBS in capabilities
+        tasks = [
+            (
+                r.id,
+                r.task(default_max_tokens=options.max_tokens, model=options.model).model_copy(
+                    update={"logprobs": logprobs}
+                ),
+            )
+            for r in requests
+        ]
+        try:
+            observations = await _replay(adapters, tasks, modes, options, progress)
+        except ReplayError as error:
+            failed = CheckResult(
+                id="determinism.request_failed",
+                feature="determinism",
+                scenario="every seeded request completes on every replica",
+                engine=options.engine,
+                level="core",
+                status="failed",
+                duration_s=loop.time() - began,
+                detail=str(error),
+            )
+            return _report(options, started_at, replicas, [failed], section)
+        if options.record is not None:
+            write_golden(options.record, requests, observations, replicas[0])
+        baseline = {line.request.id: line.observation() for line in golden} if golden else {}
+        outcomes = [
+            judge_request(
+                request.id,
+                [o for o in observations if o.request_id == request.id],
+                baseline.get(request.id),
+                options.logprob_rtol,
+            )
+            for request in requests
+        ]
+        duration = (loop.time() - began) / max(1, len(outcomes))
+        results = [_result(o, options.engine, duration) for o in outcomes]
+        load_result = _load_result(outcomes, options.engine)
+        if load_result is not None:
+            results.append(load_result)
+        section.requests = outcomes
+        section.summary = _summary(outcomes)
+        return _report(options, started_at, replicas, results, section)
+    finally:
+        for adapter in adapters:
+            await adapter.aclose()
+
+
+async def _replay(
+    adapters: Sequence[HttpAdapter],
+    tasks: Sequence[tuple[str, TaskRequest]],
+    modes: Sequence[str],
+    options: SuiteOptions,
+    progress: Callable[[str], None],
+) -> list[Observation]:
+    """Every replica at once (they are separate servers); within a replica, mode after mode."""
+
+    async def one(replica: Replica) -> list[Observation]:
+        observed = await replica.solo(tasks, options.repeat)
+        if "load" in modes:
+            observed += await replica.under_load(tasks, options.concurrency, options.repeat)
+        if "cache" in modes:
+            observed += await replica.with_prompt_cache(tasks)
+        return observed
+
+    replicas = [Replica(n, adapter, progress) for n, adapter in enumerate(adapters)]
+    per_replica = await asyncio.gather(*(one(r) for r in replicas), return_exceptions=True)
+    failures = [r for r in per_replica if isinstance(r, BaseException)]
+    if failures:
+        raise failures[0]
+    return [o for observed in per_replica if not isinstance(observed, BaseException) for o in observed]
+
+
+def _summary(outcomes: Sequence[RequestOutcome]) -> DeterminismSummary:
+    by_kind = ByKind()
+    for outcome in outcomes:
+        for kind in {d.kind for d in outcome.divergences}:
+            setattr(by_kind, kind, getattr(by_kind, kind) + 1)
+    diverged = sum(1 for o in outcomes if o.divergences)
+    return DeterminismSummary(
+        requests=len(outcomes),
+        identical=len(outcomes) - diverged,
+        diverged=diverged,
+        by_kind=by_kind,
+        unique_completions=sum(o.unique_completions for o in outcomes),
+        logprob_drift=sum(len(o.logprob_drift) for o in outcomes),
+    )
+
+
+def _report(
+    options: SuiteOptions,
+    started_at: str,
+    replicas: Sequence[ReplicaInfo],
+    results: list[CheckResult],
+    section: DeterminismSection,
+) -> Report:
+    targets = [
+        TargetInfo(
+            engine=options.engine,
+            url=r.url,
+            label=f"{options.engine}#{n}",
+            engine_version=r.engine_version,
+            model=r.model,
+            model_digest=r.model_digest,
+            capabilities=CapabilitySummary(supported=[], unsupported=[], source="inferred"),
+        )
+        for n, r in enumerate(replicas)
+    ]
+    return Report(
+        tool=ToolInfo(version=TOOL_VERSION),
+        started_at=started_at,
+        finished_at=_now(),
+        reproduce=options.reproduce,
+        targets=targets,
+        result=verdict(results),
+        summary=summarize(results),
+        results=results,
+        determinism=section,
+    )
