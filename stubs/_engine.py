@@ -142,7 +142,9 @@ class StubContext:
 def _diverge(tokens: list[StubToken], at: int, seed: int, prompt: str, salt: str) -> list[StubToken]:
     """Tokens from index `at` on come from another stream, each guaranteed to differ from the original."""
     other = generate_tokens(seed, prompt, len(tokens), salt=salt)
-    changed = [o if o.id != t.id else StubToken(t.id + 1, t.text + "'", t.logprob) for t, o in zip(tokens, other)]
+    changed = [
+        o if o.id != t.id else StubToken(t.id + 1, t.text + "'", t.logprob) for t, o in zip(tokens, other, strict=True)
+    ]
     return tokens[:at] + changed[at:]
 
 
