@@ -2,7 +2,8 @@
 
 import pytest
 
-from features.steps.engine_steps import *  # noqa: F403  (pytest-bdd steps are fixtures: import them here)
+from features.steps.determinism_steps import *  # noqa: F403  (pytest-bdd steps are fixtures: import them here)
+from features.steps.engine_steps import *  # noqa: F403
 from harness.runtime import ScenarioRuntime
 
 

@@ -207,7 +207,7 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
         raise UsageError(f"--features: {features} does not exist")
     pytest_args = [str(features), "-c", str(_INI), "--rootdir", str(FEATURES_DIR), "-p", "no:terminal"]
     if args.features is not None and FEATURES_DIR not in args.features.resolve().parents:
-        pytest_args += ["-p", "features.steps.engine_steps"]
+        pytest_args += ["-p", "features.steps.engine_steps", "-p", "features.steps.determinism_steps"]
     if target is None:
         pytest_args += ["--conform-stub", "all", "--conform-timeout", str(args.timeout)]
     else:

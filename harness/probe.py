@@ -26,7 +26,8 @@ class TargetProfile:
 async def probe(adapter: HttpAdapter, *, is_stub: bool) -> TargetProfile:
     offered = set(adapter.capabilities)
     if is_stub:
-        offered.add(Capability.SCRIPTED_FAULTS)
+        # A stub plays scripted faults, and its default script keeps the batch-invariance promise.
+        offered |= {Capability.SCRIPTED_FAULTS, Capability.BATCH_INVARIANCE}
     removed: set[Capability] = set()
     notes: list[str] = []
     version = EngineVersion()

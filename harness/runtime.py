@@ -41,6 +41,7 @@ class ScenarioRuntime:
         self.script = default_script or Script()
         self.stub: StubServer | None = None
         self._adapter: HttpAdapter | None = None
+        self._replicas: list[tuple[StubServer, HttpAdapter]] = []
         self._options = adapter_options(target)
         self._runner = asyncio.Runner()
 
@@ -69,8 +70,21 @@ class ScenarioRuntime:
             self._adapter = create_adapter(self.target.engine, url, self._options)
         return self._adapter
 
+    def add_stub_replica(self, script: Script) -> HttpAdapter:
+        """Another stub of the same engine, playing `script`: a second replica for this scenario."""
+        if not self.target.is_stub:
+            raise RuntimeError("extra replicas are stubs: only a stub target can have them")
+        stub = StubServer(self.target.engine, script)
+        url = self.run(stub.start()).url
+        adapter = create_adapter(self.target.engine, url, self._options)
+        self._replicas.append((stub, adapter))
+        return adapter
+
     def close(self) -> None:
         try:
+            for stub, adapter in self._replicas:
+                self.run(adapter.aclose())
+                self.run(stub.close())
             if self._adapter is not None:
                 self.run(self._adapter.aclose())
             if self.stub is not None:

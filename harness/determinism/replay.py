@@ -21,7 +21,7 @@ from .compare import Completion, Observation
 
 __all__ = ["ReplayError", "Replica", "Window"]
 
-_STAGGER_S = 0.02
+_STAGGER_S = 0.01
 """Head start of the measured request under load, so that the engine admits it first."""
 
 

@@ -27,7 +27,7 @@ def test_run_against_the_embedded_stubs_passes_and_prints_the_matrix(tmp_path: P
     result = run_conform("run", "--report", str(report), "--junit", str(junit))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "feature" in result.stdout and "llamacpp@stub" in result.stdout
-    for area in ("admission_stream", "cancel", "error_taxonomy", "health_props", "ordering"):
+    for area in ("admission_stream", "cancel", "determinism", "error_taxonomy", "health_props", "ordering"):
         assert area in result.stdout
     assert "result: conformant" in result.stdout
     document = json.loads(report.read_text())
@@ -101,7 +101,7 @@ def test_malformed_script_names_file_and_field(tmp_path: Path, content: str, fra
 def test_help_describes_every_command() -> None:
     result = run_conform("--help", timeout=60)
     assert result.returncode == 0
-    for command in ("run", "stub"):
+    for command in ("run", "determinism", "stub"):
         assert command in result.stdout
     run_help = run_conform("run", "--help", timeout=60).stdout
     for flag in ("--engine", "--url", "--timeout", "--report", "--junit", "--api-key-env", "--tags"):

@@ -1,0 +1,5 @@
+"""Binds determinism.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("determinism.feature")
