@@ -80,9 +80,9 @@ def all_identical(outcomes: list[RequestOutcome]) -> None:
     diverged = [o for o in outcomes if o.divergences]
     if diverged:
         first = diverged[0]
+        where = describe_divergence(first.divergences[0])
         raise CheckFailure(
-            "tokens diverged",
-            f"{len(diverged)} of {len(outcomes)} requests diverged; {first.id}: {describe_divergence(first.divergences[0])}",
+            "tokens diverged", f"{len(diverged)} of {len(outcomes)} requests diverged; {first.id}: {where}"
         )
 
 

@@ -217,7 +217,7 @@ def test_an_engine_ignoring_the_seed_diverges_on_repeat(stub_process) -> None:
 
 def test_mismatched_provenance_is_a_failed_check_before_any_comparison(stub_process) -> None:
     old, new = stub_process(PACE), stub_process({**PACE, "build": "b7000"})
-    code, out, report, _ = determinism("--url", old.url, "--url", new.url)
+    code, _, report, _ = determinism("--url", old.url, "--url", new.url)
     assert code == 1
     assert report is not None
     [result] = report["results"]
