@@ -102,6 +102,8 @@ class ReplicaInfo(_Model):
     engine_version: str | None
     model: str | None
     model_digest: str | None
+    sampler: dict[str, Any] | None = None
+    """The sampling settings the replica reports it used (llama.cpp generation_settings), where it does."""
 
 
 class ByKind(_Model):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 import pytest
 from pytest_bdd import given, parsers, then, when
 
 from adapters import HttpAdapter, TaskRequest
 from harness.checks import CheckFailure
 from harness.determinism import Observation, builtin_corpus, describe_divergence, judge_request
-from harness.determinism.replay import Replica
+from harness.determinism.replay import ReplayError, Replica
 from harness.runtime import ScenarioRuntime
 from reports import RequestOutcome
 from stubs import load_script
@@ -33,6 +36,14 @@ def _replica(number: int, adapter: HttpAdapter) -> Replica:
     return Replica(number, adapter, progress=lambda _line: None)
 
 
+def _replay(runtime: ScenarioRuntime, replay: Coroutine[Any, Any, list[Observation]]) -> list[Observation]:
+    """Run a replay; a request the engine fails is a finding about the engine, not a broken step."""
+    try:
+        return runtime.run(replay)
+    except ReplayError as error:
+        raise CheckFailure("request failed", str(error)) from None
+
+
 @pytest.fixture
 def replicas(conform_runtime: ScenarioRuntime) -> list[HttpAdapter]:
     """The adapters of every replica in the scenario; the target's own comes first."""
@@ -50,7 +61,7 @@ def second_replica(
 @when(parsers.parse("I send {count:d} seeded requests alone, {repeat:d} times each"), target_fixture="outcomes")
 def send_alone(conform_runtime: ScenarioRuntime, count: int, repeat: int) -> list[RequestOutcome]:
     tasks = _tasks(conform_runtime, count)
-    observations = conform_runtime.run(_replica(0, conform_runtime.adapter).solo(tasks, repeat))
+    observations = _replay(conform_runtime, _replica(0, conform_runtime.adapter).solo(tasks, repeat))
     return _judge(tasks, observations)
 
 
@@ -59,7 +70,7 @@ def send_to_replicas(conform_runtime: ScenarioRuntime, replicas: list[HttpAdapte
     tasks = _tasks(conform_runtime, count)
     observations: list[Observation] = []
     for number, adapter in enumerate([conform_runtime.adapter, *replicas]):
-        observations += conform_runtime.run(_replica(number, adapter).solo(tasks, 1))
+        observations += _replay(conform_runtime, _replica(number, adapter).solo(tasks, 1))
     return _judge(tasks, observations)
 
 
@@ -70,8 +81,8 @@ def send_to_replicas(conform_runtime: ScenarioRuntime, replicas: list[HttpAdapte
 def send_under_load(conform_runtime: ScenarioRuntime, count: int, others: int) -> list[RequestOutcome]:
     tasks = _tasks(conform_runtime, count)
     replica = _replica(0, conform_runtime.adapter)
-    observations = conform_runtime.run(replica.solo(tasks, 1))
-    observations += conform_runtime.run(replica.under_load(tasks, others, 1))
+    observations = _replay(conform_runtime, replica.solo(tasks, 1))
+    observations += _replay(conform_runtime, replica.under_load(tasks, others, 1))
     return _judge(tasks, observations)
 
 

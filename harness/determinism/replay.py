@@ -13,8 +13,9 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from adapters import HttpAdapter, TaskRequest, Token, WorkerError
+from adapters import End, HttpAdapter, TaskRequest, Token, WorkerError
 from reports import Slot
 
 from .compare import Completion, Observation
@@ -44,16 +45,25 @@ class Window:
         return self.first <= other.last and other.first <= self.last
 
 
-async def observe(adapter: HttpAdapter, request: TaskRequest) -> tuple[Completion, Window]:
+_SAMPLER_FIELDS = ("seed", "temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty", "samplers")
+
+
+async def observe(adapter: HttpAdapter, request: TaskRequest) -> tuple[Completion, Window, dict[str, Any] | None]:
+    """One stream: its tokens, when it generated them, and the sampler settings the engine reports."""
     tokens: list[Token] = []
+    sampler: dict[str, Any] | None = None
     sent = time.monotonic()
     async with contextlib.aclosing(adapter.submit(request)) as events:
         async for event in events:
             if isinstance(event, Token):
                 tokens.append(event)
+            elif isinstance(event, End):
+                settings = event.raw.get("generation_settings")
+                if isinstance(settings, dict):
+                    sampler = {k: settings[k] for k in _SAMPLER_FIELDS if k in settings}
     first = tokens[0].at if tokens else sent
     last = tokens[-1].at if tokens else sent
-    return Completion.from_tokens(tokens), Window(first, last)
+    return Completion.from_tokens(tokens), Window(first, last), sampler
 
 
 Progress = Callable[[str], None]
@@ -66,12 +76,17 @@ class Replica:
     number: int
     adapter: HttpAdapter
     progress: Progress
+    sampler: dict[str, Any] | None = None
+    """What the replica reported for its first solo request: provenance of the sampling it did."""
 
     async def _observe(self, request: TaskRequest, request_id: str, mode: str) -> tuple[Completion, Window]:
         try:
-            return await observe(self.adapter, request)
+            completion, window, sampler = await observe(self.adapter, request)
         except WorkerError as error:
             raise ReplayError(request_id, self.number, mode, error) from None
+        if self.sampler is None and mode == "solo":
+            self.sampler = sampler
+        return completion, window
 
     async def solo(self, requests: Sequence[tuple[str, TaskRequest]], repeat: int) -> list[Observation]:
         """Each request alone on this replica, `repeat` times, one after the other."""

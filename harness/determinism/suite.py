@@ -247,8 +247,9 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
             )
             for r in requests
         ]
+        players = [Replica(n, adapter, progress) for n, adapter in enumerate(adapters)]
         try:
-            observations = await _replay(adapters, tasks, modes, options, progress)
+            observations = await _replay(players, tasks, modes, options)
         except ReplayError as error:
             failed = CheckResult(
                 id="determinism.request_failed",
@@ -261,6 +262,7 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
                 detail=str(error),
             )
             return _report(options, started_at, replicas, [failed], section)
+        section.replicas = [r.model_copy(update={"sampler": p.sampler}) for r, p in zip(replicas, players, strict=True)]
         if options.record is not None:
             write_golden(options.record, requests, observations, replicas[0])
         baseline = {line.request.id: line.observation() for line in golden} if golden else {}
@@ -287,11 +289,10 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
 
 
 async def _replay(
-    adapters: Sequence[HttpAdapter],
+    replicas: Sequence[Replica],
     tasks: Sequence[tuple[str, TaskRequest]],
     modes: Sequence[str],
     options: SuiteOptions,
-    progress: Callable[[str], None],
 ) -> list[Observation]:
     """Every replica at once (they are separate servers); within a replica, mode after mode."""
 
@@ -303,7 +304,6 @@ async def _replay(
             observed += await replica.with_prompt_cache(tasks)
         return observed
 
-    replicas = [Replica(n, adapter, progress) for n, adapter in enumerate(adapters)]
     per_replica = await asyncio.gather(*(one(r) for r in replicas), return_exceptions=True)
     failures = [r for r in per_replica if isinstance(r, BaseException)]
     if failures:

@@ -180,6 +180,8 @@ def test_two_good_replicas_are_identical(stub_process) -> None:
     assert section["modes"] == ["solo", "load", "cache"] and section["concurrency"] == 4
     assert all(r["load_overlap"] >= 1 for r in section["requests"]), "the load really overlapped"
     assert [r["url"] for r in section["replicas"]] == [a.url, b.url]
+    for replica in section["replicas"]:
+        assert {"seed", "temperature", "top_p", "top_k"} <= set(replica["sampler"]), "the sampler profile is recorded"
 
 
 def test_a_replica_diverging_at_token_5_is_named(stub_process) -> None:
@@ -333,6 +335,7 @@ def test_two_real_llamacpp_replicas(llamacpp_replicas, tmp_path: Path) -> None:
     validate_report(report)
     section = report["determinism"]
     assert section["replicas"][0]["model"] == "gemma-3-270m-q4_k_m"
+    assert section["replicas"][0]["sampler"]["samplers"], "llama.cpp reports its sampler chain"
     kinds = section["summary"]["by_kind"]
     assert kinds["replica"] == 0, f"solo streams must agree across replicas: {out}"
     assert kinds["repeat"] == 0 or all(
