@@ -160,10 +160,7 @@ def _target_from(args: argparse.Namespace) -> Target | None:
         return None
     if args.engine is None or args.url is None:
         raise UsageError("--engine and --url go together (omit both to run against the embedded stubs)")
-    if args.engine not in ENGINE_NAMES:
-        raise UsageError(f"unknown engine {args.engine!r} (known: {', '.join(ENGINE_NAMES)})")
-    if args.engine not in ADAPTERS:
-        raise UsageError(f"engine {args.engine!r} is not supported yet (supported: {', '.join(sorted(ADAPTERS))})")
+    _require_engine(args.engine)
     _check_url(args.url)
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
@@ -177,6 +174,13 @@ def _target_from(args: argparse.Namespace) -> Target | None:
     )
     target.api_key()  # a missing secret is a usage error now, not forty failed checks later
     return target
+
+
+def _require_engine(engine: str) -> None:
+    if engine not in ENGINE_NAMES:
+        raise UsageError(f"unknown engine {engine!r} (known: {', '.join(ENGINE_NAMES)})")
+    if engine not in ADAPTERS:
+        raise UsageError(f"engine {engine!r} is not supported yet (supported: {', '.join(sorted(ADAPTERS))})")
 
 
 def _check_url(url: str) -> None:
@@ -282,10 +286,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _determinism(args: argparse.Namespace) -> int:
-    if args.engine not in ENGINE_NAMES:
-        raise UsageError(f"unknown engine {args.engine!r} (known: {', '.join(ENGINE_NAMES)})")
-    if args.engine not in ADAPTERS:
-        raise UsageError(f"engine {args.engine!r} is not supported yet (supported: {', '.join(sorted(ADAPTERS))})")
+    _require_engine(args.engine)
     for url in args.url:
         _check_url(url)
     for name in ("requests", "concurrency", "max_tokens", "repeat"):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import shlex
 import sys
 from collections.abc import Generator, Iterator
@@ -29,16 +28,7 @@ import pytest
 from pydantic import ValidationError
 
 from adapters import ADAPTERS, ENGINE_NAMES, Capability, HttpAdapter, create_adapter
-from reports import (
-    CapabilitySummary,
-    CheckResult,
-    Report,
-    TargetInfo,
-    ToolInfo,
-    summarize,
-    verdict,
-    write_json_report,
-)
+from reports import CapabilitySummary, CheckResult, Report, TargetInfo, utc_now, write_json_report
 from stubs import STUB_ENGINES, StubServer
 
 from .checks import CheckFailure
@@ -47,8 +37,6 @@ from .runtime import ScenarioRuntime, adapter_options
 from .targets import Target
 
 __all__ = ["SCENARIO_KEY", "ScenarioInfo"]
-
-TOOL_VERSION = "0.1.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +164,7 @@ def pytest_configure(config: pytest.Config) -> None:
         targets=targets,
         report_path=Path(report) if report else None,
         reproduce=_reproduce_line(config),
-        started_at=_now(),
+        started_at=utc_now(),
     )
     config.stash[_STATE_KEY] = state
     config.pluginmanager.register(_RunRecorder(config, state), "conform-run-recorder")
@@ -417,21 +405,13 @@ def build_report(state: _PluginState) -> Report:
                 ),
             )
         )
-    return Report(
-        tool=ToolInfo(version=TOOL_VERSION),
+    return Report.assemble(
         started_at=state.started_at,
-        finished_at=_now(),
         reproduce=state.reproduce,
         targets=targets,
-        result=verdict(results),
-        summary=summarize(results),
         results=results,
         interrupted=state.interrupted,
     )
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _reproduce_line(config: pytest.Config) -> str:

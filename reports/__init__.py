@@ -3,6 +3,7 @@
 from ._atomic import write_atomic
 from .model import (
     SCHEMA_VERSION,
+    TOOL_VERSION,
     ByKind,
     CapabilitySummary,
     CheckResult,
@@ -21,6 +22,7 @@ from .model import (
     TokenRef,
     ToolInfo,
     summarize,
+    utc_now,
     verdict,
 )
 from .schema import SCHEMA_PATH, ReportSchemaError, generate_schema, validate_report
@@ -29,6 +31,7 @@ from .writers import write_json_report
 __all__ = [
     "SCHEMA_PATH",
     "SCHEMA_VERSION",
+    "TOOL_VERSION",
     "ByKind",
     "CapabilitySummary",
     "CheckResult",
@@ -49,6 +52,7 @@ __all__ = [
     "ToolInfo",
     "generate_schema",
     "summarize",
+    "utc_now",
     "validate_report",
     "verdict",
     "write_atomic",

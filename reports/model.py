@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "SCHEMA_VERSION",
+    "TOOL_VERSION",
     "ByKind",
     "CapabilitySummary",
     "CheckResult",
@@ -26,10 +28,13 @@ __all__ = [
     "TokenRef",
     "ToolInfo",
     "summarize",
+    "utc_now",
     "verdict",
 ]
 
 SCHEMA_VERSION: Literal["1"] = "1"
+TOOL_VERSION = "0.1.0"
+"""conform's version, as reports state it (kept equal to pyproject's by a test)."""
 
 Status = Literal["passed", "failed", "skipped", "error"]
 Level = Literal["core", "extended"]
@@ -199,9 +204,36 @@ class Report(_Model):
     """True when the run was stopped before every check ran (Ctrl-C)."""
     determinism: DeterminismSection | None = None
 
+    @classmethod
+    def assemble(
+        cls,
+        *,
+        started_at: str,
+        reproduce: str,
+        targets: list[TargetInfo],
+        results: list[CheckResult],
+        **extra: Any,
+    ) -> Report:
+        """A report finished now, its verdict and summary derived from the results."""
+        return cls(
+            tool=ToolInfo(version=TOOL_VERSION),
+            started_at=started_at,
+            finished_at=utc_now(),
+            reproduce=reproduce,
+            targets=targets,
+            result=verdict(results),
+            summary=summarize(results),
+            results=results,
+            **extra,
+        )
+
     def to_json(self) -> str:
         exclude = {"determinism"} if self.determinism is None else set()
         return self.model_dump_json(indent=2, exclude=exclude) + "\n"
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def verdict(results: list[CheckResult]) -> Verdict:

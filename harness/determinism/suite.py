@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +21,7 @@ from reports import (
     RequestOutcome,
     Slot,
     TargetInfo,
-    ToolInfo,
-    summarize,
-    verdict,
+    utc_now,
 )
 
 from ..runtime import adapter_options
@@ -35,8 +32,6 @@ from .golden import GoldenLine, load_golden, write_golden
 from .replay import ReplayError, Replica
 
 __all__ = ["SuiteOptions", "TargetUnreachable", "describe_divergence", "run_suite"]
-
-TOOL_VERSION = "0.1.0"
 
 
 class TargetUnreachable(Exception):
@@ -66,8 +61,19 @@ class SuiteOptions:
     modes: tuple[str, ...] = field(default=("solo", "load"))
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _check_result(
+    check_id: str, scenario: str, engine: str, status: str, detail: str | None, duration: float = 0.0
+) -> CheckResult:
+    return CheckResult(
+        id=check_id,
+        feature="determinism",
+        scenario=scenario,
+        engine=engine,
+        level="core",
+        status=status,  # type: ignore[arg-type]
+        duration_s=duration,
+        detail=detail,
+    )
 
 
 def describe_slot(slot: Slot) -> str:
@@ -158,15 +164,14 @@ def _result(outcome: RequestOutcome, engine: str, duration: float) -> CheckResul
     if outcome.divergences:
         extra = len(outcome.divergences) - 1
         detail = describe_divergence(outcome.divergences[0]) + (f" (+{extra} more)" if extra else "")
-    return CheckResult(
-        id=f"determinism.{outcome.id}",
-        feature="determinism",
-        scenario="a seeded request gives the same tokens everywhere",
-        engine=engine,
-        level="core",
-        status="failed" if outcome.divergences else "passed",
-        duration_s=duration,
-        detail=detail,
+    status = "failed" if outcome.divergences else "passed"
+    return _check_result(
+        f"determinism.{outcome.id}",
+        "a seeded request gives the same tokens everywhere",
+        engine,
+        status,
+        detail,
+        duration,
     )
 
 
@@ -180,20 +185,14 @@ def _load_result(outcomes: Sequence[RequestOutcome], engine: str) -> CheckResult
             f"under load, {', '.join(unloaded)} generated with no other request generating at the same time: "
             "the load comparison proves nothing for them (raise --concurrency or --max-tokens)"
         )
-    return CheckResult(
-        id="determinism.load_overlap",
-        feature="determinism",
-        scenario="the load mode really runs requests concurrently",
-        engine=engine,
-        level="core",
-        status="error" if unloaded else "passed",
-        duration_s=0.0,
-        detail=detail,
+    status = "error" if unloaded else "passed"
+    return _check_result(
+        "determinism.load_overlap", "the load mode really runs requests concurrently", engine, status, detail
     )
 
 
 async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> Report:
-    started_at = _now()
+    started_at = utc_now()
     loop = asyncio.get_running_loop()
     began = loop.time()
     adapters = await _connect(options)
@@ -226,15 +225,13 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
         )
         mismatch = _mismatch(replicas)
         if mismatch is not None:
-            result = CheckResult(
-                id="determinism.replica_mismatch",
-                feature="determinism",
-                scenario="replicas run the same engine build and model",
-                engine=options.engine,
-                level="core",
-                status="failed",
-                duration_s=loop.time() - began,
-                detail=mismatch,
+            result = _check_result(
+                "determinism.replica_mismatch",
+                "replicas run the same engine build and model",
+                options.engine,
+                "failed",
+                mismatch,
+                loop.time() - began,
             )
             return _report(options, started_at, replicas, [result], section)
         logprobs = Capability.LOGPROBS in capabilities
@@ -251,15 +248,13 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
         try:
             observations = await _replay(players, tasks, modes, options)
         except ReplayError as error:
-            failed = CheckResult(
-                id="determinism.request_failed",
-                feature="determinism",
-                scenario="every seeded request completes on every replica",
-                engine=options.engine,
-                level="core",
-                status="failed",
-                duration_s=loop.time() - began,
-                detail=str(error),
+            failed = _check_result(
+                "determinism.request_failed",
+                "every seeded request completes on every replica",
+                options.engine,
+                "failed",
+                str(error),
+                loop.time() - began,
             )
             return _report(options, started_at, replicas, [failed], section)
         section.replicas = [r.model_copy(update={"sampler": p.sampler}) for r, p in zip(replicas, players, strict=True)]
@@ -346,14 +341,6 @@ def _report(
         )
         for n, r in enumerate(replicas)
     ]
-    return Report(
-        tool=ToolInfo(version=TOOL_VERSION),
-        started_at=started_at,
-        finished_at=_now(),
-        reproduce=options.reproduce,
-        targets=targets,
-        result=verdict(results),
-        summary=summarize(results),
-        results=results,
-        determinism=section,
+    return Report.assemble(
+        started_at=started_at, reproduce=options.reproduce, targets=targets, results=results, determinism=section
     )

@@ -80,3 +80,11 @@ def test_invalid_reports_name_the_field(mutate, field: str) -> None:
     mutate(document)
     with pytest.raises(ReportSchemaError, match=re.escape(f"report field {field}")):
         validate_report(document)
+
+
+def test_reported_tool_version_is_the_package_version() -> None:
+    from importlib.metadata import version
+
+    from reports import TOOL_VERSION
+
+    assert version("conform") == TOOL_VERSION
