@@ -34,6 +34,7 @@ def render_matrix(report: Report) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.extend(_latency_lines(report))
     problems = [r for r in report.results if r.status in ("failed", "error")]
     if problems:
         lines.append("")
@@ -78,3 +79,19 @@ def render_determinism(report: Report) -> str:
             + (f"; {s.logprob_drift} logprob drifts" if s.logprob_drift else "")
         )
     return "\n".join(lines)
+
+
+def _latency_lines(report: Report) -> list[str]:
+    lines = []
+    for target in report.targets:
+        latency = target.latency
+        if latency is None or latency.ttft_ms is None:
+            continue
+        ttft = latency.ttft_ms
+        text = f"latency {target.label or target.engine}: TTFT p50 {ttft.p50:g} ms p99 {ttft.p99:g} ms"
+        if latency.itl_ms is not None:
+            text += f"; ITL p50 {latency.itl_ms.p50:g} ms p90 {latency.itl_ms.p90:g} ms p99 {latency.itl_ms.p99:g} ms"
+        if latency.tokens_per_s is not None:
+            text += f"; {latency.tokens_per_s:g} tokens/s per stream ({latency.streams} streams)"
+        lines.append(text)
+    return ["", *lines] if lines else []

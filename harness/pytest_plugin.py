@@ -35,6 +35,7 @@ from .checks import CheckFailure
 from .probe import TargetProfile, probe
 from .runtime import ScenarioRuntime, adapter_options
 from .targets import Target
+from .timing import StreamTiming, summarize_latency
 
 __all__ = ["SCENARIO_KEY", "ScenarioInfo"]
 
@@ -50,6 +51,8 @@ _STATE_KEY = pytest.StashKey["_PluginState"]()
 
 _PROP = "conform"
 """Key of the one user_properties entry carrying a test's result fields."""
+_TIMING_PROP = "conform_timing"
+"""Key of the user_properties entry carrying the latency of a test's streams (set at teardown)."""
 
 
 @dataclass
@@ -60,6 +63,8 @@ class _PluginState:
     started_at: str
     profiles: dict[str, TargetProfile] = field(default_factory=dict)
     results: dict[str, CheckResult] = field(default_factory=dict)
+    timings: dict[str, list[StreamTiming]] = field(default_factory=dict)
+    """Latency of every completed stream, by target label."""
     order: list[str] = field(default_factory=list)
     interrupted: bool = False
 
@@ -236,13 +241,18 @@ def conform_profile(request: pytest.FixtureRequest, conform_target: Target) -> T
 
 
 @pytest.fixture
-def conform_runtime(conform_target: Target, conform_profile: TargetProfile) -> Iterator[ScenarioRuntime]:
+def conform_runtime(
+    request: pytest.FixtureRequest, conform_target: Target, conform_profile: TargetProfile
+) -> Iterator[ScenarioRuntime]:
     """The scenario's event loop, stub (for stub targets) and adapter."""
     runtime = ScenarioRuntime(conform_target, conform_profile)
     try:
         yield runtime
     finally:
         runtime.close()
+        if runtime.timings:
+            streams = [t.to_json() for t in runtime.timings]
+            request.node.user_properties.append((_TIMING_PROP, {"target": conform_target.label, "streams": streams}))
 
 
 @pytest.fixture
@@ -341,6 +351,11 @@ class _RunRecorder:
         self._state = state
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown":
+            for key, value in report.user_properties:
+                if key == _TIMING_PROP and isinstance(value, dict):
+                    timings = self._state.timings.setdefault(str(value["target"]), [])
+                    timings.extend(StreamTiming.from_json(t) for t in value["streams"])
         fields = next((value for key, value in report.user_properties if key == _PROP), None)
         if not isinstance(fields, dict):
             return
@@ -398,6 +413,7 @@ def build_report(state: _PluginState) -> Report:
                 engine_version=profile.version.version,
                 model=profile.version.model,
                 model_digest=profile.version.model_digest,
+                latency=summarize_latency(state.timings.get(target.label, [])),
                 capabilities=CapabilitySummary(
                     supported=sorted(c.value for c in profile.supported),
                     unsupported=sorted(c.value for c in profile.unsupported),

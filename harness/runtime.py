@@ -12,11 +12,13 @@ import dataclasses
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from adapters import AdapterOptions, HttpAdapter, Redactor, Timeouts, create_adapter
+from adapters import AdapterOptions, HttpAdapter, Redactor, TaskRequest, Timeouts, create_adapter
 from stubs import Script, StubServer
 
 from .probe import TargetProfile
+from .stream import StreamRecord, collect
 from .targets import Target
+from .timing import StreamTiming, stream_timing
 
 __all__ = ["ScenarioRuntime", "adapter_options"]
 
@@ -42,11 +44,22 @@ class ScenarioRuntime:
         self.stub: StubServer | None = None
         self._adapter: HttpAdapter | None = None
         self._replicas: list[tuple[StubServer, HttpAdapter]] = []
+        self.timings: list[StreamTiming] = []
+        """Latency of every stream this scenario completed, for the report."""
         self._options = adapter_options(target)
         self._runner = asyncio.Runner()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._runner.run(coro)
+
+    def stream(self, request: TaskRequest, *, cancel_after: int | None = None) -> StreamRecord:
+        """Stream `request` to the target and keep what happened (and its latency, if it completed)."""
+        record = self.run(collect(self.adapter, request, cancel_after=cancel_after))
+        if record.error is None:
+            timing = stream_timing(record.sent_at, [t.at for t in record.tokens])
+            if timing is not None:
+                self.timings.append(timing)
+        return record
 
     def use_script(self, script: Script) -> None:
         """Choose what the stub plays; only before the first request of the scenario."""

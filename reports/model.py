@@ -18,7 +18,9 @@ __all__ = [
     "DeterminismSummary",
     "Divergence",
     "Implementation",
+    "LatencySummary",
     "LogprobDrift",
+    "Percentiles",
     "ReplicaInfo",
     "Report",
     "RequestOutcome",
@@ -64,6 +66,25 @@ class CapabilitySummary(_Model):
     source: Literal["inferred", "declared"] = "inferred"
 
 
+class Percentiles(_Model):
+    p50: float
+    p90: float
+    p99: float
+
+
+class LatencySummary(_Model):
+    """Measured on the harness's monotonic clock over every stream of the run that produced tokens."""
+
+    streams: int
+    tokens: int
+    ttft_ms: Percentiles | None
+    """Time to first token: from sending the request to the first token."""
+    itl_ms: Percentiles | None
+    """Inter-token latency: the gaps between consecutive tokens of a stream."""
+    tokens_per_s: float | None
+    """Tokens per second of one stream, averaged over the run (tokens / stream durations)."""
+
+
 class TargetInfo(_Model):
     engine: str
     url: str
@@ -73,6 +94,7 @@ class TargetInfo(_Model):
     capabilities: CapabilitySummary
     label: str | None = None
     """How results name this target (engine, or engine@stub for an embedded stub)."""
+    latency: LatencySummary | None = None
 
 
 class Summary(_Model):

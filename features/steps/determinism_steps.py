@@ -36,12 +36,17 @@ def _replica(number: int, adapter: HttpAdapter) -> Replica:
     return Replica(number, adapter, progress=lambda _line: None)
 
 
-def _replay(runtime: ScenarioRuntime, replay: Coroutine[Any, Any, list[Observation]]) -> list[Observation]:
+def _replay(
+    runtime: ScenarioRuntime, replica: Replica, replay: Coroutine[Any, Any, list[Observation]]
+) -> list[Observation]:
     """Run a replay; a request the engine fails is a finding about the engine, not a broken step."""
     try:
         return runtime.run(replay)
     except ReplayError as error:
         raise CheckFailure("request failed", str(error)) from None
+    finally:
+        runtime.timings.extend(replica.timings)
+        replica.timings.clear()
 
 
 @pytest.fixture
@@ -61,7 +66,8 @@ def second_replica(
 @when(parsers.parse("I send {count:d} seeded requests alone, {repeat:d} times each"), target_fixture="outcomes")
 def send_alone(conform_runtime: ScenarioRuntime, count: int, repeat: int) -> list[RequestOutcome]:
     tasks = _tasks(conform_runtime, count)
-    observations = _replay(conform_runtime, _replica(0, conform_runtime.adapter).solo(tasks, repeat))
+    replica = _replica(0, conform_runtime.adapter)
+    observations = _replay(conform_runtime, replica, replica.solo(tasks, repeat))
     return _judge(tasks, observations)
 
 
@@ -70,7 +76,8 @@ def send_to_replicas(conform_runtime: ScenarioRuntime, replicas: list[HttpAdapte
     tasks = _tasks(conform_runtime, count)
     observations: list[Observation] = []
     for number, adapter in enumerate([conform_runtime.adapter, *replicas]):
-        observations += _replay(conform_runtime, _replica(number, adapter).solo(tasks, 1))
+        replica = _replica(number, adapter)
+        observations += _replay(conform_runtime, replica, replica.solo(tasks, 1))
     return _judge(tasks, observations)
 
 
@@ -81,8 +88,8 @@ def send_to_replicas(conform_runtime: ScenarioRuntime, replicas: list[HttpAdapte
 def send_under_load(conform_runtime: ScenarioRuntime, count: int, others: int) -> list[RequestOutcome]:
     tasks = _tasks(conform_runtime, count)
     replica = _replica(0, conform_runtime.adapter)
-    observations = _replay(conform_runtime, replica.solo(tasks, 1))
-    observations += _replay(conform_runtime, replica.under_load(tasks, others, 1))
+    observations = _replay(conform_runtime, replica, replica.solo(tasks, 1))
+    observations += _replay(conform_runtime, replica, replica.under_load(tasks, others, 1))
     return _judge(tasks, observations)
 
 

@@ -11,7 +11,7 @@ from adapters import ErrorKind, TaskRequest, WorkerError
 from harness.checks import CheckFailure, check_classified, check_engine_stopped, check_reassembles, run_checks
 from harness.pytest_plugin import SCENARIO_KEY
 from harness.runtime import ScenarioRuntime
-from harness.stream import StreamRecord, collect
+from harness.stream import StreamRecord
 from stubs import Script, load_script
 from stubs.script import StatusFault
 
@@ -59,7 +59,7 @@ def client_idle_timeout(conform_runtime: ScenarioRuntime, seconds: float) -> Non
 
 @when(parsers.parse("I stream a completion of {count:d} tokens"), target_fixture="stream")
 def stream_completion(conform_runtime: ScenarioRuntime, count: int) -> StreamRecord:
-    return conform_runtime.run(collect(conform_runtime.adapter, _request(conform_runtime, count)))
+    return conform_runtime.stream(_request(conform_runtime, count))
 
 
 @when(
@@ -68,7 +68,7 @@ def stream_completion(conform_runtime: ScenarioRuntime, count: int) -> StreamRec
 )
 def stream_and_disconnect(conform_runtime: ScenarioRuntime, count: int, after: int) -> StreamRecord:
     request = _request(conform_runtime, count)
-    return conform_runtime.run(collect(conform_runtime.adapter, request, cancel_after=after))
+    return conform_runtime.stream(request, cancel_after=after)
 
 
 @when("I stream a completion whose prompt exceeds the context window", target_fixture="stream")
@@ -76,7 +76,7 @@ def stream_too_long(conform_runtime: ScenarioRuntime) -> StreamRecord:
     adapter = conform_runtime.adapter
     context = conform_runtime.run(adapter.props()).ctx_max or 8192
     prompt = "lighthouse " * (context * 2)
-    return conform_runtime.run(collect(adapter, _request(conform_runtime, 8, prompt)))
+    return conform_runtime.stream(_request(conform_runtime, 8, prompt))
 
 
 @when("I call an endpoint the engine does not have", target_fixture="failure")
@@ -163,7 +163,7 @@ def ask_health(conform_runtime: ScenarioRuntime) -> bool:
 
 @then("a completion request is admitted")
 def request_admitted(conform_runtime: ScenarioRuntime) -> None:
-    record = conform_runtime.run(collect(conform_runtime.adapter, _request(conform_runtime, 4)))
+    record = conform_runtime.stream(_request(conform_runtime, 4))
     if record.error is not None:
         raise CheckFailure("health lies", f"the engine reported ready, but a request failed: {record.error}")
 

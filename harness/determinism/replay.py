@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from adapters import End, HttpAdapter, TaskRequest, Token, WorkerError
 from reports import Slot
 
+from ..timing import StreamTiming, stream_timing
 from .compare import Completion, Observation
 
 __all__ = ["ReplayError", "Replica", "Window"]
@@ -48,8 +49,17 @@ class Window:
 _SAMPLER_FIELDS = ("seed", "temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty", "samplers")
 
 
-async def observe(adapter: HttpAdapter, request: TaskRequest) -> tuple[Completion, Window, dict[str, Any] | None]:
-    """One stream: its tokens, when it generated them, and the sampler settings the engine reports."""
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """One stream: its tokens, when it generated them, its latency, and the sampler settings reported."""
+
+    completion: Completion
+    window: Window
+    timing: StreamTiming | None
+    sampler: dict[str, Any] | None
+
+
+async def observe(adapter: HttpAdapter, request: TaskRequest) -> Observed:
     tokens: list[Token] = []
     sampler: dict[str, Any] | None = None
     sent = time.monotonic()
@@ -63,7 +73,8 @@ async def observe(adapter: HttpAdapter, request: TaskRequest) -> tuple[Completio
                     sampler = {k: settings[k] for k in _SAMPLER_FIELDS if k in settings}
     first = tokens[0].at if tokens else sent
     last = tokens[-1].at if tokens else sent
-    return Completion.from_tokens(tokens), Window(first, last), sampler
+    timing = stream_timing(sent, [t.at for t in tokens])
+    return Observed(Completion.from_tokens(tokens), Window(first, last), timing, sampler)
 
 
 Progress = Callable[[str], None]
@@ -78,15 +89,18 @@ class Replica:
     progress: Progress
     sampler: dict[str, Any] | None = None
     """What the replica reported for its first solo request: provenance of the sampling it did."""
+    timings: list[StreamTiming] = field(default_factory=list)
 
     async def _observe(self, request: TaskRequest, request_id: str, mode: str) -> tuple[Completion, Window]:
         try:
-            completion, window, sampler = await observe(self.adapter, request)
+            observed = await observe(self.adapter, request)
         except WorkerError as error:
             raise ReplayError(request_id, self.number, mode, error) from None
         if self.sampler is None and mode == "solo":
-            self.sampler = sampler
-        return completion, window
+            self.sampler = observed.sampler
+        if observed.timing is not None:
+            self.timings.append(observed.timing)
+        return observed.completion, observed.window
 
     async def solo(self, requests: Sequence[tuple[str, TaskRequest]], repeat: int) -> list[Observation]:
         """Each request alone on this replica, `repeat` times, one after the other."""

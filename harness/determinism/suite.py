@@ -26,6 +26,7 @@ from reports import (
 
 from ..runtime import adapter_options
 from ..targets import Target
+from ..timing import summarize_latency
 from .compare import Observation, judge_request
 from .corpus import CorpusError, CorpusRequest, builtin_corpus, load_corpus
 from .golden import GoldenLine, load_golden, write_golden
@@ -256,7 +257,7 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
                 str(error),
                 loop.time() - began,
             )
-            return _report(options, started_at, replicas, [failed], section)
+            return _report(options, started_at, replicas, [failed], section, players)
         section.replicas = [r.model_copy(update={"sampler": p.sampler}) for r, p in zip(replicas, players, strict=True)]
         if options.record is not None:
             write_golden(options.record, requests, observations, replicas[0])
@@ -277,7 +278,7 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
             results.append(load_result)
         section.requests = outcomes
         section.summary = _summary(outcomes)
-        return _report(options, started_at, replicas, results, section)
+        return _report(options, started_at, replicas, results, section, players)
     finally:
         for adapter in adapters:
             await adapter.aclose()
@@ -328,7 +329,9 @@ def _report(
     replicas: Sequence[ReplicaInfo],
     results: list[CheckResult],
     section: DeterminismSection,
+    players: Sequence[Replica] = (),
 ) -> Report:
+    latency = {p.number: summarize_latency(p.timings) for p in players}
     targets = [
         TargetInfo(
             engine=options.engine,
@@ -338,6 +341,7 @@ def _report(
             model=r.model,
             model_digest=r.model_digest,
             capabilities=CapabilitySummary(supported=[], unsupported=[], source="inferred"),
+            latency=latency.get(n),
         )
         for n, r in enumerate(replicas)
     ]
