@@ -246,7 +246,7 @@ async def play_stream(
     if "after_headers" in stalls:
         await asyncio.sleep(stalls["after_headers"].seconds)
     steps, cut_at = _apply_faults(plan, faults, wire)
-    writer = _Writer(request, response, context.script.framing)
+    writer = _Writer(request, response, context.script.framing, coalesce=context.script.token_delay_ms == 0)
     survive = any(isinstance(f, IgnoreDisconnectFault) for f in faults)
     run = _run_steps(
         writer,
@@ -296,17 +296,44 @@ async def _generate(
     await asyncio.shield(task)
 
 
+_COALESCE_BYTES = 32 * 1024
+
+
 class _Writer:
-    """Writes frames in the script's chunk size; remembers a broken connection instead of raising."""
+    """Writes frames in the script's chunk size; remembers a broken connection instead of raising.
 
-    __slots__ = ("_chunk", "_request", "_response", "broken", "framing")
+    With `coalesce` (no pacing asked for), frames are gathered into writes of up
+    to 32 KiB: one await per frame would make the stub, not the client, the
+    bottleneck of every throughput measurement.
+    """
 
-    def __init__(self, request: web.Request, response: web.StreamResponse, framing: Framing) -> None:
+    __slots__ = ("_buffer", "_buffered", "_chunk", "_coalesce", "_request", "_response", "broken", "framing")
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, framing: Framing, coalesce: bool) -> None:
         self._request = request
         self._response = response
         self._chunk = framing.chunk_size
+        self._coalesce = coalesce and framing.chunk_size is None
+        self._buffer: list[bytes] = []
+        self._buffered = 0
         self.framing = framing
         self.broken = False
+
+    async def send(self, data: bytes) -> None:
+        if not self._coalesce:
+            await self.write(data)
+            return
+        self._buffer.append(data)
+        self._buffered += len(data)
+        if self._buffered >= _COALESCE_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            self._buffered = 0
+            await self.write(data)
 
     async def write(self, data: bytes) -> None:
         if self.broken:
@@ -342,17 +369,20 @@ async def _run_steps(
     for number, step in enumerate(steps):
         if step.token is not None:
             if stall is not None and step.token == stall.at_token:
+                await writer.flush()
                 await asyncio.sleep(stall.seconds)
             if delay:
                 await asyncio.sleep(delay)
             generation.tokens_sent += 1
         if keepalive_every and number % keepalive_every == 0:
-            await writer.write(_keepalive(writer.framing))
+            await writer.send(_keepalive(writer.framing))
         if cut_at is not None and number == len(steps) - 1:
+            await writer.flush()
             await writer.write(step.data[: max(1, len(step.data) // 2)])
             writer.abort()
             return True
-        await writer.write(step.data)
+        await writer.send(step.data)
         if writer.broken and not survive_disconnect:
             return False
-    return True
+    await writer.flush()
+    return not writer.broken or survive_disconnect
