@@ -72,8 +72,11 @@ class Started:
     """Monotonic clock reading (seconds)."""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Token:
+    """One generated token. Slotted but not frozen: one is made per token, and frozen
+    dataclasses pay an object.__setattr__ per field; treat it as immutable all the same."""
+
     index: int
     """Position of this token in the generated sequence, 0-based, as the engine states it."""
     text: str

@@ -131,33 +131,35 @@ class LlamaCppAdapter(HttpAdapter):
     async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
         """Stream one generation. Close the iterator (``aclosing``) to disconnect early."""
         body = self.request_body(req, await self._prompt(req), stream=True)
-        async with self.open_sse(req.task_id, "/completion", body) as events:
+        async with self.open_sse(req.task_id, "/completion", body) as batches:
             yield Started(req.task_id, time.monotonic())
             position = 0
             number = 0
-            async for event in events:
-                number += 1
-                frame = self.parse_json_event(event, self.base_url + "/completion", number)
-                if not isinstance(frame, dict):
-                    raise WorkerError(
-                        ErrorKind.PROTOCOL_VIOLATION,
-                        f"frame {number} is JSON but not an object",
-                        in_stream=True,
-                    )
-                if "error" in frame:
-                    raise WorkerError(
-                        ErrorKind.ENGINE_ERROR,
-                        self.http.redact(f"error inside the stream: {self.describe_error(200, frame)}"),
-                        status=200,
-                        in_stream=True,
-                    )
-                if frame.get("stop") is True:
-                    for final_event in _final_events(frame):
-                        yield final_event
-                    return
-                for token in _tokens(frame, position):
-                    position = token.index + 1
-                    yield token
+            url = self.base_url + "/completion"
+            async for batch in batches:
+                for event in batch:
+                    number += 1
+                    frame = self.parse_json_event(event, url, number)
+                    if not isinstance(frame, dict):
+                        raise WorkerError(
+                            ErrorKind.PROTOCOL_VIOLATION,
+                            f"frame {number} is JSON but not an object",
+                            in_stream=True,
+                        )
+                    if "error" in frame:
+                        raise WorkerError(
+                            ErrorKind.ENGINE_ERROR,
+                            self.http.redact(f"error inside the stream: {self.describe_error(200, frame)}"),
+                            status=200,
+                            in_stream=True,
+                        )
+                    if frame.get("stop") is True:
+                        for final_event in _final_events(frame):
+                            yield final_event
+                        return
+                    for token in _tokens(frame, position):
+                        position = token.index + 1
+                        yield token
         raise WorkerError(
             ErrorKind.PROTOCOL_VIOLATION,
             "the stream ended without the final stop:true frame",
@@ -173,8 +175,18 @@ def _tokens(frame: dict[str, Any], position: int) -> list[Token]:
     """
     now = time.monotonic()
     text = frame.get("content", "")
-    ids = [i for i in frame.get("tokens") or [] if isinstance(i, int)]
+    tokens = frame.get("tokens")
     predicted = frame.get("tokens_predicted")
+    if (
+        type(tokens) is list
+        and len(tokens) == 1
+        and type(tokens[0]) is int
+        and type(predicted) is int
+        and "completion_probabilities" not in frame
+    ):
+        # The frame of nearly every token: one id, a running count, no probabilities.
+        return [Token(predicted - 1, text, tokens[0], now)]
+    ids = [i for i in tokens or [] if isinstance(i, int)]
     first = predicted - max(1, len(ids)) if isinstance(predicted, int) else position
     logprobs = _logprobs(frame)
     if not ids:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["Row", "render"]
@@ -53,9 +53,12 @@ def render(rows: Sequence[Row], markdown: bool = False) -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
         notes = [f"- {r.name}: {r.note}" for r in rows if r.note]
-        return "\n".join(lines + ([""] + notes if notes else []))
+        return "\n".join(lines + (["", *notes] if notes else []))
     widths = [max(len(cells[i]) for cells in [header, *body]) for i in range(len(header))]
-    fmt: Callable[[list[str]], str] = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+
     lines = [fmt(header), "  ".join("-" * w for w in widths), *(fmt(cells) for cells in body)]
     lines += [f"  {r.name}: {r.note}" for r in rows if r.note]
     return "\n".join(lines)

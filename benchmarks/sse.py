@@ -153,8 +153,23 @@ def run(quick: bool = False) -> list[Row]:
     rates = _rates(streams, 1 if quick else 7)
     ours = rates["ours"]
     return [
-        Row("SSE decode vs openai SDK", ours, "events/s", ">= 2.0x", ours >= 2.0 * rates["openai SDK"],
-            rates["openai SDK"], "openai SDK decoder", "same (event, data) output checked on all 3 streams"),
-        Row("SSE decode vs httpx-sse", ours, "events/s", ">= 1.5x", ours >= 1.5 * rates["httpx-sse"],
-            rates["httpx-sse"], "httpx-sse + httpx lines"),
+        Row(
+            "SSE decode vs openai SDK",
+            ours,
+            "events/s",
+            ">= 2.0x",
+            ours >= 2.0 * rates["openai SDK"],
+            rates["openai SDK"],
+            "openai SDK decoder",
+            "same (event, data) output checked on all 3 streams",
+        ),
+        Row(
+            "SSE decode vs httpx-sse",
+            ours,
+            "events/s",
+            ">= 1.5x",
+            ours >= 1.5 * rates["httpx-sse"],
+            rates["httpx-sse"],
+            "httpx-sse + httpx lines",
+        ),
     ]

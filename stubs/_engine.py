@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
@@ -135,7 +134,7 @@ class StubContext:
             tokens = _diverge(tokens, behaviour.batch_variant_at, effective_seed, prompt, salt + "/batched")
         if behaviour.logprob_jitter:
             shift = behaviour.logprob_jitter * (number % 3)
-            tokens = [dataclasses.replace(t, logprob=t.logprob - shift) for t in tokens]
+            tokens = [t._replace(logprob=t.logprob - shift) for t in tokens]
         return generation, tokens
 
 
@@ -170,6 +169,9 @@ class WireFormat(Protocol):
 
 def encode_sse(data: str, framing: Framing, event: str | None = None) -> bytes:
     """One SSE event with the framing variant the script asks for."""
+    if event is None and "\n" not in data and framing.line_ending == "lf":
+        # The common case, once per token: no splitting, no joining.
+        return (b"data: " if framing.space_after_colon else b"data:") + data.encode() + b"\n\n"
     newline = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}[framing.line_ending]
     separator = ": " if framing.space_after_colon else ":"
     lines = [f"event{separator}{event}"] if event is not None else []
@@ -364,15 +366,23 @@ async def _run_steps(
     stall: StallFault | None,
     survive_disconnect: bool,
 ) -> bool:
-    """Write every step at the script's pace; False if the client left and generation stopped."""
+    """Write every step at the script's pace; False if the client left and generation stopped.
+
+    Token k is due `delay * (k + 1)` after the start, on a fixed cadence: sleeping `delay`
+    after each write would add the write and scheduling time of every token to the next gap.
+    """
     keepalive_every = writer.framing.keepalive_every
+    loop = asyncio.get_running_loop()
+    due = loop.time()
     for number, step in enumerate(steps):
         if step.token is not None:
             if stall is not None and step.token == stall.at_token:
                 await writer.flush()
                 await asyncio.sleep(stall.seconds)
+                due = loop.time()
             if delay:
-                await asyncio.sleep(delay)
+                due += delay
+                await asyncio.sleep(max(0.0, due - loop.time()))
             generation.tokens_sent += 1
         if keepalive_every and number % keepalive_every == 0:
             await writer.send(_keepalive(writer.framing))

@@ -61,19 +61,20 @@ class LlamaCppWire:
         return encode_sse('{"index":0,"content":" broken","tokens":[1', self._framing)
 
     def token_frame(self, token: StubToken, position: int, prompt_tokens: int, n_probs: int = 0) -> bytes:
-        frame: dict[str, Any] = {
-            "index": 0,
-            "content": token.text,
-            "tokens": [token.id],
-            "stop": False,
-            "id_slot": 0,
-            "tokens_predicted": position + 1,
-            "tokens_evaluated": prompt_tokens,
-        }
+        # Formatted, not json.dumps of a dict: this runs once per token and bounds the stub's throughput.
+        text = _dumps(token.text)
+        probabilities = ""
         if n_probs > 0:
-            entry = {"id": token.id, "token": token.text, "bytes": list(token.text.encode()), "logprob": token.logprob}
-            frame["completion_probabilities"] = [{**entry, "top_logprobs": [entry]}]
-        return encode_sse(_dumps(frame), self._framing)
+            entry = (
+                f'{{"id":{token.id},"token":{text},"bytes":{_dumps(list(token.text.encode()))},'
+                f'"logprob":{_dumps(token.logprob)}'
+            )
+            probabilities = f',"completion_probabilities":[{entry},"top_logprobs":[{entry}}}]}}]'
+        frame = (
+            f'{{"index":0,"content":{text},"tokens":[{token.id}],"stop":false,"id_slot":0,'
+            f'"tokens_predicted":{position + 1},"tokens_evaluated":{prompt_tokens}{probabilities}}}'
+        )
+        return encode_sse(frame, self._framing)
 
 
 def _prompt_tokens(prompt: str) -> int:

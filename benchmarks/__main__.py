@@ -1,0 +1,52 @@
+"""`python -m benchmarks [--quick] [--only NAME ...] [--write PATH]`: run, print the table, keep the latest."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import overhead, sse, stub_throughput, timing, wall
+from ._table import Row, render
+
+BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
+    "sse": sse.run,
+    "stub": stub_throughput.run,
+    "overhead": overhead.run,
+    "timing": timing.run,
+    "wall": wall.run,
+}
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny inputs: checks that every benchmark runs")
+    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these")
+    parser.add_argument("--write", type=Path, help=f"write the table as Markdown (default without --quick: {RESULTS})")
+    args = parser.parse_args(argv)
+    rows: list[Row] = []
+    started = time.perf_counter()
+    for name in args.only or list(BENCHMARKS):
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows += BENCHMARKS[name](args.quick)
+    elapsed = time.perf_counter() - started
+    print(render(rows))
+    print(f"\n{len(rows)} measurements in {elapsed:.0f} s")
+    target = args.write or (None if args.quick else RESULTS)
+    if target is not None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        machine = f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
+        target.write_text(
+            f"# Latest benchmark results\n\n`python -m benchmarks` on {stamp} ({machine}, "
+            f"2 cores), {elapsed:.0f} s.\n\n{render(rows, markdown=True)}\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
