@@ -20,6 +20,8 @@ DELAY_S = 0.010
 async def _errors(url: str, streams: int, tokens: int) -> tuple[list[float], list[float]]:
     adapter = LlamaCppAdapter(url)
     try:
+        # Warm up first: the first request of a process pays for lazy imports and a fresh connection.
+        await collect(adapter, TaskRequest(prompt="warm-up", max_tokens=2))
         requests = [TaskRequest(prompt=f"timing {n}", max_tokens=tokens, seed=n) for n in range(streams)]
         records = await asyncio.gather(*(collect(adapter, r) for r in requests))
     finally:
