@@ -21,7 +21,18 @@ from urllib.parse import urlsplit
 
 from adapters import ADAPTERS, ENGINE_NAMES, ErrorKind, WorkerError, create_adapter
 from features import FEATURES_DIR
-from reports import Report, write_json_report
+from reports import (
+    Report,
+    ReportFileError,
+    diff_reports,
+    load_report,
+    render_diff_markdown,
+    render_markdown,
+    write_atomic,
+    write_html_report,
+    write_json_report,
+    write_markdown_report,
+)
 from stubs import STUB_ENGINES, Script, ScriptError, StubServer, load_script
 
 from .determinism import CorpusError, SuiteOptions, TargetUnreachable, run_suite
@@ -74,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", type=Path, metavar="PATH", help="write the JSON compliance report here")
     run.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
     run.add_argument("--alluredir", type=Path, metavar="DIR", help="write allure results into this folder")
+    run.add_argument("--html", type=Path, metavar="PATH", help="write a self-contained HTML report here")
+    run.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report here")
     run.add_argument("--quiet", action="store_true", help="no per-check progress lines")
     run.set_defaults(handler=_run)
 
@@ -121,6 +134,30 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--quiet", action="store_true", help="no progress lines")
     det.set_defaults(handler=_determinism)
 
+    report = commands.add_parser(
+        "report",
+        help="render a JSON report as HTML or Markdown",
+        description="Validate a JSON report against the schema and render it. Without --html or --markdown, "
+        "print the Markdown to stdout.",
+    )
+    report.add_argument("report", type=Path, metavar="REPORT.json")
+    report.add_argument("--html", type=Path, metavar="PATH", help="write a self-contained HTML report here")
+    report.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report here")
+    report.set_defaults(handler=_report)
+
+    diff = commands.add_parser(
+        "diff",
+        help="compare two reports: regressed, fixed, new and gone checks; exit 1 on regression",
+        description="Compare a baseline report with a candidate (e.g. before and after an engine upgrade). "
+        "Exit 1 if any check regressed or a request that was identical now diverges.",
+    )
+    diff.add_argument("baseline", type=Path, metavar="BASELINE.json")
+    diff.add_argument("candidate", type=Path, metavar="CANDIDATE.json")
+    diff.add_argument(
+        "--markdown", type=Path, metavar="PATH", help="also write the diff as Markdown (for a PR comment)"
+    )
+    diff.set_defaults(handler=_diff)
+
     stub = commands.add_parser(
         "stub",
         help="serve a stub engine until interrupted",
@@ -141,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (UsageError, TargetError, ScriptError) as error:
+    except (UsageError, TargetError, ScriptError, ReportFileError) as error:
         print(f"conform: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -237,7 +274,19 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
 
 def _reproduce(args: argparse.Namespace) -> str:
     words = ["conform", "run"]
-    for flag in ("engine", "url", "model", "api_key_env", "features", "tags", "report", "junit", "alluredir"):
+    for flag in (
+        "engine",
+        "url",
+        "model",
+        "api_key_env",
+        "features",
+        "tags",
+        "report",
+        "junit",
+        "alluredir",
+        "html",
+        "markdown",
+    ):
         value = getattr(args, flag)
         if value is not None:
             words += [f"--{flag.replace('_', '-')}", str(value)]
@@ -270,6 +319,10 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError("the run produced no report (interrupted before any check finished?)")
         report = Report.model_validate(json.loads(report_path.read_text(encoding="utf-8")))
     print(render_matrix(report))
+    if args.html:
+        write_html_report(report, args.html)
+    if args.markdown:
+        write_markdown_report(report, args.markdown)
     s = report.summary
     print(
         f"\nresult: {report.result} — {s.passed} passed, {s.failed} failed, {s.skipped} skipped, "
@@ -336,6 +389,29 @@ def _determinism(args: argparse.Namespace) -> int:
     if args.record:
         print(f"golden file: {args.record}")
     return EXIT_OK if report.result != "nonconformant" else EXIT_FAILED
+
+
+# -- report and diff ----------------------------------------------------------------------------------
+
+
+def _report(args: argparse.Namespace) -> int:
+    report = load_report(args.report)
+    if args.html:
+        write_html_report(report, args.html)
+    if args.markdown:
+        write_markdown_report(report, args.markdown)
+    if not (args.html or args.markdown):
+        print(render_markdown(report), end="")
+    return EXIT_OK
+
+
+def _diff(args: argparse.Namespace) -> int:
+    changes = diff_reports(load_report(args.baseline), load_report(args.candidate))
+    text = render_diff_markdown(changes)
+    print(text, end="")
+    if args.markdown:
+        write_atomic(args.markdown, text)
+    return EXIT_FAILED if changes.has_regression else EXIT_OK
 
 
 # -- stub --------------------------------------------------------------------------------------------

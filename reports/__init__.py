@@ -27,8 +27,9 @@ from .model import (
     utc_now,
     verdict,
 )
+from .render import ReportDiff, diff_reports, render_diff_markdown, render_html, render_markdown
 from .schema import SCHEMA_PATH, ReportSchemaError, generate_schema, validate_report
-from .writers import write_json_report
+from .writers import ReportFileError, load_report, write_html_report, write_json_report, write_markdown_report
 
 __all__ = [
     "SCHEMA_PATH",
@@ -47,6 +48,8 @@ __all__ = [
     "Percentiles",
     "ReplicaInfo",
     "Report",
+    "ReportDiff",
+    "ReportFileError",
     "ReportSchemaError",
     "RequestOutcome",
     "Slot",
@@ -54,11 +57,18 @@ __all__ = [
     "TargetInfo",
     "TokenRef",
     "ToolInfo",
+    "diff_reports",
     "generate_schema",
+    "load_report",
+    "render_diff_markdown",
+    "render_html",
+    "render_markdown",
     "summarize",
     "utc_now",
     "validate_report",
     "verdict",
     "write_atomic",
+    "write_html_report",
     "write_json_report",
+    "write_markdown_report",
 ]

@@ -7,9 +7,39 @@ from pathlib import Path
 
 from ._atomic import write_atomic
 from .model import Report
-from .schema import validate_report
+from .render import render_html, render_markdown
+from .schema import ReportSchemaError, validate_report
 
-__all__ = ["write_json_report"]
+__all__ = ["ReportFileError", "load_report", "write_html_report", "write_json_report", "write_markdown_report"]
+
+
+class ReportFileError(ValueError):
+    """A report file that cannot be used; the message names the file (and field)."""
+
+
+def load_report(path: Path) -> Report:
+    """Read and validate a report written by conform (any schema-valid report)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ReportFileError(f"{path}: cannot read report: {exc.strerror}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportFileError(f"{path}: line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    try:
+        validate_report(document)
+    except ReportSchemaError as exc:
+        raise ReportFileError(f"{path}: {exc}") from None
+    return Report.model_validate(document)
+
+
+def write_markdown_report(report: Report, path: Path) -> None:
+    write_atomic(path, render_markdown(report))
+
+
+def write_html_report(report: Report, path: Path) -> None:
+    write_atomic(path, render_html(report))
 
 
 def write_json_report(report: Report, path: Path) -> None:

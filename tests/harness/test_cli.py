@@ -101,7 +101,7 @@ def test_malformed_script_names_file_and_field(tmp_path: Path, content: str, fra
 def test_help_describes_every_command() -> None:
     result = run_conform("--help", timeout=60)
     assert result.returncode == 0
-    for command in ("run", "determinism", "stub"):
+    for command in ("run", "determinism", "stub", "report", "diff"):
         assert command in result.stdout
     run_help = run_conform("run", "--help", timeout=60).stdout
     for flag in ("--engine", "--url", "--timeout", "--report", "--junit", "--api-key-env", "--tags"):

@@ -1,0 +1,249 @@
+"""Markdown and self-contained HTML from the one Report model, and the diff of two reports."""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .model import CheckResult, Divergence, Report, Slot
+
+__all__ = ["ReportDiff", "diff_reports", "render_diff_markdown", "render_html", "render_markdown"]
+
+_MARK = {"passed": "✅", "failed": "❌", "error": "💥", "skipped": "⏭️"}
+
+
+def _key(result: CheckResult) -> tuple[str, str]:
+    return (result.target or result.engine, result.id)
+
+
+def _matrix(report: Report) -> tuple[list[str], list[str], dict[tuple[str, str], list[CheckResult]]]:
+    targets = [t.label or t.engine for t in report.targets]
+    features = list(dict.fromkeys(r.feature for r in report.results))
+    cells: dict[tuple[str, str], list[CheckResult]] = defaultdict(list)
+    for r in report.results:
+        cells[(r.feature, r.target or r.engine)].append(r)
+    return targets, features, cells
+
+
+def _cell_text(results: list[CheckResult]) -> str:
+    if not results:
+        return "–"
+    ran = [r for r in results if r.status != "skipped"]
+    passed = sum(r.status == "passed" for r in ran)
+    skipped = len(results) - len(ran)
+    mark = "❌" if passed < len(ran) else ("✅" if ran else "⏭️")
+    text = f"{mark} {passed}/{len(ran)}" if ran else "⏭️ skipped"
+    return text + (f" (+{skipped} skipped)" if ran and skipped else "")
+
+
+def _slot(slot: Slot) -> str:
+    if slot.replica is None:
+        return "golden file"
+    return f"replica {slot.replica} {slot.mode}" + (f" #{slot.repeat + 1}" if slot.repeat else "")
+
+
+def _divergence(d: Divergence) -> str:
+    def token(ref: object) -> str:
+        if ref is None:
+            return "(stream ended)"
+        return f"{ref.id} {ref.text!r}"  # type: ignore[attr-defined]
+
+    return f"{d.kind}: {_slot(d.a)} vs {_slot(d.b)} at token {d.index}: {token(d.token_a)} vs {token(d.token_b)}"
+
+
+def render_markdown(report: Report) -> str:
+    targets, features, cells = _matrix(report)
+    s = report.summary
+    lines = [
+        f"# conform compliance report: **{report.result}**",
+        "",
+        f"{s.passed} passed, {s.failed} failed, {s.skipped} skipped, {s.errors} errors · "
+        f"{report.started_at} → {report.finished_at} · conform {report.tool.version}"
+        + (" · **interrupted**" if report.interrupted else ""),
+        "",
+        f"Reproduce: `{report.reproduce}`",
+        "",
+        "| target | engine | url | version | model | model digest |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in report.targets:
+        lines.append(
+            f"| {t.label or t.engine} | {t.engine} | {t.url} | {t.engine_version or '–'} | {t.model or '–'} "
+            f"| {t.model_digest or '–'} |"
+        )
+    if features:
+        lines += ["", "| feature | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
+        lines += [f"| {f} | " + " | ".join(_cell_text(cells[(f, t)]) for t in targets) + " |" for f in features]
+    problems = [r for r in report.results if r.status in ("failed", "error")]
+    if problems:
+        lines += ["", "## Failures", ""]
+        lines += [f"- {_MARK[r.status]} **{r.id}** ({r.target or r.engine}): {r.detail}" for r in problems]
+    latency = [t for t in report.targets if t.latency is not None and t.latency.ttft_ms is not None]
+    if latency:
+        lines += ["", "## Latency", "", "| target | streams | TTFT p50/p90/p99 ms | ITL p50/p90/p99 ms | tokens/s |"]
+        lines.append("|---|---|---|---|---|")
+        for t in latency:
+            assert t.latency is not None and t.latency.ttft_ms is not None
+            ttft, itl = t.latency.ttft_ms, t.latency.itl_ms
+            itl_text = f"{itl.p50:g} / {itl.p90:g} / {itl.p99:g}" if itl else "–"
+            lines.append(
+                f"| {t.label or t.engine} | {t.latency.streams} | {ttft.p50:g} / {ttft.p90:g} / {ttft.p99:g} "
+                f"| {itl_text} | {t.latency.tokens_per_s or '–'} |"
+            )
+    section = report.determinism
+    if section is not None:
+        d = section.summary
+        lines += [
+            "",
+            "## Determinism",
+            "",
+            f"{d.requests} requests ({section.corpus.source}), modes {', '.join(section.modes)}: "
+            f"{d.identical} identical, {d.diverged} diverged, {d.unique_completions} unique completions.",
+            "",
+        ]
+        for outcome in section.requests:
+            if outcome.divergences:
+                lines.append(f"- ❌ **{outcome.id}**: {_divergence(outcome.divergences[0])}")
+            else:
+                lines.append(f"- ✅ {outcome.id}")
+    return "\n".join(lines) + "\n"
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1b1b1b}
+h1 span.conformant{color:#106b21}h1 span.partial{color:#8a5a00}h1 span.nonconformant{color:#a40e26}
+table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
+th{background:#f3f3f3}td.fail{background:#fde7e9}td.pass{background:#e7f6ea}td.skip{background:#f5f5f5}
+code,.tokens{font-family:ui-monospace,monospace}.tokens td{white-space:pre}
+"""
+
+
+def render_html(report: Report) -> str:
+    """One self-contained page: no scripts, no external resources."""
+    e = html.escape
+    targets, features, cells = _matrix(report)
+    s = report.summary
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>conform report: {e(report.result)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>conform compliance report: <span class='{e(report.result)}'>{e(report.result)}</span></h1>",
+        f"<p>{s.passed} passed, {s.failed} failed, {s.skipped} skipped, {s.errors} errors · "
+        f"{e(report.started_at)} → {e(report.finished_at)} · conform {e(report.tool.version)}"
+        + (" · <strong>interrupted</strong>" if report.interrupted else "")
+        + f"</p><p>Reproduce: <code>{e(report.reproduce)}</code></p>",
+        "<h2>Targets</h2><table id='targets'><tr><th>target</th><th>url</th><th>version</th><th>model</th>"
+        "<th>model digest</th><th>TTFT p50 ms</th><th>ITL p50 ms</th></tr>",
+    ]
+    for t in report.targets:
+        ttft = t.latency.ttft_ms.p50 if t.latency and t.latency.ttft_ms else None
+        itl = t.latency.itl_ms.p50 if t.latency and t.latency.itl_ms else None
+        parts.append(
+            f"<tr><td>{e(t.label or t.engine)}</td><td>{e(t.url)}</td><td>{e(t.engine_version or '–')}</td>"
+            f"<td>{e(t.model or '–')}</td><td>{e(t.model_digest or '–')}</td>"
+            f"<td>{'–' if ttft is None else f'{ttft:g}'}</td><td>{'–' if itl is None else f'{itl:g}'}</td></tr>"
+        )
+    parts.append("</table>")
+    if features:
+        parts.append("<h2>Matrix</h2><table id='matrix'><tr><th>feature</th>")
+        parts += [f"<th>{e(label)}</th>" for label in targets]
+        parts.append("</tr>")
+        for f in features:
+            parts.append(f"<tr><th>{e(f)}</th>")
+            for label in targets:
+                results = cells[(f, label)]
+                css = (
+                    "fail"
+                    if any(r.status in ("failed", "error") for r in results)
+                    else ("pass" if any(r.status == "passed" for r in results) else "skip")
+                )
+                parts.append(f"<td class='{css}'>{e(_cell_text(results))}</td>")
+            parts.append("</tr>")
+        parts.append("</table>")
+    problems = [r for r in report.results if r.status in ("failed", "error")]
+    if problems:
+        parts.append("<h2>Failures</h2><ul id='failures'>")
+        parts += [
+            f"<li><strong>{e(r.id)}</strong> ({e(r.target or r.engine)}, {e(r.status)}): {e(r.detail or '')}</li>"
+            for r in problems
+        ]
+        parts.append("</ul>")
+    section = report.determinism
+    if section is not None:
+        parts.append(
+            f"<h2>Determinism</h2><p>{section.summary.identical} identical, {section.summary.diverged} "
+            f"diverged of {section.summary.requests} requests; modes {e(', '.join(section.modes))}.</p>"
+        )
+        for outcome in section.requests:
+            for d in outcome.divergences[:1]:
+                parts.append(
+                    f"<h3>{e(outcome.id)}: {e(d.kind)} divergence at token {d.index}</h3>"
+                    "<table class='tokens'><tr><th></th><th>common prefix</th><th>first different token</th></tr>"
+                    f"<tr><th>{e(_slot(d.a))}</th><td>{d.common_prefix} tokens</td>"
+                    f"<td>{e(repr(d.token_a.text) if d.token_a else '(ended)')}</td></tr>"
+                    f"<tr><th>{e(_slot(d.b))}</th><td>{d.common_prefix} tokens</td>"
+                    f"<td>{e(repr(d.token_b.text) if d.token_b else '(ended)')}</td></tr></table>"
+                )
+    parts.append("</body></html>")
+    return "".join(parts) + "\n"
+
+
+@dataclass
+class ReportDiff:
+    """What changed from a baseline report to a candidate, check by check (keyed by target and id)."""
+
+    regressed: list[tuple[CheckResult, CheckResult]] = field(default_factory=list)
+    fixed: list[tuple[CheckResult, CheckResult]] = field(default_factory=list)
+    new: list[CheckResult] = field(default_factory=list)
+    gone: list[CheckResult] = field(default_factory=list)
+    determinism_drift: list[str] = field(default_factory=list)
+    """Requests identical in the baseline and diverged in the candidate."""
+
+    @property
+    def has_regression(self) -> bool:
+        return bool(self.regressed or self.determinism_drift)
+
+
+def diff_reports(baseline: Report, candidate: Report) -> ReportDiff:
+    before = {_key(r): r for r in baseline.results}
+    after = {_key(r): r for r in candidate.results}
+    result = ReportDiff()
+    bad = ("failed", "error")
+    for key, new in after.items():
+        old = before.get(key)
+        if old is None:
+            result.new.append(new)
+        elif old.status == "passed" and new.status in bad:
+            result.regressed.append((old, new))
+        elif old.status in bad and new.status == "passed":
+            result.fixed.append((old, new))
+    result.gone = [r for key, r in before.items() if key not in after]
+    if baseline.determinism is not None and candidate.determinism is not None:
+        was = {o.id: o.verdict for o in baseline.determinism.requests}
+        for outcome in candidate.determinism.requests:
+            if was.get(outcome.id) == "identical" and outcome.verdict == "diverged":
+                result.determinism_drift.append(
+                    f"{outcome.id}: {_divergence(outcome.divergences[0])}" if outcome.divergences else outcome.id
+                )
+    return result
+
+
+def render_diff_markdown(diff: ReportDiff) -> str:
+    verdict = "❌ regressions" if diff.has_regression else "✅ no regression"
+    lines = [f"## conform diff: {verdict}", ""]
+    sections = [
+        (
+            "Regressed",
+            [f"**{n.id}** ({n.target or n.engine}): {o.status} → {n.status}: {n.detail}" for o, n in diff.regressed],
+        ),
+        ("Determinism drift", diff.determinism_drift),
+        ("Fixed", [f"**{n.id}** ({n.target or n.engine}): {o.status} → passed" for o, n in diff.fixed]),
+        ("New", [f"**{r.id}** ({r.target or r.engine}): {r.status}" for r in diff.new]),
+        ("Gone", [f"**{r.id}** ({r.target or r.engine})" for r in diff.gone]),
+    ]
+    for title, items in sections:
+        if items:
+            lines += [f"### {title} ({len(items)})", "", *(f"- {item}" for item in items), ""]
+    if len(lines) == 2:
+        lines.append("Nothing changed.")
+    return "\n".join(lines).rstrip() + "\n"
