@@ -6,7 +6,7 @@ import html
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .model import CheckResult, Divergence, Report, Slot
+from .model import CheckResult, Divergence, Percentiles, Report, Slot
 
 __all__ = ["ReportDiff", "diff_reports", "render_diff_markdown", "render_html", "render_markdown"]
 
@@ -119,6 +119,10 @@ code,.tokens{font-family:ui-monospace,monospace}.tokens td{white-space:pre}
 """
 
 
+def _percentiles(values: Percentiles | None) -> str:
+    return "–" if values is None else f"{values.p50:g} / {values.p90:g} / {values.p99:g}"
+
+
 def render_html(report: Report) -> str:
     """One self-contained page: no scripts, no external resources."""
     e = html.escape
@@ -133,15 +137,17 @@ def render_html(report: Report) -> str:
         + (" · <strong>interrupted</strong>" if report.interrupted else "")
         + f"</p><p>Reproduce: <code>{e(report.reproduce)}</code></p>",
         "<h2>Targets</h2><table id='targets'><tr><th>target</th><th>url</th><th>version</th><th>model</th>"
-        "<th>model digest</th><th>TTFT p50 ms</th><th>ITL p50 ms</th></tr>",
+        "<th>model digest</th><th>TTFT p50 / p90 / p99 ms</th><th>ITL p50 / p90 / p99 ms</th>"
+        "<th>tokens/s per stream</th></tr>",
     ]
     for t in report.targets:
-        ttft = t.latency.ttft_ms.p50 if t.latency and t.latency.ttft_ms else None
-        itl = t.latency.itl_ms.p50 if t.latency and t.latency.itl_ms else None
+        latency = t.latency
         parts.append(
             f"<tr><td>{e(t.label or t.engine)}</td><td>{e(t.url)}</td><td>{e(t.engine_version or '–')}</td>"
             f"<td>{e(t.model or '–')}</td><td>{e(t.model_digest or '–')}</td>"
-            f"<td>{'–' if ttft is None else f'{ttft:g}'}</td><td>{'–' if itl is None else f'{itl:g}'}</td></tr>"
+            f"<td>{_percentiles(latency.ttft_ms if latency else None)}</td>"
+            f"<td>{_percentiles(latency.itl_ms if latency else None)}</td>"
+            f"<td>{latency.tokens_per_s if latency and latency.tokens_per_s is not None else '–'}</td></tr>"
         )
     parts.append("</table>")
     if features:

@@ -61,6 +61,7 @@ def test_report_renders_html_and_markdown(reports: tuple[Path, Path], tmp_path: 
     assert text.startswith("<!doctype html>") and "<script" not in text and "http" not in text.split("<body>")[0]
     assert "id='matrix'" in text and "id='targets'" in text and "ordering.indices" in text
     assert "nonconformant" in text
+    assert "TTFT p50 / p90 / p99 ms" in text and "tokens/s per stream" in text, "latency is in the HTML report"
     assert "| ordering | ❌ 0/2 |" in markdown.read_text()
     assert oct(page.stat().st_mode & 0o777) == "0o644"
 
