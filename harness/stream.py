@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from adapters import End, HttpAdapter, TaskRequest, Token, TokenEvent, WorkerError
@@ -23,10 +24,16 @@ class StreamRecord:
     sent_at: float = 0.0
     cancelled_at: float | None = None
     tokens_after_cancel: int = 0
+    _tokens: list[Token] = field(default_factory=list, repr=False)
+    _tokens_of: int = field(default=-1, repr=False)
+    """How many events `_tokens` was computed from: every check reads tokens, so compute them once."""
 
     @property
     def tokens(self) -> list[Token]:
-        return [e for e in self.events if isinstance(e, Token)]
+        if self._tokens_of != len(self.events):
+            self._tokens = [e for e in self.events if isinstance(e, Token)]
+            self._tokens_of = len(self.events)
+        return self._tokens
 
     @property
     def text(self) -> str:
@@ -54,20 +61,15 @@ async def collect(adapter: HttpAdapter, request: TaskRequest, *, cancel_after: i
     """
     record = StreamRecord(request, sent_at=time.monotonic())
     wall = adapter.options.timeouts.total + _GRACE_S
+    events = record.events
     try:
         async with asyncio.timeout(wall):
-            async with contextlib.aclosing(adapter.submit(request)) as events:
-                async for event in events:
-                    if record.cancelled_at is not None and isinstance(event, Token):
-                        record.tokens_after_cancel += 1
-                    record.events.append(event)
-                    if (
-                        cancel_after is not None
-                        and record.cancelled_at is None
-                        and _token_count(record) >= cancel_after
-                    ):
-                        record.cancelled_at = time.monotonic()
-                        await adapter.cancel(request.task_id)
+            async with contextlib.aclosing(adapter.submit(request)) as submitted:
+                if cancel_after is None:
+                    async for event in submitted:
+                        events.append(event)
+                else:
+                    await _until_cancelled(adapter, request, record, submitted, cancel_after)
     except WorkerError as error:
         record.error = error
     except TimeoutError:
@@ -78,5 +80,23 @@ async def collect(adapter: HttpAdapter, request: TaskRequest, *, cancel_after: i
     return record
 
 
-def _token_count(record: StreamRecord) -> int:
-    return sum(1 for e in record.events if isinstance(e, Token))
+async def _until_cancelled(
+    adapter: HttpAdapter,
+    request: TaskRequest,
+    record: StreamRecord,
+    submitted: AsyncIterator[TokenEvent],
+    cancel_after: int,
+) -> None:
+    """Read, cancel after `cancel_after` tokens, and keep reading to see what still arrives."""
+    seen = 0
+    async for event in submitted:
+        record.events.append(event)
+        if not isinstance(event, Token):
+            continue
+        if record.cancelled_at is not None:
+            record.tokens_after_cancel += 1
+            continue
+        seen += 1
+        if seen >= cancel_after:
+            record.cancelled_at = time.monotonic()
+            await adapter.cancel(request.task_id)
