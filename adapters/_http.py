@@ -17,7 +17,7 @@ import json
 import random
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -156,7 +156,6 @@ class StreamResponse:
     _deadline: Deadline
     _idle: float
     _redact: Redactor
-    bytes_received: int = field(default=0)
 
     @property
     def content_type(self) -> str:
@@ -185,7 +184,6 @@ class StreamResponse:
                         status=self.status,
                         in_stream=True,
                     ) from None
-                self.bytes_received += len(chunk)
                 yield chunk
 
     def _timeout_error(self, idle_expired: bool) -> WorkerError:

@@ -120,7 +120,8 @@ class SSEDecoder:
         append = events.append
         last_id, retry = self._last_id, self._retry
         for block in blocks:
-            if block.startswith("data:") and "\n" not in block and not self._event:
+            # No `event:` can be pending here: each block ends with the blank line that resets it.
+            if block.startswith("data:") and "\n" not in block:
                 # tuple.__new__ skips NamedTuple's Python-level __new__: this line runs once per token.
                 append(_new_event(SSEEvent, ("message", block[6:] if block[5:6] == " " else block[5:], last_id, retry)))
             elif block:
@@ -131,7 +132,7 @@ class SSEDecoder:
         return events
 
     def _lines(self, lines: list[str]) -> list[SSEEvent]:
-        # The hot loop of every stream: state lives in locals and is written back once.
+        # The general path (see _blocks): state lives in locals and is written back once.
         events: list[SSEEvent] = []
         data = self._data
         event_type = self._event
@@ -165,7 +166,10 @@ class SSEDecoder:
         if sep and value[:1] == " ":
             value = value[1:]
         if name == "data":  # a bare `data` line: an empty data value
-            self._data = [value] if self._data is None else [*self._data, value]
+            if self._data is None:
+                self._data = [value]
+            else:
+                self._data.append(value)
         elif name == "event":
             self._event = value
         elif name == "id":

@@ -7,7 +7,9 @@ removes nothing: a broken engine must fail its checks, not have them skipped.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from typing import Literal
 
 from adapters import Capability, EngineVersion, HttpAdapter, WorkerError
 
@@ -19,8 +21,7 @@ class TargetProfile:
     supported: frozenset[Capability]
     unsupported: frozenset[Capability]
     version: EngineVersion = field(default_factory=EngineVersion)
-    source: str = "inferred"
-    notes: tuple[str, ...] = ()
+    source: Literal["inferred", "declared"] = "inferred"
 
 
 async def probe(adapter: HttpAdapter, *, is_stub: bool) -> TargetProfile:
@@ -29,21 +30,15 @@ async def probe(adapter: HttpAdapter, *, is_stub: bool) -> TargetProfile:
         # A stub plays scripted faults, and its default script keeps the batch-invariance promise.
         offered |= {Capability.SCRIPTED_FAULTS, Capability.BATCH_INVARIANCE}
     removed: set[Capability] = set()
-    notes: list[str] = []
     version = EngineVersion()
-    try:
+    # A failed probe removes nothing (see above): its errors are left for the checks to report.
+    with contextlib.suppress(WorkerError):
         version = await adapter.engine_version()
         if version.model_digest is None:
             removed.add(Capability.MODEL_DIGEST)
-    except WorkerError as error:
-        notes.append(f"engine_version: {error}")
     if Capability.ENGINE_SIDE_CANCEL in offered:
-        try:
-            if (await adapter.props()).busy_slots is None:
+        with contextlib.suppress(WorkerError):
+            if (await adapter.props()).busy_slots is None:  # /slots turned off: nothing can prove a stop
                 removed.add(Capability.ENGINE_SIDE_CANCEL)
-                notes.append("the engine does not report slot activity (/slots off)")
-        except WorkerError as error:
-            notes.append(f"props: {error}")
-    every = set(Capability)
     supported = offered - removed
-    return TargetProfile(frozenset(supported), frozenset(every - supported), version, "inferred", tuple(notes))
+    return TargetProfile(frozenset(supported), frozenset(set(Capability) - supported), version)

@@ -417,7 +417,7 @@ def build_report(state: _PluginState) -> Report:
                 capabilities=CapabilitySummary(
                     supported=sorted(c.value for c in profile.supported),
                     unsupported=sorted(c.value for c in profile.unsupported),
-                    source="inferred",
+                    source=profile.source,
                 ),
             )
         )

@@ -44,14 +44,6 @@ class StreamRecord:
         last = self.events[-1] if self.events else None
         return last if isinstance(last, End) else None
 
-    @property
-    def ttft(self) -> float | None:
-        first = next((t for t in self.tokens), None)
-        return None if first is None else first.at - self.sent_at
-
-    def describe_error(self) -> str:
-        return "no error" if self.error is None else str(self.error)
-
 
 async def collect(adapter: HttpAdapter, request: TaskRequest, *, cancel_after: int | None = None) -> StreamRecord:
     """Stream `request` to the end (or cancel after `cancel_after` tokens); never raises WorkerError.

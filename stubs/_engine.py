@@ -75,9 +75,6 @@ class StubState:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     """Generations that outlive their request (ignore_disconnect); cancelled when the stub closes."""
 
-    def busy(self) -> bool:
-        return self.active > 0
-
 
 @dataclass(slots=True)
 class StubContext:
