@@ -175,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(words)
+    # The report's `reproduce`: secrets never reach the command line, only their variable's name.
+    args.reproduce = shlex.join(["conform", *words])
     try:
         code: int = args.handler(args)
     except (UsageError, TargetError, ScriptError, ReportFileError) as error:
@@ -260,7 +263,7 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
             pytest_args += ["--conform-api-key-env", target.api_key_env]
         if target.insecure:
             pytest_args.append("--conform-insecure")
-    pytest_args += ["--conform-report", str(report_path), "--conform-reproduce", _reproduce(args)]
+    pytest_args += ["--conform-report", str(report_path), "--conform-reproduce", args.reproduce]
     if not args.quiet:
         pytest_args.append("--conform-progress")
     if args.tags:
@@ -270,31 +273,6 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
     if args.alluredir:
         pytest_args += ["--alluredir", str(args.alluredir)]
     return pytest_args
-
-
-def _reproduce(args: argparse.Namespace) -> str:
-    words = ["conform", "run"]
-    for flag in (
-        "engine",
-        "url",
-        "model",
-        "api_key_env",
-        "features",
-        "tags",
-        "report",
-        "junit",
-        "alluredir",
-        "html",
-        "markdown",
-    ):
-        value = getattr(args, flag)
-        if value is not None:
-            words += [f"--{flag.replace('_', '-')}", str(value)]
-    if args.timeout != 30.0:
-        words += ["--timeout", f"{args.timeout:g}"]
-    if args.insecure:
-        words.append("--insecure")
-    return shlex.join(words)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -367,7 +345,7 @@ def _determinism(args: argparse.Namespace) -> int:
         logprob_rtol=args.logprob_rtol,
         prompt_cache=not args.no_prompt_cache,
         modes=("solo",) if args.no_load else ("solo", "load"),
-        reproduce=shlex.join(["conform", *sys.argv[1:]]) if sys.argv[1:2] == ["determinism"] else "conform determinism",
+        reproduce=args.reproduce,
     )
     if args.api_key_env:
         Target(engine=args.engine, url=args.url[0], api_key_env=args.api_key_env).api_key()

@@ -178,6 +178,7 @@ def test_two_good_replicas_are_identical(stub_process) -> None:
         "logprob_drift": 0,
     }
     assert section["modes"] == ["solo", "load", "cache"] and section["concurrency"] == 4
+    assert report["reproduce"].startswith(f"conform determinism --engine llamacpp --url {a.url} --url {b.url}")
     assert all(r["load_overlap"] >= 1 for r in section["requests"]), "the load really overlapped"
     assert [r["url"] for r in section["replicas"]] == [a.url, b.url]
     for replica in section["replicas"]:
