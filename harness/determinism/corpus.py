@@ -42,7 +42,8 @@ class CorpusRequest(BaseModel):
             raise ValueError("exactly one of prompt or messages is required")
         return self
 
-    def task(self, *, default_max_tokens: int, model: str | None, cache_prompt: bool = False) -> TaskRequest:
+    def task(self, *, default_max_tokens: int, model: str | None, logprobs: bool = False) -> TaskRequest:
+        """The request to send: prompt cache off (the cache mode turns it on itself)."""
         return TaskRequest(
             prompt=self.prompt,
             messages=self.messages,
@@ -53,7 +54,8 @@ class CorpusRequest(BaseModel):
             top_p=self.top_p,
             top_k=self.top_k,
             stop=self.stop,
-            cache_prompt=cache_prompt,
+            cache_prompt=False,
+            logprobs=logprobs,
         )
 
 

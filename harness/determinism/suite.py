@@ -237,12 +237,7 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
             return _report(options, started_at, replicas, [result], section)
         logprobs = Capability.LOGPROBS in capabilities
         tasks = [
-            (
-                r.id,
-                r.task(default_max_tokens=options.max_tokens, model=options.model).model_copy(
-                    update={"logprobs": logprobs}
-                ),
-            )
+            (r.id, r.task(default_max_tokens=options.max_tokens, model=options.model, logprobs=logprobs))
             for r in requests
         ]
         players = [Replica(n, adapter, progress) for n, adapter in enumerate(adapters)]
