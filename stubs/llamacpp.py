@@ -81,7 +81,7 @@ def _prompt_tokens(prompt: str) -> int:
     return max(1, len(prompt.split()))
 
 
-def _settings(context: StubContext, body: dict[str, Any], seed: int, n_predict: int) -> dict[str, Any]:
+def _settings(body: dict[str, Any], seed: int, n_predict: int) -> dict[str, Any]:
     return {
         "seed": seed,
         "temperature": body.get("temperature", 0.8),
@@ -107,7 +107,7 @@ def _final(
         "model": context.model,
         "tokens_predicted": n,
         "tokens_evaluated": _prompt_tokens(prompt),
-        "generation_settings": _settings(context, body, seed, n),
+        "generation_settings": _settings(body, seed, n),
         "prompt": prompt,
         "has_new_line": any("\n" in t.text for t in tokens),
         "truncated": False,

@@ -50,8 +50,8 @@ def _replay(
 
 
 @pytest.fixture
-def replicas(conform_runtime: ScenarioRuntime) -> list[HttpAdapter]:
-    """The adapters of every replica in the scenario; the target's own comes first."""
+def replicas() -> list[HttpAdapter]:
+    """The adapters of the scenario's extra stub replicas (the target's own is conform_runtime.adapter)."""
     return []
 
 
