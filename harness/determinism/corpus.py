@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from adapters import ChatMessage, TaskRequest
 
-__all__ = ["BUILTIN", "CorpusError", "CorpusRequest", "builtin_corpus", "load_corpus"]
+__all__ = ["BUILTIN", "CorpusError", "CorpusRequest", "builtin_corpus", "load_corpus", "read_jsonl"]
 
 
 class CorpusError(ValueError):
@@ -59,15 +60,18 @@ class CorpusRequest(BaseModel):
         )
 
 
-def load_corpus(path: Path) -> list[CorpusRequest]:
+Record = TypeVar("Record", bound=BaseModel)
+
+
+def read_jsonl(path: Path, model: type[Record], what: str) -> list[tuple[int, Record]]:
+    """(line number, record) for every non-blank line; any problem names file, line and field."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise CorpusError(f"{path}: cannot read corpus: {exc.strerror}") from None
+        raise CorpusError(f"{path}: cannot read {what}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise CorpusError(f"{path}: the corpus is not UTF-8 text") from None
-    requests: list[CorpusRequest] = []
-    seen: dict[str, int] = {}
+        raise CorpusError(f"{path}: the {what} is not UTF-8 text") from None
+    records: list[tuple[int, Record]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -78,18 +82,25 @@ def load_corpus(path: Path) -> list[CorpusRequest]:
         if not isinstance(data, dict):
             raise CorpusError(f"{path}:{number}: expected a JSON object, got {type(data).__name__}")
         try:
-            request = CorpusRequest.model_validate(data)
+            records.append((number, model.model_validate(data)))
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "(line)"
             problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
             raise CorpusError(f"{path}:{number}: field {field}: {problem}") from None
+    if not records:
+        raise CorpusError(f"{path}: the {what} has no requests")
+    return records
+
+
+def load_corpus(path: Path) -> list[CorpusRequest]:
+    requests: list[CorpusRequest] = []
+    seen: dict[str, int] = {}
+    for number, request in read_jsonl(path, CorpusRequest, "corpus"):
         if request.id in seen:
             raise CorpusError(f"{path}:{number}: id {request.id!r} repeats line {seen[request.id]}")
         seen[request.id] = number
         requests.append(request)
-    if not requests:
-        raise CorpusError(f"{path}: the corpus has no requests")
     return requests
 
 

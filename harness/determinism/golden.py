@@ -6,16 +6,15 @@ answered, the token ids and the text (and logprobs where the engine gave them).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from reports import ReplicaInfo, Slot, write_atomic
 
 from .compare import Completion, Observation
-from .corpus import CorpusError, CorpusRequest
+from .corpus import CorpusRequest, read_jsonl
 
 __all__ = ["GoldenLine", "load_golden", "write_golden"]
 
@@ -65,22 +64,4 @@ def write_golden(
 
 
 def load_golden(path: Path) -> list[GoldenLine]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read golden file: {exc.strerror}") from None
-    lines: list[GoldenLine] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            lines.append(GoldenLine.model_validate(json.loads(raw)))
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno})") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "(line)"
-            raise CorpusError(f"{path}:{number}: field {field}: {first['msg']}") from None
-    if not lines:
-        raise CorpusError(f"{path}: the golden file has no requests")
-    return lines
+    return [line for _, line in read_jsonl(path, GoldenLine, "golden file")]

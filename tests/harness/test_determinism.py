@@ -20,6 +20,7 @@ from harness.determinism import (
     first_divergence,
     judge_request,
     load_corpus,
+    load_golden,
 )
 from reports import Slot, validate_report
 from tests.helpers import RunningProcess, free_port, run_conform, start_llamacpp
@@ -119,6 +120,23 @@ def test_malformed_corpus_names_line_and_field(tmp_path: Path, lines: list[str],
         load_corpus(path)
     assert str(raised.value).startswith(str(path))
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe not text", "the golden file is not UTF-8 text"),
+        (b'{"request": {"id": "a", "prompt": "x", "seed": 1}}\n', ":1: field engine_version: Field required"),
+        (b"[]\n", ":1: expected a JSON object, got list"),
+        (b"\n\n", "the golden file has no requests"),
+    ],
+)
+def test_malformed_golden_file_names_line_and_field(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "golden.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(CorpusError) as raised:
+        load_golden(path)
+    assert str(raised.value).startswith(str(path)) and message in str(raised.value)
 
 
 def test_corpus_with_messages_loads(tmp_path: Path) -> None:
