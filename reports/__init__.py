@@ -27,7 +27,15 @@ from .model import (
     utc_now,
     verdict,
 )
-from .render import ReportDiff, diff_reports, render_diff_markdown, render_html, render_markdown
+from .render import (
+    ReportDiff,
+    describe_divergence,
+    describe_slot,
+    diff_reports,
+    render_diff_markdown,
+    render_html,
+    render_markdown,
+)
 from .schema import SCHEMA_PATH, ReportSchemaError, generate_schema, validate_report
 from .writers import ReportFileError, load_report, write_html_report, write_json_report, write_markdown_report
 
@@ -57,6 +65,8 @@ __all__ = [
     "TargetInfo",
     "TokenRef",
     "ToolInfo",
+    "describe_divergence",
+    "describe_slot",
     "diff_reports",
     "generate_schema",
     "load_report",

@@ -6,9 +6,17 @@ import html
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .model import CheckResult, Divergence, Percentiles, Report, Slot
+from .model import CheckResult, Divergence, Percentiles, Report, Slot, TokenRef
 
-__all__ = ["ReportDiff", "diff_reports", "render_diff_markdown", "render_html", "render_markdown"]
+__all__ = [
+    "ReportDiff",
+    "describe_divergence",
+    "describe_slot",
+    "diff_reports",
+    "render_diff_markdown",
+    "render_html",
+    "render_markdown",
+]
 
 _MARK = {"passed": "✅", "failed": "❌", "error": "💥", "skipped": "⏭️"}
 
@@ -37,19 +45,26 @@ def _cell_text(results: list[CheckResult]) -> str:
     return text + (f" (+{skipped} skipped)" if ran and skipped else "")
 
 
-def _slot(slot: Slot) -> str:
+def describe_slot(slot: Slot) -> str:
+    """Which stream of a comparison: 'replica 0 load', 'replica 1 solo #2', or 'golden file'."""
     if slot.replica is None:
         return "golden file"
-    return f"replica {slot.replica} {slot.mode}" + (f" #{slot.repeat + 1}" if slot.repeat else "")
+    suffix = f" #{slot.repeat + 1}" if slot.repeat else ""
+    return f"replica {slot.replica} {slot.mode}{suffix}"
 
 
-def _divergence(d: Divergence) -> str:
-    def token(ref: object) -> str:
+def describe_divergence(d: Divergence) -> str:
+    """The first divergence in one line: kind, both streams, the index and both tokens."""
+
+    def token(ref: TokenRef | None) -> str:
         if ref is None:
             return "(stream ended)"
-        return f"{ref.id} {ref.text!r}"  # type: ignore[attr-defined]
+        return f"{ref.id} {ref.text!r}" if ref.id is not None else repr(ref.text)
 
-    return f"{d.kind}: {_slot(d.a)} vs {_slot(d.b)} at token {d.index}: {token(d.token_a)} vs {token(d.token_b)}"
+    return (
+        f"{d.kind}: {describe_slot(d.a)} vs {describe_slot(d.b)} differ at token {d.index}: "
+        f"{token(d.token_a)} vs {token(d.token_b)} (common prefix {d.common_prefix})"
+    )
 
 
 def render_markdown(report: Report) -> str:
@@ -104,7 +119,7 @@ def render_markdown(report: Report) -> str:
         ]
         for outcome in section.requests:
             if outcome.divergences:
-                lines.append(f"- ❌ **{outcome.id}**: {_divergence(outcome.divergences[0])}")
+                lines.append(f"- ❌ **{outcome.id}**: {describe_divergence(outcome.divergences[0])}")
             else:
                 lines.append(f"- ✅ {outcome.id}")
     return "\n".join(lines) + "\n"
@@ -185,9 +200,9 @@ def render_html(report: Report) -> str:
                 parts.append(
                     f"<h3>{e(outcome.id)}: {e(d.kind)} divergence at token {d.index}</h3>"
                     "<table class='tokens'><tr><th></th><th>common prefix</th><th>first different token</th></tr>"
-                    f"<tr><th>{e(_slot(d.a))}</th><td>{d.common_prefix} tokens</td>"
+                    f"<tr><th>{e(describe_slot(d.a))}</th><td>{d.common_prefix} tokens</td>"
                     f"<td>{e(repr(d.token_a.text) if d.token_a else '(ended)')}</td></tr>"
-                    f"<tr><th>{e(_slot(d.b))}</th><td>{d.common_prefix} tokens</td>"
+                    f"<tr><th>{e(describe_slot(d.b))}</th><td>{d.common_prefix} tokens</td>"
                     f"<td>{e(repr(d.token_b.text) if d.token_b else '(ended)')}</td></tr></table>"
                 )
     parts.append("</body></html>")
@@ -229,7 +244,9 @@ def diff_reports(baseline: Report, candidate: Report) -> ReportDiff:
         for outcome in candidate.determinism.requests:
             if was.get(outcome.id) == "identical" and outcome.verdict == "diverged":
                 result.determinism_drift.append(
-                    f"{outcome.id}: {_divergence(outcome.divergences[0])}" if outcome.divergences else outcome.id
+                    f"{outcome.id}: {describe_divergence(outcome.divergences[0])}"
+                    if outcome.divergences
+                    else outcome.id
                 )
     return result
 

@@ -15,12 +15,11 @@ from reports import (
     CorpusInfo,
     DeterminismSection,
     DeterminismSummary,
-    Divergence,
     ReplicaInfo,
     Report,
     RequestOutcome,
-    Slot,
     TargetInfo,
+    describe_divergence,
     utc_now,
 )
 
@@ -74,25 +73,6 @@ def _check_result(
         status=status,  # type: ignore[arg-type]
         duration_s=duration,
         detail=detail,
-    )
-
-
-def describe_slot(slot: Slot) -> str:
-    if slot.replica is None:
-        return "golden file"
-    suffix = f" #{slot.repeat + 1}" if slot.repeat else ""
-    return f"replica {slot.replica} {slot.mode}{suffix}"
-
-
-def describe_divergence(d: Divergence) -> str:
-    def token(ref: object) -> str:
-        if ref is None:
-            return "(stream ended)"
-        return f"{ref.id} {ref.text!r}" if ref.id is not None else repr(ref.text)  # type: ignore[attr-defined]
-
-    return (
-        f"{d.kind}: {describe_slot(d.a)} vs {describe_slot(d.b)} differ at token {d.index}: "
-        f"{token(d.token_a)} vs {token(d.token_b)} (common prefix {d.common_prefix})"
     )
 
 

@@ -112,5 +112,5 @@ def test_determinism_drift_between_two_runs(stub_process, tmp_path: Path) -> Non
     assert result.returncode == 1
     assert (
         "### Determinism drift (2)" in result.stdout
-        and "load: replica 0 solo vs replica 0 load at token 2" in result.stdout
+        and "load: replica 0 solo vs replica 0 load differ at token 2" in result.stdout
     )
