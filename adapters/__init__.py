@@ -25,12 +25,17 @@ from ._types import (
 )
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
+from ._openai import OpenAIAdapter
+from .anthropic import AnthropicAdapter
 from .llamacpp import LlamaCppAdapter
+from .llamaswap import LlamaSwapAdapter, split_llamaswap_url
+from .vllm import VllmAdapter
 
 __all__ = [
     "ADAPTERS",
     "ENGINE_NAMES",
     "AdapterOptions",
+    "AnthropicAdapter",
     "Capability",
     "ChatMessage",
     "End",
@@ -39,7 +44,9 @@ __all__ = [
     "Health",
     "HttpAdapter",
     "LlamaCppAdapter",
+    "LlamaSwapAdapter",
     "Metrics",
+    "OpenAIAdapter",
     "Props",
     "Redactor",
     "RetryPolicy",
@@ -53,9 +60,11 @@ __all__ = [
     "TokenEvent",
     "UnknownEngineError",
     "Usage",
+    "VllmAdapter",
     "WorkerAdapter",
     "WorkerError",
     "classify_status",
     "create_adapter",
     "fingerprint",
+    "split_llamaswap_url",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,9 @@ from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
 __all__ = ["AdapterOptions", "HttpAdapter"]
+
+_NOT_READY = frozenset({400, 503})
+"""Statuses a health endpoint answers while not ready (Triton's /v2/health/ready says 400)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,8 @@ class HttpAdapter(abc.ABC):
 
     engine: str = ""
     capabilities: frozenset[Capability] = frozenset()
+    models_path: str = "/v1/models"
+    """Where the engine lists its models (OpenAI's list shape: ``{"data": [{"id": …}]}``)."""
 
     def __init__(self, base_url: str, options: AdapterOptions | None = None) -> None:
         self.options = options or AdapterOptions()
@@ -59,6 +64,7 @@ class HttpAdapter(abc.ABC):
             transport=self.options.transport,
             describe_error=self.describe_error,
         )
+        self._default_model: str | None = None
         self._open: dict[str, StreamResponse] = {}
         self._cancelled: set[str] = set()
 
@@ -81,6 +87,39 @@ class HttpAdapter(abc.ABC):
     @abc.abstractmethod
     def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
         """Stream one generation; close the iterator (``contextlib.aclosing``) to disconnect early."""
+
+    async def list_models(self) -> list[str]:
+        """The ids the engine lists at `models_path`."""
+        body = (await self.http.request("GET", self.models_path)).json()
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{self.models_path} answered without a data list"
+            )
+        return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
+
+    async def model_for(self, req: TaskRequest) -> str:
+        """The request's model, or the first the engine lists (for APIs that require one)."""
+        if req.model is not None:
+            return req.model
+        if self._default_model is None:
+            models = await self.list_models()
+            if not models:
+                raise WorkerError(ErrorKind.NOT_FOUND, f"{self.base_url}{self.models_path} lists no model")
+            self._default_model = models[0]
+        return self._default_model
+
+    async def probe_health(self, path: str, is_ready: Callable[[Any], bool]) -> Health:
+        """GET a health endpoint: ready when it answers 2xx and `is_ready(body)`; 503 and errors are not ready."""
+        try:
+            reply = await self.http.request("GET", path, ok_statuses=_NOT_READY, retry=False)
+        except WorkerError as error:
+            return Health(ready=False, status=error.status, detail=error.message)
+        body = reply.json_or_text()
+        if reply.status in _NOT_READY:
+            return Health(ready=False, status=reply.status, detail=self.describe_error(reply.status, body))
+        ready = is_ready(body)
+        return Health(ready=ready, status=reply.status, detail="" if ready else f"unexpected body {body!r}"[:200])
 
     async def complete(self, req: TaskRequest) -> str:
         """The whole completion of a request, without streaming (engines with non_streaming override)."""

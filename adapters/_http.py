@@ -134,6 +134,13 @@ class HttpReply:
     body: bytes
     url: str
 
+    def json_or_text(self) -> Any:
+        """The parsed JSON body, or the body as text when it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return self.body.decode("utf-8", "replace")
+
     def json(self) -> Any:
         try:
             return json.loads(self.body)

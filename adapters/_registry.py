@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from ._base import AdapterOptions, HttpAdapter
+from ._openai import OpenAIAdapter
+from .anthropic import AnthropicAdapter
 from .llamacpp import LlamaCppAdapter
+from .llamaswap import LlamaSwapAdapter
+from .vllm import VllmAdapter
 
 __all__ = ["ADAPTERS", "ENGINE_NAMES", "UnknownEngineError", "create_adapter"]
 
@@ -22,6 +26,10 @@ ENGINE_NAMES: tuple[str, ...] = (
 
 ADAPTERS: dict[str, type[HttpAdapter]] = {
     "llamacpp": LlamaCppAdapter,
+    "vllm": VllmAdapter,
+    "openai": OpenAIAdapter,
+    "anthropic": AnthropicAdapter,
+    "llamaswap": LlamaSwapAdapter,
 }
 
 

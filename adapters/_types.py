@@ -27,6 +27,7 @@ __all__ = [
     "TokenEvent",
     "Usage",
     "WorkerAdapter",
+    "frame_tokens",
 ]
 
 
@@ -84,6 +85,21 @@ class Token:
     at: float
     logprob: float | None = None
     """Log-probability of the sampled token, when requested and offered."""
+
+
+def frame_tokens(
+    first: int, text: str, ids: list[int], at: float, logprobs: dict[int, float] | None = None
+) -> list[Token]:
+    """The tokens of one frame that carries `ids` and the text of all of them.
+
+    Engines that batch several token ids into one frame send the text once: it
+    rides on the last token, the others carry "". With no ids the frame is one token.
+    """
+    found = logprobs or {}
+    if not ids:
+        return [Token(first, text, None, at, found.get(0))]
+    last = len(ids) - 1
+    return [Token(first + n, text if n == last else "", token_id, at, found.get(n)) for n, token_id in enumerate(ids)]
 
 
 @dataclass(slots=True, frozen=True)

@@ -15,7 +15,19 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ._base import HttpAdapter
-from ._types import End, EngineVersion, Health, Metrics, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from ._types import (
+    End,
+    EngineVersion,
+    Health,
+    Metrics,
+    Props,
+    Started,
+    TaskRequest,
+    Token,
+    TokenEvent,
+    Usage,
+    frame_tokens,
+)
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -38,6 +50,7 @@ class LlamaCppAdapter(HttpAdapter):
             Capability.COMPLETIONS,
             Capability.NON_STREAMING,
             Capability.MODEL_DIGEST,
+            Capability.ENGINE_VERSION,
             Capability.LOGPROBS,
             Capability.PROMPT_CACHE_CONTROL,
         }
@@ -45,15 +58,7 @@ class LlamaCppAdapter(HttpAdapter):
     """What the protocol offers; probing a target removes what that server turns off."""
 
     async def health(self) -> Health:
-        try:
-            reply = await self.http.request("GET", "/health", ok_statuses=frozenset({503}), retry=False)
-        except WorkerError as error:
-            return Health(ready=False, status=error.status, detail=error.message)
-        if reply.status == 503:
-            return Health(ready=False, status=503, detail=self.describe_error(503, _json_or_text(reply.body)))
-        body = _json_or_text(reply.body)
-        ready = isinstance(body, dict) and body.get("status") == "ok"
-        return Health(ready=ready, status=reply.status, detail="" if ready else f"unexpected body {body!r}"[:200])
+        return await self.probe_health("/health", lambda body: isinstance(body, dict) and body.get("status") == "ok")
 
     async def props(self) -> Props:
         props = (await self.http.request("GET", "/props")).json()
@@ -188,13 +193,7 @@ def _tokens(frame: dict[str, Any], position: int) -> list[Token]:
         return [Token(predicted - 1, text, tokens[0], now)]
     ids = [i for i in tokens or [] if isinstance(i, int)]
     first = predicted - max(1, len(ids)) if isinstance(predicted, int) else position
-    logprobs = _logprobs(frame)
-    if not ids:
-        return [Token(first, text, None, now, logprobs.get(0))]
-    last = len(ids) - 1
-    return [
-        Token(first + n, text if n == last else "", token_id, now, logprobs.get(n)) for n, token_id in enumerate(ids)
-    ]
+    return frame_tokens(first, text, ids, now, _logprobs(frame))
 
 
 def _logprobs(frame: dict[str, Any]) -> dict[int, float]:
@@ -251,10 +250,3 @@ def _meta_digest(meta: Any) -> str | None:
         return None
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return "meta-sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def _json_or_text(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace")

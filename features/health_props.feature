@@ -14,6 +14,6 @@ Feature: health_props
   Scenario: props report the context size and the slot count
     Then props report the context size and the slot count
 
-  @check:version.reported @extended
+  @check:version.reported @needs_engine_version @extended
   Scenario: the engine reports its version and model
     Then the engine reports its version and model

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from .script import (
     CloseEarlyFault,
@@ -44,8 +47,13 @@ __all__ = [
     "StubContext",
     "StubState",
     "WireFormat",
+    "dumps",
     "encode_sse",
+    "not_found_middleware",
     "play_stream",
+    "prompt_tokens",
+    "record_request",
+    "render_message",
 ]
 
 
@@ -146,6 +154,56 @@ def _diverge(tokens: list[StubToken], at: int, seed: int, prompt: str, salt: str
 
 STUB_KEY = web.AppKey("conform_stub", StubContext)
 
+
+def dumps(obj: Any) -> str:
+    """Compact JSON, as engines write it."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def prompt_tokens(prompt: str) -> int:
+    """The stub's prompt length in tokens: one per word (what context-size checks compare)."""
+    return max(1, len(prompt.split()))
+
+
+async def record_request(request: web.Request) -> Any:
+    """Read the body (JSON if it parses, else text), remember the request, and return the body."""
+    context = request.app[STUB_KEY]
+    body: Any = None
+    if request.body_exists:  # not can_read_body: that turns False once a handler has read the body
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+    context.state.requests.append((request.method, request.path, body))
+    return body
+
+
+_HEADER_PLACEHOLDER = re.compile(r"\{header:([A-Za-z0-9-]+)\}")
+
+
+def render_message(message: str, request: web.Request) -> str:
+    """Fill ``{header:NAME}`` with the request's header: a script can make the stub echo credentials back."""
+    return _HEADER_PLACEHOLDER.sub(lambda m: request.headers.get(m.group(1), ""), message)
+
+
+def not_found_middleware(error_response: Callable[[int, str], web.StreamResponse]) -> Middleware:
+    """Unknown paths answer 404 with the engine's own error body (aiohttp's default is plain text)."""
+
+    @web.middleware
+    async def not_found(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            await record_request(request)
+            return error_response(404, "File Not Found")
+        except web.HTTPMethodNotAllowed:
+            await record_request(request)
+            return error_response(405, "Method Not Allowed")
+
+    return not_found
+
+
 BATCH_WINDOW_S = 0.05
 """How long a batch-variant stub waits for other requests to share its batch."""
 
@@ -196,7 +254,9 @@ class _Step:
     """Which token frame this is (None for non-token frames): delays and faults are counted in tokens."""
 
 
-def _apply_faults(plan: StreamPlan, faults: list[Fault], wire: WireFormat) -> tuple[list[_Step], int | None]:
+def _apply_faults(
+    plan: StreamPlan, faults: list[Fault], wire: WireFormat, render: Callable[[str], str]
+) -> tuple[list[_Step], int | None]:
     """The sequence of writes, and the index of the step to cut in half (close_early), if any."""
     steps = [_Step(frame, i) for i, frame in enumerate(plan.token_frames)]
     tail = [_Step(frame) for frame in plan.final_frames]
@@ -214,7 +274,7 @@ def _apply_faults(plan: StreamPlan, faults: list[Fault], wire: WireFormat) -> tu
             case MissingFinalFault():
                 tail = []
             case ErrorInStreamFault(at_token=k, message=message):
-                steps, tail = steps[:k], [_Step(wire.error_frame(message))]
+                steps, tail = steps[:k], [_Step(wire.error_frame(render(message)))]
             case LegacyErrorLineFault(at_token=k, message=message):
                 steps, tail = steps[:k], [_Step(wire.legacy_error_frame(message))]
             case CloseEarlyFault(at_token=k):
@@ -235,7 +295,7 @@ async def play_stream(
     for fault in faults:
         if isinstance(fault, StatusFault):
             generation.finished = True
-            return wire.error_response(fault.status, fault.message, dict(fault.headers))
+            return wire.error_response(fault.status, render_message(fault.message, request), dict(fault.headers))
     stalls = {f.phase: f for f in faults if isinstance(f, StallFault)}
     if "before_headers" in stalls:
         await asyncio.sleep(stalls["before_headers"].seconds)
@@ -244,7 +304,7 @@ async def play_stream(
     await response.prepare(request)
     if "after_headers" in stalls:
         await asyncio.sleep(stalls["after_headers"].seconds)
-    steps, cut_at = _apply_faults(plan, faults, wire)
+    steps, cut_at = _apply_faults(plan, faults, wire, lambda message: render_message(message, request))
     writer = _Writer(request, response, context.script.framing, coalesce=context.script.token_delay_ms == 0)
     survive = any(isinstance(f, IgnoreDisconnectFault) for f in faults)
     run = _run_steps(

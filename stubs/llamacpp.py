@@ -9,13 +9,21 @@ status equal to ``code``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from ._engine import STUB_KEY, StreamPlan, StubContext, encode_sse, play_stream
+from ._engine import (
+    STUB_KEY,
+    StreamPlan,
+    StubContext,
+    dumps,
+    encode_sse,
+    not_found_middleware,
+    play_stream,
+    prompt_tokens,
+    record_request,
+)
 from .tokens import StubToken
 
 __all__ = ["create_app"]
@@ -33,12 +41,12 @@ _ERROR_TYPES = {
 }
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
 def _error_body(status: int, message: str) -> dict[str, Any]:
     return {"error": {"code": status, "message": message, "type": _ERROR_TYPES.get(status, "server_error")}}
+
+
+def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(_error_body(status, message), status=status, headers=headers)
 
 
 class LlamaCppWire:
@@ -48,26 +56,26 @@ class LlamaCppWire:
         self._framing = context.script.framing
 
     def error_response(self, status: int, message: str, headers: dict[str, str]) -> web.Response:
-        return web.json_response(_error_body(status, message), status=status, headers=headers)
+        return _error_response(status, message, headers)
 
     def error_frame(self, message: str) -> bytes:
-        return encode_sse(_dumps(_error_body(500, message)), self._framing)
+        return encode_sse(dumps(_error_body(500, message)), self._framing)
 
     def legacy_error_frame(self, message: str) -> bytes:
         # Builds before the late-2025 rewrite wrote `error: {...}`, which is not an SSE field.
-        return f"error: {_dumps(_error_body(500, message))}\n\n".encode()
+        return f"error: {dumps(_error_body(500, message))}\n\n".encode()
 
     def malformed_frame(self) -> bytes:
         return encode_sse('{"index":0,"content":" broken","tokens":[1', self._framing)
 
     def token_frame(self, token: StubToken, position: int, prompt_tokens: int, n_probs: int = 0) -> bytes:
         # Formatted, not json.dumps of a dict: this runs once per token and bounds the stub's throughput.
-        text = _dumps(token.text)
+        text = dumps(token.text)
         probabilities = ""
         if n_probs > 0:
             entry = (
-                f'{{"id":{token.id},"token":{text},"bytes":{_dumps(list(token.text.encode()))},'
-                f'"logprob":{_dumps(token.logprob)}'
+                f'{{"id":{token.id},"token":{text},"bytes":{dumps(list(token.text.encode()))},'
+                f'"logprob":{dumps(token.logprob)}'
             )
             probabilities = f',"completion_probabilities":[{entry},"top_logprobs":[{entry}}}]}}]'
         frame = (
@@ -75,10 +83,6 @@ class LlamaCppWire:
             f'"tokens_predicted":{position + 1},"tokens_evaluated":{prompt_tokens}{probabilities}}}'
         )
         return encode_sse(frame, self._framing)
-
-
-def _prompt_tokens(prompt: str) -> int:
-    return max(1, len(prompt.split()))
 
 
 def _settings(body: dict[str, Any], seed: int, n_predict: int) -> dict[str, Any]:
@@ -106,7 +110,7 @@ def _final(
         "stop": True,
         "model": context.model,
         "tokens_predicted": n,
-        "tokens_evaluated": _prompt_tokens(prompt),
+        "tokens_evaluated": prompt_tokens(prompt),
         "generation_settings": _settings(body, seed, n),
         "prompt": prompt,
         "has_new_line": any("\n" in t.text for t in tokens),
@@ -116,25 +120,12 @@ def _final(
         "tokens_cached": 0,
         "timings": {
             "cache_n": 0,
-            "prompt_n": _prompt_tokens(prompt),
+            "prompt_n": prompt_tokens(prompt),
             "prompt_ms": 1.0,
             "predicted_n": n,
             "predicted_ms": float(n) * (context.script.token_delay_ms or 0.1),
         },
     }
-
-
-async def _record(request: web.Request) -> Any:
-    context = request.app[STUB_KEY]
-    body: Any = None
-    if request.can_read_body:
-        raw = await request.read()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
-    context.state.requests.append((request.method, request.path, body))
-    return body
 
 
 async def completion(request: web.Request) -> web.StreamResponse:
@@ -144,7 +135,7 @@ async def completion(request: web.Request) -> web.StreamResponse:
 
 
 async def _completion(request: web.Request, context: StubContext) -> web.StreamResponse:
-    body = await _record(request)
+    body = await record_request(request)
     wire = LlamaCppWire(context)
     if context.script.health == "loading":
         return wire.error_response(503, "Loading model", {})
@@ -155,10 +146,10 @@ async def _completion(request: web.Request, context: StubContext) -> web.StreamR
     if not isinstance(n_predict, int):
         return wire.error_response(400, '"n_predict" must be an integer', {})
     n_ctx = context.ctx_size // context.total_slots
-    if _prompt_tokens(prompt) > n_ctx:
-        message = f"request ({_prompt_tokens(prompt)} tokens) exceeds the available context size ({n_ctx} tokens)"
+    if prompt_tokens(prompt) > n_ctx:
+        message = f"request ({prompt_tokens(prompt)} tokens) exceeds the available context size ({n_ctx} tokens)"
         body = _error_body(400, message + ", try increasing it")
-        body["error"].update(type="exceed_context_size_error", n_prompt_tokens=_prompt_tokens(prompt), n_ctx=n_ctx)
+        body["error"].update(type="exceed_context_size_error", n_prompt_tokens=prompt_tokens(prompt), n_ctx=n_ctx)
         return web.json_response(body, status=400)
     seed = body.get("seed")
     generation, tokens = await context.new_generation(prompt, seed if isinstance(seed, int) else None, n_predict)
@@ -168,11 +159,11 @@ async def _completion(request: web.Request, context: StubContext) -> web.StreamR
         return web.json_response(final)
     plan = StreamPlan(
         token_frames=[
-            wire.token_frame(t, i, _prompt_tokens(prompt), n_probs=int(body.get("n_probs") or 0))
+            wire.token_frame(t, i, prompt_tokens(prompt), n_probs=int(body.get("n_probs") or 0))
             for i, t in enumerate(tokens)
         ],
         final_frames=[
-            encode_sse(_dumps(_final(context, body, tokens, generation.seed, prompt, True)), context.script.framing)
+            encode_sse(dumps(_final(context, body, tokens, generation.seed, prompt, True)), context.script.framing)
         ],
     )
     return await play_stream(request, context, generation, plan, wire)
@@ -180,7 +171,7 @@ async def _completion(request: web.Request, context: StubContext) -> web.StreamR
 
 async def apply_template(request: web.Request) -> web.Response:
     """Render chat messages the way the gemma/chatml template does: the prompt /completion will get."""
-    body = await _record(request)
+    body = await record_request(request)
     messages = body.get("messages") if isinstance(body, dict) else None
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         return web.json_response(_error_body(400, '"messages" must be an array of objects'), status=400)
@@ -271,17 +262,12 @@ async def models(request: web.Request) -> web.Response:
     )
 
 
-@web.middleware
-async def _not_found(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
-        await _record(request)
-        return web.json_response(_error_body(404, "File Not Found"), status=404)
-
-
 def create_app(context: StubContext) -> web.Application:
-    app = web.Application(middlewares=[_not_found])
+    app = web.Application(
+        middlewares=[
+            not_found_middleware(lambda status, message: web.json_response(_error_body(status, message), status=status))
+        ]
+    )
     app[STUB_KEY] = context
     app.router.add_post("/completion", completion)
     app.router.add_post("/completions", completion)

@@ -156,6 +156,14 @@ class Script(_Strict):
     max_tokens: int | None = Field(default=None, ge=0, description="cap on generated tokens")
     health: Literal["ok", "loading"] = "ok"
     build: str | None = Field(default=None, description="engine version the stub reports")
+    wire_version: str | None = Field(
+        default=None,
+        description="the engine release whose wire variant to play where versions differ "
+        "(vllm: '0.10.0' for flat error bodies; llamaswap: '217' plain-text errors, '251' OpenAI-typed errors)",
+    )
+    swap_delay_ms: float = Field(
+        default=0.0, ge=0, description="llamaswap: how long loading a model that is not loaded holds the request"
+    )
     framing: Framing = Framing()
     faults: tuple[Fault, ...] = ()
     determinism: Determinism = Determinism()

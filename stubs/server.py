@@ -8,7 +8,7 @@ from types import TracebackType
 
 from aiohttp import web
 
-from . import llamacpp
+from . import anthropic, llamacpp, llamaswap, openai
 from ._engine import StubContext, StubState
 from .script import Script
 
@@ -16,6 +16,10 @@ __all__ = ["STUB_ENGINES", "StubServer", "UnknownEngineError", "start_stub"]
 
 STUB_ENGINES: dict[str, Callable[[StubContext], web.Application]] = {
     "llamacpp": llamacpp.create_app,
+    "vllm": openai.create_vllm_app,
+    "openai": openai.create_openai_app,
+    "anthropic": anthropic.create_app,
+    "llamaswap": llamaswap.create_app,
 }
 """Engine name -> application factory. Filled here once, only read afterwards."""
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from reports import validate_report
+from stubs import STUB_ENGINES
 from tests.helpers import free_port, run_conform
 
 
@@ -26,13 +27,17 @@ def test_run_against_the_embedded_stubs_passes_and_prints_the_matrix(tmp_path: P
     junit = tmp_path / "junit.xml"
     result = run_conform("run", "--report", str(report), "--junit", str(junit))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "feature" in result.stdout and "llamacpp@stub" in result.stdout
+    header = result.stdout.splitlines()[0].split()
+    assert header == ["feature", *(f"{engine}@stub" for engine in sorted(STUB_ENGINES))], "every engine is a column"
     for area in ("admission_stream", "cancel", "determinism", "error_taxonomy", "health_props", "ordering"):
         assert area in result.stdout
-    assert "result: conformant" in result.stdout
+    # Anthropic's API has no seed, so a core check is skipped there: the honest verdict is "partial".
+    assert "result: partial" in result.stdout
     document = json.loads(report.read_text())
     validate_report(document)
-    assert document["summary"]["failed"] == 0 and document["summary"]["passed"] > 20
+    assert document["summary"]["failed"] == 0 and document["summary"]["passed"] > 100
+    skipped = [r for r in document["results"] if r["status"] == "skipped"]
+    assert all(r["detail"].startswith("target lacks capability") for r in skipped)
     assert document["reproduce"].startswith("conform run --report")
     assert "<testsuite" in junit.read_text()
 

@@ -1,0 +1,306 @@
+"""The OpenAI wire format, once: request bodies, chunk folding and the adapter the OpenAI family shares.
+
+Three engines speak it (protocols.md §3, §6, §8): OpenAI itself, vLLM's
+OpenAI-compatible server and llama-swap's proxy. They differ in endpoints
+around generation (health, version, token ids, management), never in how a
+chunk is read, so the chunk reading lives here and the engine modules only
+override what differs.
+
+A stream succeeds when a choice names its ``finish_reason``; ``[DONE]`` alone
+proves nothing (vLLM and TGI send it after an error). Every chunk with a
+truthy ``error`` key is an in-stream engine error, as the openai SDK treats it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from typing import Any, ClassVar
+
+from ._base import AdapterOptions, HttpAdapter
+from ._types import (
+    ChatMessage,
+    End,
+    EngineVersion,
+    Health,
+    Props,
+    Started,
+    TaskRequest,
+    Token,
+    TokenEvent,
+    Usage,
+    frame_tokens,
+)
+from .capabilities import Capability
+from .errors import ErrorKind, WorkerError
+
+__all__ = ["OpenAIAdapter", "OpenAIStream", "api_root"]
+
+DONE = "[DONE]"
+
+
+def api_root(url: str) -> str:
+    """The server root of an OpenAI-style base URL: users give either ``http://h:p`` or ``http://h:p/v1``."""
+    url = url.rstrip("/")
+    return url.removesuffix("/v1")
+
+
+class OpenAIStream:
+    """Folds the chunks of one OpenAI-family stream into token events and what the end must report."""
+
+    __slots__ = (
+        "chunks",
+        "done_marker",
+        "finish_on_last_chunk",
+        "finish_reason",
+        "ids",
+        "loading_chunks",
+        "model",
+        "position",
+        "system_fingerprint",
+        "url",
+        "usage",
+        "usage_chunk",
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.position = 0
+        self.chunks = 0
+        self.finish_reason: str | None = None
+        self.finish_on_last_chunk = False
+        self.usage: dict[str, Any] | None = None
+        self.usage_chunk = False
+        """The usage came in a chunk of its own, with empty choices (stream_options.include_usage)."""
+        self.done_marker = False
+        self.system_fingerprint: str | None = None
+        self.model: str | None = None
+        self.ids: set[str] = set()
+        self.loading_chunks = 0
+
+    def fold(self, frame: Any, redact: Any) -> list[Token]:
+        """The tokens of one chunk; raises WorkerError for an error chunk or a chunk that is not one."""
+        self.chunks += 1
+        if not isinstance(frame, dict):
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION,
+                f"{self.url}: chunk {self.chunks} is JSON but not an object",
+                in_stream=True,
+            )
+        error = frame.get("error")
+        if error:
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise WorkerError(
+                ErrorKind.ENGINE_ERROR, redact(f"error inside the stream: {message}"), status=200, in_stream=True
+            )
+        choices = frame.get("choices")
+        usage = frame.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+            self.usage_chunk = choices == []
+        if not isinstance(choices, list):
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION,
+                f"{self.url}: chunk {self.chunks} has no choices array: {str(frame)[:120]}",
+                in_stream=True,
+            )
+        if "id" not in frame:
+            # llama-swap's loading-state chunks (sendLoadingState): progress, not tokens (§8.4).
+            self.loading_chunks += 1
+            return []
+        self.ids.add(str(frame["id"]))
+        fingerprint = frame.get("system_fingerprint")
+        if isinstance(fingerprint, str) and fingerprint:
+            self.system_fingerprint = fingerprint
+        if isinstance(frame.get("model"), str):
+            self.model = frame["model"]
+        self.finish_on_last_chunk = False
+        tokens: list[Token] = []
+        for choice in choices:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            tokens.extend(self._choice_tokens(choice))
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str) and reason:
+                self.finish_reason = reason
+                self.finish_on_last_chunk = True
+        return tokens
+
+    def _choice_tokens(self, choice: dict[str, Any]) -> list[Token]:
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+        text = text if isinstance(text, str) else ""
+        raw_ids = choice.get("token_ids")
+        ids = [i for i in raw_ids if type(i) is int] if isinstance(raw_ids, list) else []
+        if not text and not ids:
+            return []  # the role-only first chunk, the finish chunk
+        tokens = frame_tokens(self.position, text, ids, time.monotonic(), _logprobs(choice.get("logprobs")))
+        self.position = tokens[-1].index + 1
+        return tokens
+
+    def end(self) -> End:
+        """The End of a stream that stopped (at ``[DONE]`` or at EOF); no finish_reason is a protocol violation."""
+        if self.finish_reason is None:
+            where = "[DONE]" if self.done_marker else "the end of the body"
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION,
+                f"{self.url}: the stream reached {where} without a finish_reason on any choice",
+                in_stream=True,
+            )
+        usage = None
+        if self.usage is not None:
+            prompt, completion = self.usage.get("prompt_tokens"), self.usage.get("completion_tokens")
+            usage = Usage(
+                prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None
+            )
+        raw = {
+            "finish_reason": self.finish_reason,
+            "finish_on_last_chunk": self.finish_on_last_chunk,
+            "usage": self.usage,
+            "usage_chunk": self.usage_chunk,
+            "done_marker": self.done_marker,
+            "system_fingerprint": self.system_fingerprint,
+            "model": self.model,
+            "ids": sorted(self.ids),
+            "chunks": self.chunks,
+            "loading_chunks": self.loading_chunks,
+        }
+        return End(self.finish_reason, usage, time.monotonic(), raw=raw)
+
+
+def _logprobs(entry: Any) -> dict[int, float]:
+    """Chat: ``{"content": [{"logprob": …}]}``; completions: ``{"token_logprobs": […]}``."""
+    if not isinstance(entry, dict):
+        return {}
+    values = entry.get("content")
+    if isinstance(values, list):
+        values = [v.get("logprob") if isinstance(v, dict) else None for v in values]
+    else:
+        values = entry.get("token_logprobs")
+    if not isinstance(values, list):
+        return {}
+    return {n: float(v) for n, v in enumerate(values) if isinstance(v, int | float)}
+
+
+class OpenAIAdapter(HttpAdapter):
+    """OpenAI API: ``/v1/chat/completions`` for messages, ``/v1/completions`` for a prompt.
+
+    Subclasses (vLLM, llama-swap) change the endpoints around generation and
+    the extra request fields, never the chunk reading.
+    """
+
+    engine = "openai"
+    capabilities = frozenset(
+        {
+            Capability.STREAMING,
+            Capability.SEED,
+            Capability.USAGE,
+            Capability.HEALTH,
+            Capability.CHAT,
+            Capability.COMPLETIONS,
+            Capability.NON_STREAMING,
+            Capability.LOGPROBS,
+            Capability.ENGINE_VERSION,
+            Capability.OPENAI_COMPAT,
+        }
+    )
+    api_prefix: ClassVar[str] = "/v1"
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    """Chat's token budget field: current OpenAI models refuse the legacy ``max_tokens``."""
+    chat_only: ClassVar[bool] = False
+    """Send a prompt as one user message to chat (engines whose users only route chat)."""
+
+    def __init__(self, base_url: str, options: AdapterOptions | None = None) -> None:
+        super().__init__(api_root(base_url), options)
+        self._fingerprint: str | None = None
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def uses_chat(self, req: TaskRequest) -> bool:
+        return req.messages is not None or self.chat_only
+
+    def route(self, req: TaskRequest) -> str:
+        return self.api_prefix + ("/chat/completions" if self.uses_chat(req) else "/completions")
+
+    def extra_fields(self, req: TaskRequest) -> dict[str, Any]:
+        """Engine extensions to the request body (vLLM's top_k, token ids); none for OpenAI itself."""
+        return {}
+
+    def request_body(self, req: TaskRequest, model: str, *, stream: bool) -> dict[str, Any]:
+        chat = self.uses_chat(req)
+        body: dict[str, Any] = {"model": model, "stream": stream, "temperature": req.temperature, "top_p": req.top_p}
+        if chat:
+            messages = req.messages or ()
+            body["messages"] = [m.model_dump() for m in messages] or [{"role": "user", "content": req.prompt}]
+            body[self.max_tokens_field] = req.max_tokens
+        else:
+            body["prompt"] = req.prompt
+            body["max_tokens"] = req.max_tokens
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if req.seed is not None:
+            body["seed"] = req.seed
+        if req.stop:
+            body["stop"] = list(req.stop)
+        if req.logprobs:
+            body.update({"logprobs": True, "top_logprobs": 1} if chat else {"logprobs": 1})
+        body.update(self.extra_fields(req))
+        return body
+
+    # -- the WorkerAdapter protocol ----------------------------------------------------------------
+
+    async def health(self) -> Health:
+        return await self.probe_health(self.api_prefix + "/models", lambda body: isinstance(body, dict))
+
+    async def props(self) -> Props:
+        models = await self.list_models()
+        return Props(model=models[0] if models else None)
+
+    async def engine_version(self) -> EngineVersion:
+        """OpenAI has no version endpoint: the ``system_fingerprint`` of a one-token request names the backend."""
+        model = await self.model_for(TaskRequest(prompt="x"))
+        if self._fingerprint is None:
+            probe = TaskRequest(
+                messages=(ChatMessage(role="user", content="Say OK."),), max_tokens=1, seed=0, model=model
+            )
+            async for event in self.submit(probe):
+                if isinstance(event, End):
+                    self._fingerprint = event.raw.get("system_fingerprint")
+        return EngineVersion(version=self._fingerprint, model=model)
+
+    async def complete(self, req: TaskRequest) -> str:
+        body = self.request_body(req, await self.model_for(req), stream=False)
+        reply = (await self.http.request("POST", self.route(req), json_body=body)).json()
+        choices = reply.get("choices") if isinstance(reply, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{self.route(req)} answered without choices"
+            )
+        choice = choices[0]
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else choice.get("text")
+        if not isinstance(text, str):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{self.route(req)} answered without text")
+        return text
+
+    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+        body = self.request_body(req, await self.model_for(req), stream=True)
+        path = self.route(req)
+        stream = OpenAIStream(self.base_url + path)
+        redact = self.http.redact
+        async with self.open_sse(req.task_id, path, body) as batches:
+            yield Started(req.task_id, time.monotonic())
+            async for batch in batches:
+                for event in batch:
+                    if event.data == DONE:
+                        stream.done_marker = True
+                        break
+                    for token in stream.fold(self.parse_json_event(event, stream.url, stream.chunks + 1), redact):
+                        yield token
+                else:
+                    continue
+                break
+        end = stream.end()
+        if end.raw.get("system_fingerprint"):
+            self._fingerprint = end.raw["system_fingerprint"]
+        yield end

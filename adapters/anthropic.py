@@ -1,0 +1,187 @@
+"""Anthropic Messages API (protocols.md §7): ``POST /v1/messages`` with named SSE events.
+
+The stream is ``message_start``, then per content block ``content_block_start``,
+``content_block_delta``+ and ``content_block_stop``, then ``message_delta``
+(cumulative usage, ``stop_reason``) and ``message_stop``; ``ping`` anywhere.
+Every event's ``event:`` name must equal its JSON ``type``. An ``error`` event
+ends the stream, classified by its ``error.type``. No seed, no token ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+from ._base import AdapterOptions, HttpAdapter
+from ._types import End, EngineVersion, Health, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from .capabilities import Capability
+from .errors import ErrorKind, WorkerError
+
+__all__ = ["API_VERSION", "AnthropicAdapter"]
+
+API_VERSION = "2023-06-01"
+
+_FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+
+_ERROR_KINDS = {
+    "invalid_request_error": ErrorKind.INVALID_REQUEST,
+    "request_too_large": ErrorKind.INVALID_REQUEST,
+    "authentication_error": ErrorKind.AUTH,
+    "permission_error": ErrorKind.AUTH,
+    "not_found_error": ErrorKind.NOT_FOUND,
+    "rate_limit_error": ErrorKind.RATE_LIMITED,
+    "overloaded_error": ErrorKind.OVERLOADED,
+    "api_error": ErrorKind.ENGINE_ERROR,
+}
+"""``error.type`` -> kind, for in-stream errors where the status (200) says nothing."""
+
+
+class AnthropicAdapter(HttpAdapter):
+    engine = "anthropic"
+    capabilities = frozenset(
+        {
+            Capability.STREAMING,
+            Capability.USAGE,
+            Capability.HEALTH,
+            Capability.CHAT,
+            Capability.NON_STREAMING,
+        }
+    )
+
+    def __init__(self, base_url: str, options: AdapterOptions | None = None) -> None:
+        super().__init__(base_url.rstrip("/").removesuffix("/v1"), options)
+
+    def auth_headers(self, api_key: str | None) -> Mapping[str, str]:
+        headers = {"anthropic-version": API_VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+        return headers
+
+    def describe_error(self, status: int, body: Any) -> str:
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            error = body["error"]
+            return f"{error.get('type', 'error')}: {error.get('message', '')}"
+        return super().describe_error(status, body)
+
+    async def health(self) -> Health:
+        return await self.probe_health("/v1/models", lambda body: isinstance(body, dict))
+
+    async def props(self) -> Props:
+        models = await self.list_models()
+        return Props(model=models[0] if models else None)
+
+    async def engine_version(self) -> EngineVersion:
+        """The API names no engine version; the model is what a report can pin."""
+        return EngineVersion(model=await self.model_for(TaskRequest(prompt="x")))
+
+    def request_body(self, req: TaskRequest, model: str, *, stream: bool) -> dict[str, Any]:
+        messages = [m.model_dump() for m in req.messages or ()] or [{"role": "user", "content": req.prompt}]
+        system = [m["content"] for m in messages if m["role"] == "system"]
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": req.max_tokens,
+            "messages": [m for m in messages if m["role"] != "system"],
+            "stream": stream,
+            "temperature": min(req.temperature, 1.0),
+        }
+        if system:
+            body["system"] = "\n".join(system)
+        if req.top_k is not None:
+            body["top_k"] = req.top_k
+        if req.top_p < 1.0:
+            body["top_p"] = req.top_p
+        if req.stop:
+            body["stop_sequences"] = list(req.stop)
+        return body
+
+    async def complete(self, req: TaskRequest) -> str:
+        body = self.request_body(req, await self.model_for(req), stream=False)
+        reply = (await self.http.request("POST", "/v1/messages", json_body=body)).json()
+        content = reply.get("content") if isinstance(reply, dict) else None
+        if not isinstance(content, list):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/v1/messages answered without content")
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+
+    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+        body = self.request_body(req, await self.model_for(req), stream=True)
+        url = self.base_url + "/v1/messages"
+        stream = _MessageStream(url, self.http.redact)
+        async with self.open_sse(req.task_id, "/v1/messages", body) as batches:
+            yield Started(req.task_id, time.monotonic())
+            async for batch in batches:
+                for event in batch:
+                    frame = self.parse_json_event(event, url, stream.events + 1)
+                    for folded in stream.fold(event.event, frame):
+                        yield folded
+                    if stream.stopped:
+                        return
+        raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{url}: the stream ended before message_stop", in_stream=True)
+
+
+class _MessageStream:
+    """The state of one Messages stream: which events came, the usage so far, the stop reason."""
+
+    def __init__(self, url: str, redact: Any) -> None:
+        self.url = url
+        self.redact = redact
+        self.events = 0
+        self.position = 0
+        self.started = False
+        self.stop_reason: str | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.stopped = False
+
+    def fold(self, name: str, frame: Any) -> list[TokenEvent]:
+        self.events += 1
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if kind != name:
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION,
+                f"{self.url}: event {self.events} is named {name!r} but its JSON type is {kind!r}",
+                in_stream=True,
+            )
+        assert isinstance(frame, dict)
+        if name == "error":
+            raise self._error(frame)
+        if name == "message_start":
+            self.started = True
+            usage = (frame.get("message") or {}).get("usage") or {}
+            self.input_tokens = usage.get("input_tokens")
+            return []
+        if not self.started and name != "ping":
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION, f"{self.url}: {name!r} arrived before message_start", in_stream=True
+            )
+        if name == "content_block_delta":
+            delta = frame.get("delta") or {}
+            if delta.get("type") == "text_delta" and delta.get("text"):
+                token = Token(self.position, str(delta["text"]), None, time.monotonic())
+                self.position += 1
+                return [token]
+        elif name == "message_delta":
+            self.stop_reason = (frame.get("delta") or {}).get("stop_reason") or self.stop_reason
+            output = (frame.get("usage") or {}).get("output_tokens")
+            if isinstance(output, int):
+                self.output_tokens = output  # cumulative, not an increment
+        elif name == "message_stop":
+            self.stopped = True
+            return [self._end(frame)]
+        return []  # ping, block start/stop, unknown event types (the docs require tolerating them)
+
+    def _end(self, frame: dict[str, Any]) -> End:
+        if self.stop_reason is None:
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION, f"{self.url}: message_stop without a stop_reason", in_stream=True
+            )
+        usage = Usage(self.input_tokens if isinstance(self.input_tokens, int) else None, self.output_tokens)
+        reason = _FINISH_REASONS.get(self.stop_reason, self.stop_reason)
+        return End(reason, usage, time.monotonic(), raw={"stop_reason": self.stop_reason, **frame})
+
+    def _error(self, frame: dict[str, Any]) -> WorkerError:
+        error = frame.get("error")
+        error = error if isinstance(error, dict) else {}
+        kind = _ERROR_KINDS.get(str(error.get("type")), ErrorKind.ENGINE_ERROR)
+        message = self.redact(f"error event inside the stream: {error.get('type')}: {error.get('message')}")
+        return WorkerError(kind, message, status=200, in_stream=True)
