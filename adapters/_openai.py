@@ -114,7 +114,8 @@ class OpenAIStream:
             self.system_fingerprint = fingerprint
         if isinstance(frame.get("model"), str):
             self.model = frame["model"]
-        self.finish_on_last_chunk = False
+        if choices:
+            self.finish_on_last_chunk = False  # the usage chunk (no choices) does not count as the last
         tokens: list[Token] = []
         for choice in choices:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:

@@ -245,13 +245,28 @@ async def _preflight(target: Target) -> None:
         await adapter.aclose()
 
 
-def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: Path) -> list[str]:
-    features = args.features or FEATURES_DIR
+def _collectable(features: Path, scratch: Path) -> Path:
+    """What pytest collects for --features: a folder as is; a .feature file through its binding module."""
     if not features.exists():
         raise UsageError(f"--features: {features} does not exist")
+    if features.is_dir():
+        return features
+    if features.suffix != ".feature":
+        raise UsageError(f"--features: {features} is neither a folder nor a .feature file")
+    resolved = features.resolve()
+    builtin = FEATURES_DIR / f"test_{resolved.stem}.py"
+    if resolved.parent == FEATURES_DIR and builtin.exists():
+        return builtin
+    binding = scratch / f"test_{resolved.stem}.py"
+    binding.write_text(f"from pytest_bdd import scenarios\n\nscenarios({str(resolved)!r})\n", encoding="utf-8")
+    return binding
+
+
+def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: Path, scratch: Path) -> list[str]:
+    features = _collectable(args.features or FEATURES_DIR, scratch)
     pytest_args = [str(features), "-c", str(_INI), "--rootdir", str(FEATURES_DIR), "-p", "no:terminal"]
-    if args.features is not None and FEATURES_DIR not in args.features.resolve().parents:
-        pytest_args += ["-p", "features.steps.engine_steps", "-p", "features.steps.determinism_steps"]
+    if FEATURES_DIR not in (features.resolve(), *features.resolve().parents):
+        pytest_args += ["-p", "features.steps.all"]
     if target is None:
         pytest_args += ["--conform-stub", "all", "--conform-timeout", str(args.timeout)]
     else:
@@ -283,7 +298,7 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(_preflight(target))
     with tempfile.TemporaryDirectory(prefix="conform-") as scratch:
         report_path = args.report or Path(scratch) / "report.json"
-        pytest_args = _pytest_args(args, target, report_path)
+        pytest_args = _pytest_args(args, target, report_path, Path(scratch))
         where = target.display_url if target else "embedded stubs: " + ", ".join(sorted(STUB_ENGINES))
         print(f"conform run — {where}", file=sys.stderr, flush=True)
         started = time.monotonic()

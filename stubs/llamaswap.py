@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from ._engine import STUB_KEY, StubContext, record_request
-from .openai import OpenAIFlavour, base_app, generate, model_entry
+from .openai import OpenAIFlavour, base_app, generate, model_entry, openai_error
 from .png import make_png
 
 __all__ = ["LLAMASWAP", "create_app"]
@@ -37,7 +37,9 @@ def proxy_error(status: int, message: str, version: str | None = None) -> Any:
     return {"src": "llama-swap", "error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-LLAMASWAP = OpenAIFlavour("llamaswap", "llama-swap", proxy_error, fingerprint="b6000-conform-stub")
+LLAMASWAP = OpenAIFlavour(
+    "llamaswap", "llama-swap", proxy_error, fingerprint="b6000-conform-stub", upstream_error=openai_error
+)
 
 
 @dataclass(slots=True)

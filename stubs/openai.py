@@ -31,7 +31,17 @@ from ._engine import (
 from .script import Framing
 from .tokens import StubToken
 
-__all__ = ["OPENAI", "VLLM", "OpenAIFlavour", "base_app", "create_openai_app", "create_vllm_app", "generate"]
+__all__ = [
+    "OPENAI",
+    "VLLM",
+    "OpenAIFlavour",
+    "base_app",
+    "create_openai_app",
+    "create_vllm_app",
+    "generate",
+    "model_entry",
+    "openai_error",
+]
 
 ErrorBody = Callable[[int, str, str | None], Any]
 """(status, message, wire_version) -> the engine's JSON error body."""
@@ -96,6 +106,8 @@ class OpenAIFlavour:
     """Honours ``return_token_ids`` (vLLM ≥ 0.10.2)."""
     requires_model: bool = True
     """A missing ``model`` is a 400; an unknown one a 404."""
+    upstream_error: ErrorBody | None = None
+    """A proxy's body for errors its upstream raised (validation, context), passed through untouched."""
 
 
 OPENAI = OpenAIFlavour("openai", "system", openai_error, fingerprint="fp_conform0")
@@ -180,7 +192,9 @@ def error_fields(flavour: OpenAIFlavour, status: int, message: str, version: str
     body = flavour.error_body(status, message, version)
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return body["error"]
-    return {k: v for k, v in body.items() if k != "object"} if isinstance(body, dict) else {"message": message}
+    if isinstance(body, dict) and body.get("object") == "error":
+        return {k: v for k, v in body.items() if k != "object"}
+    return {"message": message, "code": status}
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +269,8 @@ async def generate(
     version = context.script.wire_version
 
     def fail(status: int, message: str) -> web.Response:
-        return web.json_response(flavour.error_body(status, message, version), status=status)
+        body = (flavour.upstream_error or flavour.error_body)(status, message, version)
+        return web.json_response(body, status=status)
 
     if context.script.health == "loading":
         return fail(503, "Loading model")

@@ -1,0 +1,15 @@
+"""Every step of the built-in features, for pytest to load as one plugin (``-p features.steps.all``)."""
+
+import pytest
+
+from features.steps.determinism_steps import *  # noqa: F403  (pytest-bdd steps are fixtures: import them here)
+from features.steps.engine_steps import *  # noqa: F403
+from features.steps.llamaswap_steps import *  # noqa: F403
+from features.steps.openai_steps import *  # noqa: F403
+from harness.runtime import ScenarioRuntime
+
+
+@pytest.fixture(autouse=True)
+def conform_scenario(conform_runtime: ScenarioRuntime) -> ScenarioRuntime:
+    """Every scenario runs against a target: this pulls conform_target into each test's parametrization."""
+    return conform_runtime

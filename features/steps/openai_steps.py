@@ -1,0 +1,57 @@
+"""Steps of the OpenAI-compatibility feature: chat streams judged by harness.openai_compat."""
+
+from __future__ import annotations
+
+from pytest_bdd import parsers, then, when
+
+from adapters import ChatMessage, TaskRequest
+from harness.checks import run_checks
+from harness.openai_compat import check_error_envelope, check_same_text, openai_adapter, seeded_chat
+from harness.runtime import ScenarioRuntime
+from harness.stream import StreamRecord
+
+CHAT = (ChatMessage(role="user", content="Tell me about lighthouses."),)
+
+
+@when(parsers.parse("I stream a chat completion of {count:d} tokens"), target_fixture="stream")
+def stream_chat(conform_runtime: ScenarioRuntime, count: int) -> StreamRecord:
+    request = TaskRequest(messages=CHAT, max_tokens=count, seed=42, temperature=0.0, model=conform_runtime.target.model)
+    return conform_runtime.stream(request)
+
+
+@when("I stream the same seeded chat completion twice", target_fixture="pair")
+def stream_twice(conform_runtime: ScenarioRuntime) -> tuple[StreamRecord, StreamRecord]:
+    model = conform_runtime.target.model
+    return conform_runtime.stream(seeded_chat(model, 1234, 16)), conform_runtime.stream(seeded_chat(model, 1234, 16))
+
+
+@then("the stream ends with data: [DONE]")
+def ends_with_done(stream: StreamRecord) -> None:
+    run_checks(stream, "openai.done_terminator")
+
+
+@then("the last chunk with choices names the finish reason")
+def finish_on_last(stream: StreamRecord) -> None:
+    run_checks(stream, "openai.finish_reason")
+
+
+@then("a last chunk with empty choices carries the usage")
+def usage_chunk(stream: StreamRecord) -> None:
+    run_checks(stream, "openai.include_usage")
+
+
+@then("the usage counts agree with the tokens streamed")
+def usage_agrees(stream: StreamRecord) -> None:
+    run_checks(stream, "openai.usage_consistent")
+
+
+@then("both completions have the same text")
+def same_text(pair: tuple[StreamRecord, StreamRecord]) -> None:
+    check_same_text(*pair)
+
+
+@then("an invalid chat request is refused with the OpenAI error envelope")
+def error_envelope(conform_runtime: ScenarioRuntime) -> None:
+    adapter = openai_adapter(conform_runtime.adapter)
+    model = conform_runtime.run(adapter.model_for(TaskRequest(prompt="x", model=conform_runtime.target.model)))
+    conform_runtime.run(check_error_envelope(adapter, model))

@@ -1,0 +1,264 @@
+"""OpenAI, vLLM, llama-swap and Anthropic adapters: parsing, error shapes, retries against scripted stubs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+import httpx
+import pytest
+
+from adapters import (
+    AdapterOptions,
+    AnthropicAdapter,
+    End,
+    ErrorKind,
+    LlamaSwapAdapter,
+    OpenAIAdapter,
+    RetryPolicy,
+    TaskRequest,
+    Timeouts,
+    Token,
+    TokenEvent,
+    WorkerError,
+    create_adapter,
+    split_llamaswap_url,
+)
+from stubs import Script, StubServer
+from stubs.script import CloseEarlyFault, StatusFault
+
+
+async def _stream(adapter: object, request: TaskRequest) -> list[TokenEvent]:
+    assert isinstance(adapter, OpenAIAdapter | AnthropicAdapter)
+    async with contextlib.aclosing(adapter.submit(request)) as events:
+        return [event async for event in events]
+
+
+def _sse(*frames: str | dict[str, object], event_names: bool = False) -> bytes:
+    out = []
+    for frame in frames:
+        data = frame if isinstance(frame, str) else json.dumps(frame)
+        name = f"event: {frame['type']}\n" if event_names and isinstance(frame, dict) else ""
+        out.append(f"{name}data: {data}\n\n")
+    return "".join(out).encode()
+
+
+def _mock(body: bytes, seen: list[httpx.Request] | None = None) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": [{"id": "m"}]})
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    return httpx.MockTransport(handler)
+
+
+def _chunk(**choice: object) -> dict[str, object]:
+    return {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [{"index": 0, **choice}]}
+
+
+# -- OpenAI chunk reading -------------------------------------------------------------------------
+
+
+async def test_vllm_token_ids_are_carried_on_tokens() -> None:
+    async with StubServer("vllm") as stub:
+        adapter = create_adapter("vllm", stub.url)
+        events = await _stream(adapter, TaskRequest(prompt="hello", max_tokens=5, seed=1))
+        await adapter.aclose()
+    tokens = [e for e in events if isinstance(e, Token)]
+    assert [t.index for t in tokens] == [0, 1, 2, 3, 4]
+    assert all(isinstance(t.token_id, int) for t in tokens)
+    body = stub.state.requests[-1][2]
+    assert body["return_token_ids"] is True and body["top_k"] == -1, "vLLM gets every sampling field"
+
+
+@pytest.mark.parametrize("wire_version", ["0.10.0", "0.11.2"])
+async def test_both_vllm_error_shapes_give_the_message(wire_version: str) -> None:
+    script = Script(wire_version=wire_version, faults=(StatusFault(kind="status", status=400, message="bad n"),))
+    async with StubServer("vllm", script) as stub:
+        adapter = create_adapter("vllm", stub.url)
+        with pytest.raises(WorkerError) as raised:
+            await _stream(adapter, TaskRequest(prompt="hello", max_tokens=5))
+        await adapter.aclose()
+    assert raised.value.kind is ErrorKind.INVALID_REQUEST and "bad n" in raised.value.message
+
+
+async def test_done_without_a_finish_reason_is_a_protocol_violation() -> None:
+    body = _sse(_chunk(delta={"content": "Hi"}, finish_reason=None), "[DONE]")
+    adapter = OpenAIAdapter("http://engine.test/v1", AdapterOptions(transport=_mock(body)))
+    with pytest.raises(WorkerError) as raised:
+        await _stream(adapter, TaskRequest(prompt="x"))
+    await adapter.aclose()
+    assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION and "[DONE]" in raised.value.message
+
+
+async def test_a_finished_stream_without_done_ends_but_says_so() -> None:
+    body = _sse(_chunk(delta={"content": "Hi"}, finish_reason=None), _chunk(delta={}, finish_reason="stop"))
+    adapter = OpenAIAdapter("http://engine.test", AdapterOptions(transport=_mock(body)))
+    events = await _stream(adapter, TaskRequest(prompt="x"))
+    await adapter.aclose()
+    end = events[-1]
+    assert isinstance(end, End) and end.finish_reason == "stop" and end.raw["done_marker"] is False
+
+
+async def test_llamaswap_loading_chunks_are_not_tokens() -> None:
+    loading = {"choices": [{"index": 0, "delta": {"reasoning_content": "llama-swap loading model: m\n"}}]}
+    body = _sse(loading, _chunk(delta={"content": "Hi"}, finish_reason=None), _chunk(delta={}, finish_reason="stop"))
+    adapter = LlamaSwapAdapter("http://proxy.test", AdapterOptions(transport=_mock(body)))
+    events = await _stream(adapter, TaskRequest(prompt="x"))
+    await adapter.aclose()
+    assert [e.text for e in events if isinstance(e, Token)] == ["Hi"]
+    end = events[-1]
+    assert isinstance(end, End) and end.raw["loading_chunks"] == 1
+
+
+# -- llama-swap target URLs and placeholder key -----------------------------------------------------
+
+
+def test_llamaswap_url_form_maps_to_an_http_base() -> None:
+    assert split_llamaswap_url("llama-swap://tok3n@127.0.0.1:8080") == ("http://127.0.0.1:8080", "tok3n")
+    assert split_llamaswap_url("llama-swap://proxy.lan:9292/base") == ("http://proxy.lan:9292/base", None)
+    assert split_llamaswap_url("http://h:1") == ("http://h:1", None)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"), [("llama-swap://s3cret@proxy.test:80", "s3cret"), ("http://proxy.test", "no-key")]
+)
+async def test_llamaswap_sends_the_url_token_or_the_placeholder(url: str, expected: str) -> None:
+    seen: list[httpx.Request] = []
+    body = _sse(_chunk(delta={"content": "Hi"}, finish_reason="stop"), "[DONE]")
+    adapter = LlamaSwapAdapter(url, AdapterOptions(transport=_mock(body, seen)))
+    await _stream(adapter, TaskRequest(prompt="x"))
+    await adapter.aclose()
+    assert seen[-1].url.path == "/v1/chat/completions", "llama-swap routes chat"
+    assert seen[-1].headers["authorization"] == f"Bearer {expected}"
+    assert json.loads(seen[-1].content)["max_tokens"] == 16, "the legacy max_tokens field"
+
+
+# -- Anthropic events ------------------------------------------------------------------------------
+
+
+def _anthropic(body: bytes, seen: list[httpx.Request] | None = None) -> AnthropicAdapter:
+    return AnthropicAdapter("http://api.test", AdapterOptions(api_key="sk-ant-x", transport=_mock(body, seen)))
+
+
+_START = {"type": "message_start", "message": {"usage": {"input_tokens": 3, "output_tokens": 1}}}
+_DELTA = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}
+
+
+async def test_anthropic_stream_sends_its_headers_and_reads_the_events() -> None:
+    seen: list[httpx.Request] = []
+    body = _sse(
+        _START,
+        {"type": "ping"},
+        _DELTA,
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}},
+        {"type": "message_stop"},
+        event_names=True,
+    )
+    adapter = _anthropic(body, seen)
+    events = await _stream(adapter, TaskRequest(prompt="x", model="m"))
+    await adapter.aclose()
+    end = events[-1]
+    assert isinstance(end, End) and end.finish_reason == "stop" and end.usage is not None
+    assert end.usage.completion_tokens == 1 and end.usage.prompt_tokens == 3
+    assert seen[-1].headers["x-api-key"] == "sk-ant-x" and seen[-1].headers["anthropic-version"] == "2023-06-01"
+
+
+async def test_an_event_named_unlike_its_type_is_a_protocol_violation() -> None:
+    body = _sse(_START, event_names=True) + b"event: message_delta\ndata: " + json.dumps(_DELTA).encode() + b"\n\n"
+    adapter = _anthropic(body)
+    with pytest.raises(WorkerError) as raised:
+        await _stream(adapter, TaskRequest(prompt="x", model="m"))
+    await adapter.aclose()
+    assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION and "named 'message_delta'" in raised.value.message
+
+
+async def test_an_overloaded_error_event_is_overloaded() -> None:
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    adapter = _anthropic(_sse(_START, _DELTA, error, event_names=True))
+    with pytest.raises(WorkerError) as raised:
+        await _stream(adapter, TaskRequest(prompt="x", model="m"))
+    await adapter.aclose()
+    assert raised.value.kind is ErrorKind.OVERLOADED and raised.value.in_stream
+
+
+async def test_an_anthropic_stream_without_message_stop_is_a_protocol_violation() -> None:
+    adapter = _anthropic(_sse(_START, _DELTA, event_names=True))
+    with pytest.raises(WorkerError) as raised:
+        await _stream(adapter, TaskRequest(prompt="x", model="m"))
+    await adapter.aclose()
+    assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION and "message_stop" in raised.value.message
+
+
+# -- retries against scripted stubs ------------------------------------------------------------------
+
+
+def _generations(stub: StubServer) -> int:
+    return sum(1 for method, path, _ in stub.state.requests if method == "POST")
+
+
+def _options(total: float = 10.0) -> AdapterOptions:
+    return AdapterOptions(timeouts=Timeouts(total=total), retry=RetryPolicy(seed=1))
+
+
+@pytest.mark.parametrize(
+    ("engine", "status", "headers", "least_wait"),
+    [
+        ("openai", 429, {"retry-after-ms": "150"}, 0.3),
+        ("vllm", 500, {}, 0.0),
+        ("llamaswap", 429, {"Retry-After": "0.2"}, 0.4),
+        ("anthropic", 529, {"retry-after": "0.1"}, 0.2),
+    ],
+)
+async def test_retriable_statuses_are_retried_with_the_honoured_delay(
+    engine: str, status: int, headers: dict[str, str], least_wait: float
+) -> None:
+    fault = StatusFault(kind="status", status=status, message="try again", headers=headers, times=2)
+    async with StubServer(engine, Script(faults=(fault,))) as stub:
+        adapter = create_adapter(engine, stub.url, _options())
+        started = time.monotonic()
+        events = await _stream(adapter, TaskRequest(prompt="x", max_tokens=3))
+        waited = time.monotonic() - started
+        await adapter.aclose()
+    assert isinstance(events[-1], End)
+    assert _generations(stub) == 3, "two failures, then the success"
+    assert waited >= least_wait
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+@pytest.mark.parametrize("engine", ["openai", "anthropic"])
+async def test_client_errors_are_not_retried(engine: str, status: int) -> None:
+    fault = StatusFault(kind="status", status=status, message="no")
+    async with StubServer(engine, Script(faults=(fault,))) as stub:
+        adapter = create_adapter(engine, stub.url, _options())
+        with pytest.raises(WorkerError) as raised:
+            await _stream(adapter, TaskRequest(prompt="x", max_tokens=3))
+        await adapter.aclose()
+    assert raised.value.status == status and not raised.value.retriable
+    assert _generations(stub) == 1
+
+
+@pytest.mark.parametrize("engine", ["openai", "vllm", "llamaswap", "anthropic"])
+async def test_a_started_stream_is_never_replayed(engine: str) -> None:
+    async with StubServer(engine, Script(faults=(CloseEarlyFault(kind="close_early", at_token=1),))) as stub:
+        adapter = create_adapter(engine, stub.url, _options())
+        with pytest.raises(WorkerError) as raised:
+            await _stream(adapter, TaskRequest(prompt="x", max_tokens=6))
+        await adapter.aclose()
+    assert raised.value.kind in (ErrorKind.WORKER_RESET, ErrorKind.PROTOCOL_VIOLATION) and raised.value.in_stream
+    assert _generations(stub) == 1
+
+
+async def test_a_retry_after_beyond_the_budget_fails_at_once() -> None:
+    fault = StatusFault(kind="status", status=429, message="later", headers={"retry-after": "100"})
+    async with StubServer("openai", Script(faults=(fault,))) as stub:
+        adapter = create_adapter("openai", stub.url, _options(total=3.0))
+        started = time.monotonic()
+        with pytest.raises(WorkerError) as raised:
+            await _stream(adapter, TaskRequest(prompt="x", max_tokens=3))
+        await adapter.aclose()
+    assert raised.value.kind is ErrorKind.RATE_LIMITED and raised.value.retry_after == 100
+    assert time.monotonic() - started < 2.0 and _generations(stub) == 1

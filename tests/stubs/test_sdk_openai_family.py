@@ -1,0 +1,191 @@
+"""The official SDKs are the judges of the OpenAI-family and Anthropic stubs (protocols.md §10).
+
+Each stub must be consumed to the end by the SDK, with the finish reason the
+SDK exposes, and every scripted error status must surface as the SDK's own
+exception class for that status.
+"""
+
+from __future__ import annotations
+
+import anthropic
+import openai
+import pytest
+
+from stubs import Script, StubServer
+from stubs.script import ErrorInStreamFault, StatusFault
+
+OPENAI_FAMILY = ["openai", "vllm", "llamaswap"]
+
+
+def _openai_client(stub: StubServer) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=stub.url + "/v1", api_key="sk-conform", max_retries=0, timeout=10)
+
+
+@pytest.mark.parametrize("engine", OPENAI_FAMILY)
+async def test_openai_sdk_streams_chat_to_the_end(engine: str) -> None:
+    async with StubServer(engine) as stub:
+        client = _openai_client(stub)
+        stream = await client.chat.completions.create(
+            model="stub-model",
+            messages=[{"role": "user", "content": "Name a colour."}],
+            max_tokens=7,
+            seed=3,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        pieces, finish, usage = [], None, None
+        async for chunk in stream:
+            if chunk.choices:
+                pieces.append(chunk.choices[0].delta.content or "")
+                finish = chunk.choices[0].finish_reason or finish
+            if chunk.usage is not None:
+                usage = chunk.usage
+        whole = await client.chat.completions.create(
+            model="stub-model", messages=[{"role": "user", "content": "Name a colour."}], max_tokens=7, seed=3
+        )
+        await client.close()
+    assert finish == "length"
+    assert usage is not None and usage.completion_tokens == 7
+    assert "".join(pieces) == whole.choices[0].message.content and whole.choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("engine", ["openai", "vllm"])
+async def test_openai_sdk_streams_legacy_completions_to_the_end(engine: str) -> None:
+    async with StubServer(engine) as stub:
+        client = _openai_client(stub)
+        stream = await client.completions.create(model="stub-model", prompt="Once upon", max_tokens=5, stream=True)
+        texts, finish = [], None
+        async for chunk in stream:
+            texts.append(chunk.choices[0].text if chunk.choices else "")
+            if chunk.choices and chunk.choices[0].finish_reason:
+                finish = chunk.choices[0].finish_reason
+        await client.close()
+    assert finish == "length" and "".join(texts)
+
+
+OPENAI_ERRORS = [
+    (400, openai.BadRequestError),
+    (401, openai.AuthenticationError),
+    (403, openai.PermissionDeniedError),
+    (404, openai.NotFoundError),
+    (409, openai.ConflictError),
+    (422, openai.UnprocessableEntityError),
+    (429, openai.RateLimitError),
+    (500, openai.InternalServerError),
+    (503, openai.InternalServerError),
+]
+
+
+@pytest.mark.parametrize("engine", OPENAI_FAMILY)
+@pytest.mark.parametrize(("status", "error_class"), OPENAI_ERRORS)
+async def test_openai_sdk_raises_its_own_class_for_each_scripted_status(
+    engine: str, status: int, error_class: type[openai.APIStatusError]
+) -> None:
+    script = Script(faults=(StatusFault(kind="status", status=status, message=f"scripted {status}"),))
+    async with StubServer(engine, script) as stub:
+        client = _openai_client(stub)
+        with pytest.raises(error_class) as raised:
+            await client.chat.completions.create(
+                model="stub-model", messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=True
+            )
+        await client.close()
+    assert raised.value.status_code == status
+    # llama-swap's own envelope ({"src", "error": "..."}) is not one the SDK takes a message from: it keeps the body.
+    assert f"scripted {status}" in f"{raised.value} {raised.value.body}"
+
+
+@pytest.mark.parametrize("engine", OPENAI_FAMILY)
+async def test_openai_sdk_raises_api_error_for_an_error_inside_the_stream(engine: str) -> None:
+    script = Script(faults=(ErrorInStreamFault(kind="error_in_stream", at_token=2, message="scripted mid-stream"),))
+    async with StubServer(engine, script) as stub:
+        client = _openai_client(stub)
+        stream = await client.chat.completions.create(
+            model="stub-model", messages=[{"role": "user", "content": "hi"}], max_tokens=8, stream=True
+        )
+        received = 0
+        with pytest.raises(openai.APIError, match="scripted mid-stream"):
+            async for chunk in stream:
+                received += bool(chunk.choices and chunk.choices[0].delta.content)
+        await client.close()
+    assert received == 2
+
+
+async def test_vllm_stub_returns_token_ids_when_asked() -> None:
+    async with StubServer("vllm") as stub:
+        client = _openai_client(stub)
+        stream = await client.chat.completions.create(
+            model="stub-model",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=4,
+            stream=True,
+            extra_body={"return_token_ids": True},
+        )
+        ids = [
+            (chunk.choices[0].model_extra or {})["token_ids"]
+            async for chunk in stream
+            if chunk.choices and chunk.choices[0].delta.content
+        ]
+        await client.close()
+    assert len(ids) == 4 and all(len(i) == 1 and isinstance(i[0], int) for i in ids)
+
+
+def _anthropic_client(stub: StubServer) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=stub.url, api_key="sk-ant-conform", max_retries=0, timeout=10)
+
+
+async def test_anthropic_sdk_streams_a_message_to_the_end() -> None:
+    async with StubServer("anthropic") as stub:
+        client = _anthropic_client(stub)
+        async with client.messages.stream(
+            model="stub-model", max_tokens=6, messages=[{"role": "user", "content": "Name a colour."}]
+        ) as stream:
+            text = "".join([piece async for piece in stream.text_stream])
+            final = await stream.get_final_message()
+        whole = await client.messages.create(
+            model="stub-model", max_tokens=6, messages=[{"role": "user", "content": "Name a colour."}]
+        )
+        await client.close()
+    assert final.stop_reason == "max_tokens" and final.usage.output_tokens == 6
+    assert text and text == whole.content[0].text  # type: ignore[union-attr]
+
+
+ANTHROPIC_ERRORS = [
+    (400, anthropic.BadRequestError),
+    (401, anthropic.AuthenticationError),
+    (403, anthropic.PermissionDeniedError),
+    (404, anthropic.NotFoundError),
+    (413, anthropic.RequestTooLargeError),
+    (429, anthropic.RateLimitError),
+    (500, anthropic.InternalServerError),
+    (529, anthropic.OverloadedError),
+]
+
+
+@pytest.mark.parametrize(("status", "error_class"), ANTHROPIC_ERRORS)
+async def test_anthropic_sdk_raises_its_own_class_for_each_scripted_status(
+    status: int, error_class: type[anthropic.APIStatusError]
+) -> None:
+    script = Script(faults=(StatusFault(kind="status", status=status, message=f"scripted {status}"),))
+    async with StubServer("anthropic", script) as stub:
+        client = _anthropic_client(stub)
+        with pytest.raises(error_class) as raised:
+            await client.messages.create(
+                model="stub-model", max_tokens=4, messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        await client.close()
+    assert raised.value.status_code == status
+    assert f"scripted {status}" in str(raised.value)
+    assert raised.value.request_id, "the stub sends a request-id header like the API"
+
+
+async def test_anthropic_sdk_raises_for_an_error_event_inside_the_stream() -> None:
+    script = Script(faults=(ErrorInStreamFault(kind="error_in_stream", at_token=1, message="scripted mid-stream"),))
+    async with StubServer("anthropic", script) as stub:
+        client = _anthropic_client(stub)
+        with pytest.raises(anthropic.APIStatusError, match="scripted mid-stream"):
+            async with client.messages.stream(
+                model="stub-model", max_tokens=6, messages=[{"role": "user", "content": "hi"}]
+            ) as stream:
+                async for _ in stream:
+                    pass
+        await client.close()
