@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from adapters import ADAPTERS, ENGINE_NAMES, Capability, HttpAdapter, create_adapter
+from adapters import ADAPTERS, ENGINE_NAMES, Capability, HttpAdapter, Redactor, WorkerError, create_adapter
 from reports import CapabilitySummary, CheckResult, Report, TargetInfo, utc_now, write_json_report
 from stubs import STUB_ENGINES, StubServer
 
@@ -265,21 +265,42 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, sce
     request.node.stash[SCENARIO_KEY] = ScenarioInfo(Path(feature.filename), scenario.name)
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Innermost wrapper (trylast): the report is made safe here, before JUnit, allure or xdist read it."""
     report = yield
     if _state(item.config) is None or "conform_target" not in getattr(item, "fixturenames", ()):
         return report
     target: Target | None = getattr(getattr(item, "callspec", None), "params", {}).get("conform_target")
     if target is None:
         return report
+    _make_safe(report, call, target)
     fields = _identity(item, target)
     fields["detail"] = _detail(report, call)
     fields["status"] = _status(report, call)
     report.user_properties.append((_PROP, fields))
     return report
+
+
+def _make_safe(report: pytest.TestReport, call: pytest.CallInfo[None], target: Target) -> None:
+    """A finding about the engine is its one-line message, not our stack; and no text keeps the secret.
+
+    Long tracebacks print the arguments of every frame (a parsed error body
+    among them), so a check failure or an engine error is reported as its
+    message alone, and anything else is redacted.
+    """
+    if report.passed or report.skipped:
+        return
+    secret = target.api_key() if target.api_key_env else None
+    redact = Redactor([secret] if secret else [])
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, CheckFailure | WorkerError):
+        report.longrepr = redact(f"{type(error).__name__}: {error}")
+    elif report.longrepr is not None:
+        report.longrepr = redact(str(report.longrepr))
+    report.sections = [(title, redact(text)) for title, text in report.sections]
 
 
 def _identity(item: pytest.Item, target: Target) -> dict[str, Any]:
@@ -322,8 +343,8 @@ def _status(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
         return "skipped"
     if report.passed:
         return "passed"
-    if report.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(AssertionError):
-        return "failed"
+    if report.when == "call" and call.excinfo is not None and call.excinfo.errisinstance((AssertionError, WorkerError)):
+        return "failed"  # a check that did not hold, or the engine failing a request a step made
     return "error"
 
 
