@@ -6,6 +6,7 @@ modules are private.
 
 from ._base import AdapterOptions, HttpAdapter
 from ._http import RetryPolicy, Timeouts, classify_status
+from ._openai import OpenAIAdapter
 from ._redact import Redactor, fingerprint
 from ._registry import ADAPTERS, ENGINE_NAMES, UnknownEngineError, create_adapter
 from ._sse import SSEDecoder, SSEError, SSEEvent
@@ -23,10 +24,9 @@ from ._types import (
     Usage,
     WorkerAdapter,
 )
+from .anthropic import AnthropicAdapter
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
-from ._openai import OpenAIAdapter
-from .anthropic import AnthropicAdapter
 from .llamacpp import LlamaCppAdapter
 from .llamaswap import LlamaSwapAdapter, split_llamaswap_url
 from .vllm import VllmAdapter

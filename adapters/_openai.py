@@ -293,14 +293,15 @@ class OpenAIAdapter(HttpAdapter):
             yield Started(req.task_id, time.monotonic())
             async for batch in batches:
                 for event in batch:
+                    if req.task_id in self._cancelled:
+                        break  # the rest of this read arrived before the cancel, but is not delivered after it
                     if event.data == DONE:
                         stream.done_marker = True
                         break
                     for token in stream.fold(self.parse_json_event(event, stream.url, stream.chunks + 1), redact):
                         yield token
-                else:
-                    continue
-                break
+                if stream.done_marker:
+                    break
         end = stream.end()
         if end.raw.get("system_fingerprint"):
             self._fingerprint = end.raw["system_fingerprint"]

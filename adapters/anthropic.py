@@ -111,6 +111,8 @@ class AnthropicAdapter(HttpAdapter):
             yield Started(req.task_id, time.monotonic())
             async for batch in batches:
                 for event in batch:
+                    if req.task_id in self._cancelled:
+                        break  # the rest of this read arrived before the cancel, but is not delivered after it
                     frame = self.parse_json_event(event, url, stream.events + 1)
                     for folded in stream.fold(event.event, frame):
                         yield folded

@@ -143,6 +143,8 @@ class LlamaCppAdapter(HttpAdapter):
             url = self.base_url + "/completion"
             async for batch in batches:
                 for event in batch:
+                    if req.task_id in self._cancelled:
+                        break  # the rest of this read arrived before the cancel, but is not delivered after it
                     number += 1
                     frame = self.parse_json_event(event, url, number)
                     if not isinstance(frame, dict):

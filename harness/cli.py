@@ -38,7 +38,7 @@ from stubs import STUB_ENGINES, Script, ScriptError, StubServer, load_script
 from .determinism import CorpusError, SuiteOptions, TargetUnreachable, run_suite
 from .matrix import render_determinism, render_matrix
 from .runtime import adapter_options
-from .targets import Target, TargetError
+from .targets import Target, TargetError, mask_url_token
 
 __all__ = ["main"]
 
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(words)
     # The report's `reproduce`: secrets never reach the command line, only their variable's name.
-    args.reproduce = shlex.join(["conform", *words])
+    args.reproduce = mask_url_token(shlex.join(["conform", *words]))
     try:
         code: int = args.handler(args)
     except (UsageError, TargetError, ScriptError, ReportFileError) as error:
@@ -201,7 +201,7 @@ def _target_from(args: argparse.Namespace) -> Target | None:
     if args.engine is None or args.url is None:
         raise UsageError("--engine and --url go together (omit both to run against the embedded stubs)")
     _require_engine(args.engine)
-    _check_url(args.url)
+    _check_url(args.url, args.engine)
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
     target = Target(
@@ -223,10 +223,12 @@ def _require_engine(engine: str) -> None:
         raise UsageError(f"engine {engine!r} is not supported yet (supported: {', '.join(sorted(ADAPTERS))})")
 
 
-def _check_url(url: str) -> None:
+def _check_url(url: str, engine: str) -> None:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"bad URL {url!r}: expected http(s)://host[:port][/path]")
+    schemes = ("http", "https", "llama-swap") if engine == "llamaswap" else ("http", "https")
+    if parts.scheme not in schemes or not parts.hostname:
+        form = "http(s)://host[:port][/path]" + (" or llama-swap://[token@]host:port" if engine == "llamaswap" else "")
+        raise UsageError(f"bad URL {mask_url_token(url)!r}: expected {form}")
     try:
         _ = parts.port
     except ValueError:
@@ -240,7 +242,7 @@ async def _preflight(target: Target) -> None:
         await adapter.http.request("GET", "/", ok_statuses=frozenset(range(100, 600)), retry=False)
     except WorkerError as error:
         if error.kind in (ErrorKind.UPSTREAM_UNAVAILABLE, ErrorKind.DEADLINE_UNMET) and error.status is None:
-            raise UsageError(f"cannot reach {target.url}: {error.message}") from None
+            raise UsageError(f"cannot reach {target.display_url}: {error.message}") from None
     finally:
         await adapter.aclose()
 
@@ -270,7 +272,7 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
     if target is None:
         pytest_args += ["--conform-stub", "all", "--conform-timeout", str(args.timeout)]
     else:
-        pytest_args += ["--conform-engine", target.engine, "--conform-url", target.display_url]
+        pytest_args += ["--conform-engine", target.engine, "--conform-url", target.url or ""]
         pytest_args += ["--conform-timeout", str(target.timeout)]
         if target.model:
             pytest_args += ["--conform-model", target.model]
@@ -334,7 +336,7 @@ def _run(args: argparse.Namespace) -> int:
 def _determinism(args: argparse.Namespace) -> int:
     _require_engine(args.engine)
     for url in args.url:
-        _check_url(url)
+        _check_url(url, args.engine)
     for name in ("requests", "concurrency", "max_tokens", "repeat"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")

@@ -293,7 +293,7 @@ def _make_safe(report: pytest.TestReport, call: pytest.CallInfo[None], target: T
     """
     if report.passed or report.skipped:
         return
-    secret = target.api_key() if target.api_key_env else None
+    secret = target.api_key()
     redact = Redactor([secret] if secret else [])
     error = call.excinfo.value if call.excinfo is not None else None
     if isinstance(error, CheckFailure | WorkerError):

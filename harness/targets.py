@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Target", "TargetError"]
+from adapters import fingerprint, split_llamaswap_url
+
+__all__ = ["Target", "TargetError", "mask_url_token"]
+
+
+def mask_url_token(text: str) -> str:
+    """Replace the token of every ``llama-swap://token@host`` in `text` by its fingerprint."""
+    return _URL_TOKEN.sub(lambda m: m.group(1) + fingerprint(m.group(2)) + "@", text)
+
+
+_URL_TOKEN = re.compile(r"(llama-swap://)([^@/\s]+)@")
 
 
 class TargetError(ValueError):
@@ -35,12 +46,15 @@ class Target(BaseModel):
 
     @property
     def display_url(self) -> str:
-        return self.url or f"stub://{self.engine}"
+        """The URL for reports and logs: a token written into it (``llama-swap://token@host``) is masked."""
+        if self.url is None:
+            return f"stub://{self.engine}"
+        return mask_url_token(self.url)
 
     def api_key(self) -> str | None:
-        """Read the secret from the named environment variable (the CLI and plugin are the only callers)."""
+        """The secret: from the named environment variable, else a token written into the URL."""
         if self.api_key_env is None:
-            return None
+            return split_llamaswap_url(self.url)[1] if self.url else None
         value = os.environ.get(self.api_key_env)
         if not value:
             raise TargetError(f"environment variable {self.api_key_env} (from --api-key-env) is not set or empty")

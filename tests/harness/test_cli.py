@@ -228,3 +228,19 @@ def test_valid_wire_variants_pass_a_whole_run(stub_process, tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads(report.read_text())
     assert document["summary"]["failed"] == 0 and document["summary"]["passed"] >= 10
+
+
+def test_llama_swap_url_form_runs_and_masks_its_token(stub_process: Any, tmp_path: Path) -> None:
+    stub = stub_process(engine="llamaswap")
+    token = "lsw-token-0123456789"
+    report = tmp_path / "report.json"
+    url = stub.url.replace("http://", f"llama-swap://{token}@")
+    result = run_conform(
+        "run", "--engine", "llamaswap", "--url", url, "--tags", "not extended", "--report", str(report)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(report.read_text())
+    assert token not in report.read_text() + result.stdout + result.stderr
+    assert document["targets"][0]["url"].startswith("llama-swap://lsw…[fp:")
+    assert "llama-swap://lsw…[fp:" in document["reproduce"]
+    assert document["summary"]["passed"] > 5
