@@ -7,19 +7,32 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
 
-from ._http import HttpClient, RetryPolicy, StreamResponse, Timeouts, default_describer
+from ._http import HttpClient, RetryPolicy, StreamResponse, Timeouts, classify_status, default_describer
+from ._ndjson import NDJSONDecoder, NDJSONError
 from ._redact import Redactor
 from ._sse import SSEDecoder, SSEError, SSEEvent
 from ._types import EngineVersion, Health, Props, TaskRequest, TokenEvent
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
-__all__ = ["AdapterOptions", "HttpAdapter"]
+__all__ = ["AdapterOptions", "Decoder", "HttpAdapter"]
+
+T = TypeVar("T")
+
+
+class Decoder(Protocol[T]):
+    """Bytes in, frames out (SSEDecoder, NDJSONDecoder); `pending` is true inside an unfinished frame."""
+
+    @property
+    def pending(self) -> bool: ...
+
+    def feed(self, chunk: bytes) -> list[T]: ...
+
 
 _NOT_READY = frozenset({400, 503})
 """Statuses a health endpoint answers while not ready (Triton's /v2/health/ready says 400)."""
@@ -63,6 +76,7 @@ class HttpAdapter(abc.ABC):
             verify=self.options.verify,
             transport=self.options.transport,
             describe_error=self.describe_error,
+            classify_error=self.classify_error,
         )
         self._default_model: str | None = None
         self._open: dict[str, StreamResponse] = {}
@@ -70,6 +84,10 @@ class HttpAdapter(abc.ABC):
 
     def auth_headers(self, api_key: str | None) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def classify_error(self, status: int, body: Any, message: str) -> ErrorKind:
+        """The kind of an HTTP error; engines whose error body names its class override this."""
+        return classify_status(status, message)
 
     def describe_error(self, status: int, body: Any) -> str:
         """The engine's own error message from an error body; engines override for their shapes."""
@@ -137,50 +155,68 @@ class HttpAdapter(abc.ABC):
 
     @contextlib.asynccontextmanager
     async def open_sse(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[list[SSEEvent]]]:
-        """POST body, check for an SSE response, and yield its events, a read's worth at a time;
-        registers the stream for cancel()."""
+        """POST body, check for an SSE response, and yield its events, a read's worth at a time."""
+        decoder = SSEDecoder(self.options.max_event_bytes)
+        async with self.open_decoded(task_id, path, body, "text/event-stream", decoder) as batches:
+            yield batches
+
+    @contextlib.asynccontextmanager
+    async def open_ndjson(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[list[str]]]:
+        """POST body, check for an NDJSON response, and yield its lines, a read's worth at a time."""
+        decoder = NDJSONDecoder(self.options.max_event_bytes)
+        async with self.open_decoded(task_id, path, body, "application/x-ndjson", decoder) as batches:
+            yield batches
+
+    @contextlib.asynccontextmanager
+    async def open_decoded(
+        self, task_id: str, path: str, body: Any, content_type: str, decoder: Decoder[T]
+    ) -> AsyncIterator[AsyncIterator[list[T]]]:
+        """POST body, check the streamed content type, and yield decoded frames; registers the stream for cancel()."""
         self._cancelled.discard(task_id)
         async with self.http.open_stream("POST", path, json_body=body) as stream:
-            if stream.content_type != "text/event-stream":
+            if stream.content_type != content_type:
                 raise WorkerError(
                     ErrorKind.PROTOCOL_VIOLATION,
                     f"{stream.url} streamed with content type {stream.content_type or '(none)'!r}, "
-                    "expected 'text/event-stream'",
+                    f"expected {content_type!r}",
                     status=stream.status,
                 )
             self._open[task_id] = stream
             try:
-                yield self._event_batches(task_id, stream)
+                yield self._frame_batches(task_id, stream, decoder)
             finally:
                 self._open.pop(task_id, None)
 
-    async def _event_batches(self, task_id: str, stream: StreamResponse) -> AsyncIterator[list[SSEEvent]]:
-        """The events of each read, as one list: one async hop per read rather than per token."""
-        decoder = SSEDecoder(self.options.max_event_bytes)
+    async def _frame_batches(self, task_id: str, stream: StreamResponse, decoder: Decoder[T]) -> AsyncIterator[list[T]]:
+        """The frames of each read, as one list: one async hop per read rather than per token."""
         try:
             async for chunk in stream.chunks():
-                events = decoder.feed(chunk)
-                if events:
-                    yield events
+                frames = decoder.feed(chunk)
+                if frames:
+                    yield frames
                 if task_id in self._cancelled:
                     break
         except WorkerError:
             if task_id not in self._cancelled:
                 raise
-        except SSEError as exc:
+        except (SSEError, NDJSONError) as exc:
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{stream.url}: {exc}", in_stream=True) from None
         if task_id in self._cancelled:
             raise WorkerError(ErrorKind.CANCELLED, f"task {task_id} was cancelled by the caller", in_stream=True)
         if decoder.pending:
             raise WorkerError(
                 ErrorKind.PROTOCOL_VIOLATION,
-                f"{stream.url}: the stream ended inside an event (no blank line closed the last frame)",
+                f"{stream.url}: the stream ended inside a frame (the last one was never terminated)",
                 in_stream=True,
             )
 
     @staticmethod
     def parse_json_event(event: SSEEvent, url: str, number: int) -> Any:
-        data = event.data
+        return HttpAdapter.parse_json(event.data, url, number)
+
+    @staticmethod
+    def parse_json(data: str, url: str, number: int) -> Any:
+        """One frame's JSON; a frame that is not JSON is a protocol violation naming the frame."""
         try:
             # orjson parses a token frame several times faster than the standard library; the
             # harness must not be the bottleneck of the engine it measures.
@@ -192,6 +228,6 @@ class HttpAdapter(abc.ABC):
         except json.JSONDecodeError as exc:
             raise WorkerError(
                 ErrorKind.PROTOCOL_VIOLATION,
-                f"{url}: frame {number} is not JSON ({exc.msg} at column {exc.pos + 1}): {event.data[:120]!r}",
+                f"{url}: frame {number} is not JSON ({exc.msg} at column {exc.pos + 1}): {data[:120]!r}",
                 in_stream=True,
             ) from None

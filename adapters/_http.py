@@ -27,6 +27,7 @@ from .errors import ErrorKind, WorkerError
 
 __all__ = [
     "Deadline",
+    "ErrorClassifier",
     "ErrorDescriber",
     "HttpClient",
     "HttpReply",
@@ -84,6 +85,9 @@ class Deadline:
 ErrorDescriber = Callable[[int, Any], str]
 """Engine hook: (status, parsed body or text) -> the engine's own error message."""
 
+ErrorClassifier = Callable[[int, Any, str], ErrorKind]
+"""Engine hook: (status, parsed body or text, message) -> the kind; engines whose body names the class use it."""
+
 
 def default_describer(status: int, body: Any) -> str:
     """The message of ``{"error": {"message": ...}}``, ``{"error": "..."}`` or a text body."""
@@ -113,6 +117,10 @@ def classify_status(status: int, message: str) -> ErrorKind:
     if status == 501 or 400 <= status < 500:
         return ErrorKind.INVALID_REQUEST
     return ErrorKind.ENGINE_ERROR
+
+
+def _classify_by_status(status: int, _body: Any, message: str) -> ErrorKind:
+    return classify_status(status, message)
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -231,6 +239,7 @@ class HttpClient:
         verify: bool | str = True,
         transport: httpx.AsyncBaseTransport | None = None,
         describe_error: ErrorDescriber = default_describer,
+        classify_error: ErrorClassifier | None = None,
         max_connections: int = 512,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -239,6 +248,9 @@ class HttpClient:
         self._auth_headers = dict(auth_headers or {})
         self._redact = (redactor or Redactor()).with_secrets(self._secret_values(self._auth_headers))
         self._describe_error = describe_error
+        self._classify_error: ErrorClassifier = classify_error or (
+            lambda status, _body, message: classify_status(status, message)
+        )
         self._rng = random.Random(retry.seed)
         verify_arg: bool | ssl.SSLContext = (
             verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
@@ -384,7 +396,7 @@ class HttpClient:
         except ValueError:
             parsed = text.strip()
         message = self._describe_error(status, parsed)
-        kind = classify_status(status, message)
+        kind = self._classify_error(status, parsed, message)
         return WorkerError(
             kind,
             self._redact(f"{url} answered {status}: {message}"),

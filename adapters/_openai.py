@@ -194,6 +194,7 @@ class OpenAIAdapter(HttpAdapter):
     capabilities = frozenset(
         {
             Capability.STREAMING,
+            Capability.END_MARKER,
             Capability.SEED,
             Capability.USAGE,
             Capability.HEALTH,

@@ -5,8 +5,12 @@ from __future__ import annotations
 from ._base import AdapterOptions, HttpAdapter
 from ._openai import OpenAIAdapter
 from .anthropic import AnthropicAdapter
+from .echo import EchoAdapter
 from .llamacpp import LlamaCppAdapter
 from .llamaswap import LlamaSwapAdapter
+from .ollama import OllamaAdapter
+from .tgi import TgiAdapter
+from .triton import TritonAdapter
 from .vllm import VllmAdapter
 
 __all__ = ["ADAPTERS", "ENGINE_NAMES", "UnknownEngineError", "create_adapter"]
@@ -30,6 +34,10 @@ ADAPTERS: dict[str, type[HttpAdapter]] = {
     "openai": OpenAIAdapter,
     "anthropic": AnthropicAdapter,
     "llamaswap": LlamaSwapAdapter,
+    "ollama": OllamaAdapter,
+    "tgi": TgiAdapter,
+    "triton": TritonAdapter,
+    "echo": EchoAdapter,
 }
 
 

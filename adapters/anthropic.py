@@ -42,6 +42,7 @@ class AnthropicAdapter(HttpAdapter):
     capabilities = frozenset(
         {
             Capability.STREAMING,
+            Capability.END_MARKER,
             Capability.USAGE,
             Capability.HEALTH,
             Capability.CHAT,

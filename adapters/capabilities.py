@@ -24,6 +24,8 @@ class Capability(StrEnum):
     """Declared, never inferred: the engine promises identical tokens whatever else shares the batch."""
     ENGINE_SIDE_CANCEL = "engine_side_cancel"
     """The engine exposes whether it is still generating (llama.cpp /slots), so a stop can be proven."""
+    END_MARKER = "end_marker"
+    """The last frame says it is the last, so a stream cut short after a whole frame is detectable."""
     MODEL_DIGEST = "model_digest"
     ENGINE_VERSION = "engine_version"
     """The engine names its version: a build, a release, or a backend fingerprint."""

@@ -41,6 +41,7 @@ class LlamaCppAdapter(HttpAdapter):
     capabilities = frozenset(
         {
             Capability.STREAMING,
+            Capability.END_MARKER,
             Capability.TOKEN_IDS,
             Capability.SEED,
             Capability.USAGE,

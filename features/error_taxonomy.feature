@@ -44,8 +44,13 @@ Feature: error_taxonomy
       | script            | kind               |
       | error_in_stream   | engine_error       |
       | malformed_json    | protocol_violation |
-      | missing_final     | protocol_violation |
-      | legacy_error_line | protocol_violation |
       | content_type      | protocol_violation |
       | close_early       | worker_reset       |
       | stall_mid_stream  | decode_timeout     |
+
+    # Only an engine whose last frame says it is the last can have it missing.
+    @needs_end_marker
+    Examples:
+      | script            | kind               |
+      | missing_final     | protocol_violation |
+      | legacy_error_line | protocol_violation |

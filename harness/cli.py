@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--alluredir", type=Path, metavar="DIR", help="write allure results into this folder")
     run.add_argument("--html", type=Path, metavar="PATH", help="write a self-contained HTML report here")
     run.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report here")
+    run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run scenarios in N processes (pytest-xdist). Default: 2 against the embedded stubs (each scenario "
+        "has its own), 1 against a live target (parallel scenarios would share its slots and batches)",
+    )
     run.add_argument("--quiet", action="store_true", help="no per-check progress lines")
     run.set_defaults(handler=_run)
 
@@ -285,6 +292,12 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
         pytest_args.append("--conform-progress")
     if args.tags:
         pytest_args += ["-m", args.tags]
+    workers = args.workers if args.workers is not None else (1 if target is not None else 2)
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if workers > 1:
+        # Stub scenarios mostly wait on scripted delays: two processes keep both cores busy.
+        pytest_args += ["-n", str(workers)]
     if args.junit:
         pytest_args += ["--junitxml", str(args.junit)]
     if args.alluredir:

@@ -230,14 +230,27 @@ def conform_profile(request: pytest.FixtureRequest, conform_target: Target) -> T
     state = _state(request.config)
     assert state is not None, "conform_target is only parametrized when the plugin is active"
     profile = state.profile(conform_target)
-    for marker in request.node.iter_markers("conform_needs"):
-        for name in marker.args:
-            capability = Capability(name)
-            if capability not in profile.supported:
-                if capability is Capability.SCRIPTED_FAULTS:
-                    pytest.skip("needs scripted faults: only an embedded stub can play them, the target is live")
-                pytest.skip(f"target lacks capability {capability.value}")
+    for capability in _needed(request.node):
+        if capability not in profile.supported:
+            if capability is Capability.SCRIPTED_FAULTS:
+                pytest.skip("needs scripted faults: only an embedded stub can play them, the target is live")
+            pytest.skip(f"target lacks capability {capability.value}")
     return profile
+
+
+def _needed(node: pytest.Item) -> list[Capability]:
+    """Capabilities a test needs: from scenario tags (conform_needs) and Examples tags (plain needs_* marks).
+
+    pytest-bdd applies an Examples block's tags as plain marks on its parameters, without the tag hook.
+    """
+    needed = [Capability(name) for marker in node.iter_markers("conform_needs") for name in marker.args]
+    for marker in node.iter_markers():
+        if marker.name.startswith("needs_"):
+            name = marker.name.removeprefix("needs_")
+            if name not in {c.value for c in Capability}:
+                raise pytest.UsageError(f"tag @{marker.name}: {name!r} is not a capability")
+            needed.append(Capability(name))
+    return needed
 
 
 @pytest.fixture
@@ -422,7 +435,12 @@ def _progress(done: int, result: CheckResult) -> None:
 
 
 def build_report(state: _PluginState) -> Report:
-    results = [state.results[k] for k in state.order]
+    # By feature, target and test id: the same layout whatever order xdist's workers finished in.
+    def layout(nodeid: str) -> tuple[str, str, str]:
+        result = state.results[nodeid]
+        return result.feature, result.target or result.engine, nodeid
+
+    results = [state.results[k] for k in sorted(state.order, key=layout)]
     targets = []
     for target in state.targets:
         profile = state.profiles.get(target.label) or state.profile(target)

@@ -38,7 +38,7 @@ from .script import (
     StallFault,
     StatusFault,
 )
-from .tokens import StubToken, generate_tokens
+from .tokens import StubToken, TokenGenerator, generate_tokens
 
 __all__ = [
     "STUB_KEY",
@@ -97,6 +97,8 @@ class StubContext:
     ctx_size: int = 4096
     started: float = field(default_factory=time.time)
     state: StubState = field(default_factory=StubState)
+    generator: TokenGenerator = generate_tokens
+    """Where tokens come from: seeded random words, or (the echo engine) the prompt itself."""
 
     def faults_for(self, generation: Generation) -> list[Fault]:
         return [f for f in self.script.faults if f.times is None or generation.number <= f.times]
@@ -132,7 +134,7 @@ class StubContext:
         salt = self.salt + behaviour.generator
         if behaviour.ignore_seed:
             salt += f"/request {number}"
-        tokens = generate_tokens(effective_seed, prompt, limit, salt=salt)
+        tokens = self.generator(effective_seed, prompt, limit, salt=salt)
         if behaviour.diverge_at is not None:
             tokens = _diverge(tokens, behaviour.diverge_at, effective_seed, prompt, salt + "/diverged")
         if behaviour.batch_variant_at is not None and in_flight > 0:
@@ -306,6 +308,7 @@ async def play_stream(
         await asyncio.sleep(stalls["after_headers"].seconds)
     steps, cut_at = _apply_faults(plan, faults, wire, lambda message: render_message(message, request))
     writer = _Writer(request, response, context.script.framing, coalesce=context.script.token_delay_ms == 0)
+    writer.sse = wire.content_type == "text/event-stream"
     survive = any(isinstance(f, IgnoreDisconnectFault) for f in faults)
     run = _run_steps(
         writer,
@@ -366,7 +369,7 @@ class _Writer:
     bottleneck of every throughput measurement.
     """
 
-    __slots__ = ("_buffer", "_buffered", "_chunk", "_coalesce", "_request", "_response", "broken", "framing")
+    __slots__ = ("_buffer", "_buffered", "_chunk", "_coalesce", "_request", "_response", "broken", "framing", "sse")
 
     def __init__(self, request: web.Request, response: web.StreamResponse, framing: Framing, coalesce: bool) -> None:
         self._request = request
@@ -377,6 +380,7 @@ class _Writer:
         self._buffered = 0
         self.framing = framing
         self.broken = False
+        self.sse = True
 
     async def send(self, data: bytes) -> None:
         if not self._coalesce:
@@ -428,7 +432,8 @@ async def _run_steps(
     Token k is due `delay * (k + 1)` after the start, on a fixed cadence: sleeping `delay`
     after each write would add the write and scheduling time of every token to the next gap.
     """
-    keepalive_every = writer.framing.keepalive_every
+    # Keep-alives are SSE comments; NDJSON has no such thing, so an NDJSON engine never sends one.
+    keepalive_every = writer.framing.keepalive_every if writer.sse else None
     loop = asyncio.get_running_loop()
     due = loop.time()
     for number, step in enumerate(steps):

@@ -8,7 +8,7 @@ from types import TracebackType
 
 from aiohttp import web
 
-from . import anthropic, llamacpp, llamaswap, openai
+from . import anthropic, echo, llamacpp, llamaswap, ollama, openai, tgi, triton
 from ._engine import StubContext, StubState
 from .script import Script
 
@@ -20,6 +20,10 @@ STUB_ENGINES: dict[str, Callable[[StubContext], web.Application]] = {
     "openai": openai.create_openai_app,
     "anthropic": anthropic.create_app,
     "llamaswap": llamaswap.create_app,
+    "ollama": ollama.create_app,
+    "tgi": tgi.create_app,
+    "triton": triton.create_app,
+    "echo": echo.create_app,
 }
 """Engine name -> application factory. Filled here once, only read afterwards."""
 

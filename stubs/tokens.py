@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import NamedTuple
+import re
+import zlib
+from typing import NamedTuple, Protocol
 
-__all__ = ["VOCABULARY", "StubToken", "generate_tokens"]
+__all__ = ["VOCABULARY", "StubToken", "TokenGenerator", "echo_tokens", "generate_tokens"]
 
 _WORDS = (  # noqa: SIM905  (one readable block of words, split once at import)
     "the of and to in is was for on that with as by at from his her it an were are which this "
@@ -35,6 +37,10 @@ class StubToken(NamedTuple):
     logprob: float
 
 
+class TokenGenerator(Protocol):
+    def __call__(self, seed: int, prompt: str, count: int, *, salt: str = "") -> list[StubToken]: ...
+
+
 def generate_tokens(seed: int, prompt: str, count: int, *, salt: str = "") -> list[StubToken]:
     """`count` tokens determined by seed, prompt and an optional salt (a 'changed model')."""
     digest = hashlib.sha256(f"{salt}\x00{seed}\x00{prompt}".encode()).digest()
@@ -44,4 +50,23 @@ def generate_tokens(seed: int, prompt: str, count: int, *, salt: str = "") -> li
         # Draw each token whole, so that the first k tokens do not depend on how many are asked for.
         pick = rng.randrange(len(VOCABULARY))
         tokens.append(StubToken(_FIRST_ID + pick, VOCABULARY[pick], -round(rng.random() * 4.0, 6)))
+    return tokens
+
+
+_WORD = re.compile(r"\s*\S+")
+
+
+def echo_tokens(seed: int, prompt: str, count: int, *, salt: str = "") -> list[StubToken]:
+    """The prompt's words (with their leading space) as tokens, repeated to `count`; the seed is irrelevant.
+
+    A salt (a scripted misbehaviour: ignored seed, changed generator) marks each
+    word, so that the determinism suite can still catch what the script does.
+    """
+    words = _WORD.findall(prompt) or [" "]
+    tokens = []
+    for n in range(count):
+        text = words[n % len(words)]
+        if salt:
+            text += f"~{zlib.crc32(f'{salt}/{n}'.encode()) % 97}"
+        tokens.append(StubToken(_FIRST_ID + zlib.crc32(text.encode()) % 100_000, text, 0.0))
     return tokens

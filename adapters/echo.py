@@ -1,0 +1,105 @@
+"""The built-in echo engine (stubs/echo.py has the wire format): the prompt streamed back, word by word.
+
+No seed matters and no model runs, so every check's outcome is exact: a
+pipeline smoke test that fails here failed in the pipeline, not the engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from ._base import HttpAdapter
+from ._types import End, EngineVersion, Health, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from .capabilities import Capability
+from .errors import ErrorKind, WorkerError
+
+__all__ = ["EchoAdapter"]
+
+
+class EchoAdapter(HttpAdapter):
+    engine = "echo"
+    capabilities = frozenset(
+        {
+            Capability.STREAMING,
+            Capability.END_MARKER,
+            Capability.TOKEN_IDS,
+            Capability.SEED,
+            Capability.USAGE,
+            Capability.HEALTH,
+            Capability.COMPLETIONS,
+            Capability.NON_STREAMING,
+            Capability.ENGINE_VERSION,
+        }
+    )
+
+    async def health(self) -> Health:
+        return await self.probe_health("/health", lambda body: isinstance(body, dict) and body.get("status") == "ok")
+
+    async def props(self) -> Props:
+        return Props(model=(await self.engine_version()).model)
+
+    async def engine_version(self) -> EngineVersion:
+        body = (await self.http.request("GET", "/version")).json()
+        if not isinstance(body, dict):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/version did not answer a JSON object")
+        return EngineVersion(version=body.get("version"), model=body.get("model"))
+
+    def request_body(self, req: TaskRequest, *, stream: bool) -> dict[str, Any]:
+        prompt = req.prompt if req.prompt is not None else "\n".join(m.content for m in req.messages or ())
+        body: dict[str, Any] = {"prompt": prompt, "max_tokens": req.max_tokens, "stream": stream}
+        if req.seed is not None:
+            body["seed"] = req.seed
+        return body
+
+    async def complete(self, req: TaskRequest) -> str:
+        reply = (await self.http.request("POST", "/generate", json_body=self.request_body(req, stream=False))).json()
+        text = reply.get("text") if isinstance(reply, dict) else None
+        if not isinstance(text, str):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/generate answered without text")
+        return text
+
+    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+        url = self.base_url + "/generate"
+        number = 0
+        async with self.open_sse(req.task_id, "/generate", self.request_body(req, stream=True)) as batches:
+            yield Started(req.task_id, time.monotonic())
+            async for batch in batches:
+                for event in batch:
+                    if req.task_id in self._cancelled:
+                        break
+                    number += 1
+                    frame = self.parse_json_event(event, url, number)
+                    if not isinstance(frame, dict):
+                        raise WorkerError(
+                            ErrorKind.PROTOCOL_VIOLATION, f"{url}: event {number} is not an object", in_stream=True
+                        )
+                    if "error" in frame:
+                        message = self.http.redact(f"error inside the stream: {self.describe_error(200, frame)}")
+                        raise WorkerError(ErrorKind.ENGINE_ERROR, message, status=200, in_stream=True)
+                    if frame.get("done") is True:
+                        yield _end(frame)
+                        return
+                    index, token_id = frame.get("index"), frame.get("id")
+                    yield Token(
+                        index if type(index) is int else number - 1,
+                        str(frame.get("text", "")),
+                        token_id if type(token_id) is int else None,
+                        time.monotonic(),
+                    )
+        raise WorkerError(
+            ErrorKind.PROTOCOL_VIOLATION, f"{url}: the stream ended without the done event", in_stream=True
+        )
+
+
+def _end(frame: dict[str, Any]) -> End:
+    usage = frame.get("usage") if isinstance(frame.get("usage"), dict) else {}
+    assert isinstance(usage, dict)
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return End(
+        str(frame.get("finish_reason") or "stop"),
+        Usage(prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None),
+        time.monotonic(),
+        raw=frame,
+    )

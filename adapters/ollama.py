@@ -1,0 +1,143 @@
+"""Ollama native API (protocols.md §9): NDJSON ``/api/generate`` and ``/api/chat``.
+
+One JSON object per line; the last has ``done: true`` with ``done_reason``,
+token counts and nanosecond durations. An ``{"error": …}`` line ends a
+started stream (the status stays 200). Sampling settings travel in
+``options``; ``stream`` defaults to true. No token ids are exposed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from ._base import HttpAdapter
+from ._types import End, EngineVersion, Health, Metrics, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from .capabilities import Capability
+from .errors import ErrorKind, WorkerError
+
+__all__ = ["OllamaAdapter"]
+
+_DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+
+
+class OllamaAdapter(HttpAdapter):
+    engine = "ollama"
+    capabilities = frozenset(
+        {
+            Capability.STREAMING,
+            Capability.END_MARKER,
+            Capability.SEED,
+            Capability.USAGE,
+            Capability.HEALTH,
+            Capability.CHAT,
+            Capability.COMPLETIONS,
+            Capability.NON_STREAMING,
+            Capability.MODEL_DIGEST,
+            Capability.ENGINE_VERSION,
+        }
+    )
+
+    async def list_models(self) -> list[str]:
+        return [str(m.get("name")) for m in await self._tags()]
+
+    async def _tags(self) -> list[dict[str, Any]]:
+        body = (await self.http.request("GET", "/api/tags")).json()
+        models = body.get("models") if isinstance(body, dict) else None
+        if not isinstance(models, list):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/api/tags answered without a models list")
+        return [m for m in models if isinstance(m, dict) and "name" in m]
+
+    async def health(self) -> Health:
+        """``GET /`` answers ``Ollama is running``: the liveness probe."""
+        return await self.probe_health("/", lambda body: "Ollama is running" in str(body))
+
+    async def props(self) -> Props:
+        models = await self.list_models()
+        return Props(model=models[0] if models else None)
+
+    async def engine_version(self) -> EngineVersion:
+        version = (await self.http.request("GET", "/api/version")).json()
+        model = await self.model_for(TaskRequest(prompt="x"))
+        entry = next((m for m in await self._tags() if m.get("name") == model), {})
+        digest = entry.get("digest")
+        return EngineVersion(
+            version=version.get("version") if isinstance(version, dict) else None,
+            model=model,
+            model_digest=f"sha256:{digest}" if isinstance(digest, str) and digest else None,
+        )
+
+    def request_body(self, req: TaskRequest, model: str, *, stream: bool) -> tuple[str, dict[str, Any]]:
+        options: dict[str, Any] = {"temperature": req.temperature, "top_p": req.top_p, "num_predict": req.max_tokens}
+        if req.seed is not None:
+            options["seed"] = req.seed
+        if req.top_k is not None:
+            options["top_k"] = req.top_k
+        if req.stop:
+            options["stop"] = list(req.stop)
+        body: dict[str, Any] = {"model": model, "stream": stream, "options": options}
+        if req.messages is not None:
+            body["messages"] = [m.model_dump() for m in req.messages]
+            return "/api/chat", body
+        body["prompt"] = req.prompt
+        return "/api/generate", body
+
+    async def complete(self, req: TaskRequest) -> str:
+        path, body = self.request_body(req, await self.model_for(req), stream=False)
+        reply = (await self.http.request("POST", path, json_body=body)).json()
+        text = _text(reply) if isinstance(reply, dict) else None
+        if text is None:
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{path} answered without text")
+        return text
+
+    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+        path, body = self.request_body(req, await self.model_for(req), stream=True)
+        url = self.base_url + path
+        position = 0
+        async with self.open_ndjson(req.task_id, path, body) as batches:
+            yield Started(req.task_id, time.monotonic())
+            async for batch in batches:
+                for line in batch:
+                    if req.task_id in self._cancelled:
+                        break
+                    position += 1
+                    if not line.strip():
+                        raise WorkerError(
+                            ErrorKind.PROTOCOL_VIOLATION, f"{url}: line {position} is blank", in_stream=True
+                        )
+                    frame = self.parse_json(line, url, position)
+                    if not isinstance(frame, dict):
+                        raise WorkerError(
+                            ErrorKind.PROTOCOL_VIOLATION, f"{url}: line {position} is not an object", in_stream=True
+                        )
+                    if "error" in frame:
+                        message = self.http.redact(f"error inside the stream: {frame['error']}")
+                        raise WorkerError(ErrorKind.ENGINE_ERROR, message, status=200, in_stream=True)
+                    if frame.get("done") is True:
+                        for event in _final_events(frame):
+                            yield event
+                        return
+                    yield Token(position - 1, _text(frame) or "", None, time.monotonic())
+        raise WorkerError(
+            ErrorKind.PROTOCOL_VIOLATION, f"{url}: the stream ended without the done:true object", in_stream=True
+        )
+
+
+def _text(frame: dict[str, Any]) -> str | None:
+    message = frame.get("message")
+    text = message.get("content") if isinstance(message, dict) else frame.get("response")
+    return text if isinstance(text, str) else None
+
+
+def _final_events(frame: dict[str, Any]) -> list[TokenEvent]:
+    now = time.monotonic()
+    durations = {
+        k.removesuffix("_duration") + "_ms": frame[k] / 1e6 for k in _DURATIONS if isinstance(frame.get(k), int)
+    }
+    prompt, completion = frame.get("prompt_eval_count"), frame.get("eval_count")
+    usage = Usage(prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
+    reason = str(frame.get("done_reason") or "stop")
+    events: list[TokenEvent] = [Metrics(durations, now)] if durations else []
+    events.append(End(reason, usage, now, raw=frame))
+    return events

@@ -1,0 +1,165 @@
+"""Hugging Face Text Generation Inference (protocols.md §4): ``/generate_stream``, ``/generate``, ``/info``.
+
+Each event is one token (``index`` from 1, ``token{id,text,logprob,special}``);
+the last also has ``generated_text`` and ``details``, and there is no
+terminator. The stream starts before validation runs, so errors (even a
+zero temperature) usually arrive inside a 200 stream as ``{"error",
+"error_type"}``; ``error_type`` names the class, before and inside a stream.
+Greedy decoding is ``do_sample: false`` with no temperature: TGI refuses a
+temperature that is not strictly positive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from ._base import HttpAdapter
+from ._types import End, EngineVersion, Health, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from .capabilities import Capability
+from .errors import ErrorKind, WorkerError
+
+__all__ = ["TgiAdapter"]
+
+ERROR_TYPES = {
+    "validation": ErrorKind.INVALID_REQUEST,
+    "template_error": ErrorKind.INVALID_REQUEST,
+    "missing_template_variable": ErrorKind.INVALID_REQUEST,
+    "tool_error": ErrorKind.INVALID_REQUEST,
+    "overloaded": ErrorKind.OVERLOADED,
+    "generation": ErrorKind.ENGINE_ERROR,
+    "incomplete_generation": ErrorKind.ENGINE_ERROR,
+    "incomplete_generation_stream": ErrorKind.ENGINE_ERROR,
+    "stream_serialization_error": ErrorKind.ENGINE_ERROR,
+    "healthcheck": ErrorKind.UPSTREAM_UNAVAILABLE,
+}
+
+_FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
+
+
+class TgiAdapter(HttpAdapter):
+    engine = "tgi"
+    capabilities = frozenset(
+        {
+            Capability.STREAMING,
+            Capability.END_MARKER,
+            Capability.TOKEN_IDS,
+            Capability.SEED,
+            Capability.USAGE,
+            Capability.HEALTH,
+            Capability.COMPLETIONS,
+            Capability.NON_STREAMING,
+            Capability.MODEL_DIGEST,
+            Capability.ENGINE_VERSION,
+            Capability.LOGPROBS,
+        }
+    )
+
+    def classify_error(self, status: int, body: Any, message: str) -> ErrorKind:
+        error_type = body.get("error_type") if isinstance(body, dict) else None
+        return ERROR_TYPES.get(str(error_type)) or super().classify_error(status, body, message)
+
+    async def health(self) -> Health:
+        return await self.probe_health("/health", lambda _body: True)
+
+    async def _info(self) -> dict[str, Any]:
+        info = (await self.http.request("GET", "/info")).json()
+        if not isinstance(info, dict):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/info did not answer a JSON object")
+        return info
+
+    async def props(self) -> Props:
+        info = await self._info()
+        total = info.get("max_total_tokens")
+        return Props(model=info.get("model_id"), ctx_max=total if isinstance(total, int) else None)
+
+    async def engine_version(self) -> EngineVersion:
+        info = await self._info()
+        sha = info.get("model_sha")
+        return EngineVersion(
+            version=info.get("version"),
+            model=info.get("model_id"),
+            model_digest=f"sha:{sha}" if isinstance(sha, str) and sha else None,
+        )
+
+    def request_body(self, req: TaskRequest) -> dict[str, Any]:
+        parameters: dict[str, Any] = {"max_new_tokens": req.max_tokens, "details": True, "decoder_input_details": False}
+        if req.temperature > 0:
+            parameters.update(do_sample=True, temperature=req.temperature)
+        else:
+            parameters["do_sample"] = False
+        if req.top_p < 1.0:
+            parameters["top_p"] = req.top_p
+        if req.top_k:
+            parameters["top_k"] = req.top_k
+        if req.seed is not None:
+            parameters["seed"] = req.seed
+        if req.stop:
+            parameters["stop"] = list(req.stop)
+        prompt = req.prompt if req.prompt is not None else "\n".join(m.content for m in req.messages or ())
+        return {"inputs": prompt, "parameters": parameters}
+
+    async def complete(self, req: TaskRequest) -> str:
+        reply = (await self.http.request("POST", "/generate", json_body=self.request_body(req))).json()
+        text = reply.get("generated_text") if isinstance(reply, dict) else None
+        if not isinstance(text, str):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/generate answered without generated_text")
+        return text
+
+    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+        url = self.base_url + "/generate_stream"
+        number = 0
+        async with self.open_sse(req.task_id, "/generate_stream", self.request_body(req)) as batches:
+            yield Started(req.task_id, time.monotonic())
+            async for batch in batches:
+                for event in batch:
+                    if req.task_id in self._cancelled:
+                        break
+                    number += 1
+                    frame = self.parse_json_event(event, url, number)
+                    if not isinstance(frame, dict):
+                        raise WorkerError(
+                            ErrorKind.PROTOCOL_VIOLATION, f"{url}: event {number} is not an object", in_stream=True
+                        )
+                    if "error" in frame:
+                        raise self._stream_error(frame)
+                    yield _token(frame, number, url)
+                    if frame.get("generated_text") is not None:
+                        yield _end(frame)
+                        return
+        raise WorkerError(
+            ErrorKind.PROTOCOL_VIOLATION,
+            f"{url}: the stream ended without the final event (the one with generated_text)",
+            in_stream=True,
+        )
+
+    def _stream_error(self, frame: dict[str, Any]) -> WorkerError:
+        kind = ERROR_TYPES.get(str(frame.get("error_type")), ErrorKind.ENGINE_ERROR)
+        message = self.http.redact(f"error inside the stream: {frame.get('error_type')}: {frame.get('error')}")
+        return WorkerError(kind, message, status=200, in_stream=True)
+
+
+def _token(frame: dict[str, Any], number: int, url: str) -> Token:
+    token = frame.get("token")
+    if not isinstance(token, dict) or type(token.get("id")) is not int:
+        raise WorkerError(
+            ErrorKind.PROTOCOL_VIOLATION, f"{url}: event {number} has no token with an id", in_stream=True
+        )
+    index = frame.get("index")
+    position = index - 1 if type(index) is int else number - 1
+    text = "" if token.get("special") else str(token.get("text", ""))
+    logprob = token.get("logprob")
+    return Token(
+        position, text, token["id"], time.monotonic(), float(logprob) if isinstance(logprob, int | float) else None
+    )
+
+
+def _end(frame: dict[str, Any]) -> End:
+    details = frame.get("details") if isinstance(frame.get("details"), dict) else {}
+    assert isinstance(details, dict)
+    generated = details.get("generated_tokens")
+    prompt = details.get("input_length")
+    usage = Usage(prompt if isinstance(prompt, int) else None, generated if isinstance(generated, int) else None)
+    reason = str(details.get("finish_reason") or "length")
+    return End(_FINISH_REASONS.get(reason, reason), usage, time.monotonic(), raw=frame)

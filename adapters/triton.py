@@ -1,0 +1,116 @@
+"""NVIDIA Triton's generate extension (protocols.md §5): ``/v2/models/{m}/generate_stream``.
+
+Each response is one ``data: {"model_name", "model_version", "text_output", …}``
+event; there is no terminator: the end of the body is the end of the stream,
+so a stream cut short after a whole event cannot be told from a complete one
+(no ``end_marker`` capability). Errors are ``{"error": "…"}``, before the
+stream or as an event inside it. Sampling settings travel as request
+``parameters`` (``max_tokens``, ``seed``, ``temperature``, ``top_p``), which is
+what Python-backend and PyTriton models read; the model name is required.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+from urllib.parse import quote
+
+from ._base import HttpAdapter
+from ._types import End, EngineVersion, Health, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from .capabilities import Capability
+from .errors import ErrorKind, WorkerError
+
+__all__ = ["TritonAdapter"]
+
+
+class TritonAdapter(HttpAdapter):
+    engine = "triton"
+    capabilities = frozenset(
+        {
+            Capability.STREAMING,
+            Capability.SEED,
+            Capability.HEALTH,
+            Capability.COMPLETIONS,
+            Capability.ENGINE_VERSION,
+        }
+    )
+
+    async def list_models(self) -> list[str]:
+        """Ready models from the repository index (servers may restrict it: then --model is needed)."""
+        try:
+            body = (await self.http.request("POST", "/v2/repository/index", json_body={"ready": True})).json()
+        except WorkerError as error:
+            raise WorkerError(
+                ErrorKind.INVALID_REQUEST,
+                f"{self.base_url} does not list its models ({error.message}); name the model (--model)",
+                status=error.status,
+            ) from None
+        if not isinstance(body, list):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/v2/repository/index is not a list")
+        return [
+            str(m["name"]) for m in body if isinstance(m, dict) and "name" in m and m.get("state", "READY") == "READY"
+        ]
+
+    def _model_path(self, model: str) -> str:
+        return f"/v2/models/{quote(model, safe='')}"
+
+    async def health(self) -> Health:
+        return await self.probe_health("/v2/health/ready", lambda _body: True)
+
+    async def props(self) -> Props:
+        return Props(model=await self.model_for(TaskRequest(prompt="x")))
+
+    async def engine_version(self) -> EngineVersion:
+        server = (await self.http.request("GET", "/v2")).json()
+        model = await self.model_for(TaskRequest(prompt="x"))
+        metadata = (await self.http.request("GET", self._model_path(model))).json()
+        versions = metadata.get("versions") if isinstance(metadata, dict) else None
+        name = f"{model}@{versions[-1]}" if isinstance(versions, list) and versions else model
+        version = server.get("version") if isinstance(server, dict) else None
+        return EngineVersion(version=f"triton {version}" if version else None, model=name)
+
+    def request_body(self, req: TaskRequest) -> dict[str, Any]:
+        parameters: dict[str, Any] = {"max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p}
+        if req.seed is not None:
+            parameters["seed"] = req.seed
+        if req.top_k is not None:
+            parameters["top_k"] = req.top_k
+        prompt = req.prompt if req.prompt is not None else "\n".join(m.content for m in req.messages or ())
+        return {"id": req.task_id, "text_input": prompt, "parameters": parameters}
+
+    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+        path = self._model_path(await self.model_for(req)) + "/generate_stream"
+        url = self.base_url + path
+        position = 0
+        last: dict[str, Any] = {}
+        async with self.open_sse(req.task_id, path, self.request_body(req)) as batches:
+            yield Started(req.task_id, time.monotonic())
+            async for batch in batches:
+                for event in batch:
+                    if req.task_id in self._cancelled:
+                        break
+                    frame = self.parse_json_event(event, url, position + 1)
+                    if not isinstance(frame, dict):
+                        raise WorkerError(
+                            ErrorKind.PROTOCOL_VIOLATION,
+                            f"{url}: event {position + 1} is not an object",
+                            in_stream=True,
+                        )
+                    if "error" in frame:
+                        message = self.http.redact(f"error inside the stream: {frame['error']}")
+                        raise WorkerError(ErrorKind.ENGINE_ERROR, message, status=200, in_stream=True)
+                    text = frame.get("text_output")
+                    if not isinstance(text, str):
+                        raise WorkerError(
+                            ErrorKind.PROTOCOL_VIOLATION,
+                            f"{url}: event {position + 1} has no text_output: {str(frame)[:120]}",
+                            in_stream=True,
+                        )
+                    yield Token(position, text, None, time.monotonic())
+                    position += 1
+                    last = frame
+        # No terminator: the end of the body is the end. A backend may name why it stopped.
+        reason = str(last.get("finish_reason") or "stop")
+        count = last.get("num_output_tokens")
+        yield End(reason, Usage(None, count) if isinstance(count, int) else None, time.monotonic(), raw=last)
