@@ -47,6 +47,7 @@ __all__ = [
     "StubContext",
     "StubState",
     "WireFormat",
+    "answer_whole",
     "dumps",
     "encode_sse",
     "not_found_middleware",
@@ -294,13 +295,10 @@ async def play_stream(
 ) -> web.StreamResponse:
     """Write one streamed response, honouring the script's pace, framing and faults."""
     faults = context.faults_for(generation)
-    for fault in faults:
-        if isinstance(fault, StatusFault):
-            generation.finished = True
-            return wire.error_response(fault.status, render_message(fault.message, request), dict(fault.headers))
+    refusal = await _before_headers(request, faults, generation, wire)
+    if refusal is not None:
+        return refusal
     stalls = {f.phase: f for f in faults if isinstance(f, StallFault)}
-    if "before_headers" in stalls:
-        await asyncio.sleep(stalls["before_headers"].seconds)
     content_type = next((f.value for f in faults if isinstance(f, ContentTypeFault)), wire.content_type)
     response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
     await response.prepare(request)
@@ -325,6 +323,34 @@ async def play_stream(
     with contextlib.suppress(ConnectionError):
         await response.write_eof()
     return response
+
+
+async def answer_whole(
+    request: web.Request,
+    context: StubContext,
+    generation: Generation,
+    wire: WireFormat,
+    body: Any,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """A non-streamed answer, after the same status faults and header stall a stream would get."""
+    refusal = await _before_headers(request, context.faults_for(generation), generation, wire)
+    generation.finished = True
+    return refusal if refusal is not None else web.json_response(body, headers=headers)
+
+
+async def _before_headers(
+    request: web.Request, faults: list[Fault], generation: Generation, wire: WireFormat
+) -> web.Response | None:
+    """The scripted HTTP error, if any (the request then ends here); a stall before headers, if any."""
+    for fault in faults:
+        if isinstance(fault, StatusFault):
+            generation.finished = True
+            return wire.error_response(fault.status, render_message(fault.message, request), dict(fault.headers))
+    for fault in faults:
+        if isinstance(fault, StallFault) and fault.phase == "before_headers":
+            await asyncio.sleep(fault.seconds)
+    return None
 
 
 async def _generate(

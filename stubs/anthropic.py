@@ -18,6 +18,7 @@ from ._engine import (
     STUB_KEY,
     StreamPlan,
     StubContext,
+    answer_whole,
     dumps,
     encode_sse,
     not_found_middleware,
@@ -143,15 +144,13 @@ async def _messages(request: web.Request, context: StubContext) -> web.StreamRes
     generation, tokens = await context.new_generation(prompt, None, budget)  # the API has no seed
     stop = "max_tokens" if tokens and len(tokens) == generation.max_tokens else "end_turn"
     n_prompt = prompt_tokens(prompt)
+    wire = AnthropicWire(context.script.framing)
     if body.get("stream") is not True:
-        generation.finished = True
         text = "".join(t.text for t in tokens)
         usage = {"input_tokens": n_prompt, "output_tokens": len(tokens)}
-        return web.json_response(
-            _message(model, generation.number, [{"type": "text", "text": text}], stop, usage),
-            headers={"request-id": f"req_conform{generation.number}"},
-        )
-    wire = AnthropicWire(context.script.framing)
+        message = _message(model, generation.number, [{"type": "text", "text": text}], stop, usage)
+        headers = {"request-id": f"req_conform{generation.number}"}
+        return await answer_whole(request, context, generation, wire, message, headers)
     start = _message(model, generation.number, [], None, {"input_tokens": n_prompt, "output_tokens": 1})
     lead = (
         wire.event({"type": "message_start", "message": start})

@@ -23,6 +23,7 @@ from ._engine import (
     STUB_KEY,
     StreamPlan,
     StubContext,
+    answer_whole,
     dumps,
     encode_sse,
     not_found_middleware,
@@ -95,11 +96,11 @@ async def _generate(request: web.Request, context: StubContext) -> web.StreamRes
         prompt, seed if isinstance(seed, int) else None, words if budget is None else budget
     )
     reason = "length" if budget is not None else "stop"
-    if body.get("stream", True) is False:
-        generation.finished = True
-        usage = {"prompt_tokens": words, "completion_tokens": len(tokens)}
-        return web.json_response({"text": "".join(t.text for t in tokens), "finish_reason": reason, "usage": usage})
     wire = EchoWire(context.script.framing)
+    if body.get("stream", True) is False:
+        usage = {"prompt_tokens": words, "completion_tokens": len(tokens)}
+        whole = {"text": "".join(t.text for t in tokens), "finish_reason": reason, "usage": usage}
+        return await answer_whole(request, context, generation, wire, whole)
     plan = StreamPlan(
         [wire.token_frame(t, i) for i, t in enumerate(tokens)], [wire.done_frame(reason, words, len(tokens))]
     )

@@ -17,6 +17,7 @@ from ._engine import (
     STUB_KEY,
     StreamPlan,
     StubContext,
+    answer_whole,
     dumps,
     encode_sse,
     not_found_middleware,
@@ -155,8 +156,7 @@ async def _completion(request: web.Request, context: StubContext) -> web.StreamR
     generation, tokens = await context.new_generation(prompt, seed if isinstance(seed, int) else None, n_predict)
     if not body.get("stream", False):
         final = _final(context, body, tokens, generation.seed, prompt, stream=False)
-        generation.finished = True
-        return web.json_response(final)
+        return await answer_whole(request, context, generation, wire, final)
     plan = StreamPlan(
         token_frames=[
             wire.token_frame(t, i, prompt_tokens(prompt), n_probs=int(body.get("n_probs") or 0))

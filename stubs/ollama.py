@@ -17,6 +17,7 @@ from ._engine import (
     STUB_KEY,
     StreamPlan,
     StubContext,
+    answer_whole,
     dumps,
     not_found_middleware,
     play_stream,
@@ -129,8 +130,7 @@ async def _generate(request: web.Request, context: StubContext, chat: bool) -> w
     reason = "length" if tokens and len(tokens) == generation.max_tokens else "stop"
     wire = OllamaWire(model, chat)
     if body.get("stream", True) is False:
-        generation.finished = True
-        return web.json_response(wire.final(tokens, prompt, reason, whole=True))
+        return await answer_whole(request, context, generation, wire, wire.final(tokens, prompt, reason, whole=True))
     plan = StreamPlan([wire.token_frame(t) for t in tokens], [_line(wire.final(tokens, prompt, reason, whole=False))])
     return await play_stream(request, context, generation, plan, wire)
 

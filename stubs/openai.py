@@ -21,6 +21,7 @@ from ._engine import (
     STUB_KEY,
     StreamPlan,
     StubContext,
+    answer_whole,
     dumps,
     encode_sse,
     not_found_middleware,
@@ -286,8 +287,8 @@ async def generate(
     wire = OpenAIWire(context, flavour, chat=chat, model=parsed.model, number=generation.number)
     n_prompt = prompt_tokens(parsed.prompt)
     if not parsed.stream:
-        generation.finished = True
-        return web.json_response(_whole(wire, parsed, tokens, reason, n_prompt, context, flavour))
+        whole = _whole(wire, parsed, tokens, reason, n_prompt, context, flavour)
+        return await answer_whole(request, context, generation, wire, whole)
     frames = [wire.token_frame(t, ids=parsed.token_ids, logprobs=parsed.logprobs) for t in tokens]
     if chat and frames:
         frames[0] = wire.role_frame() + frames[0]

@@ -19,6 +19,7 @@ from ._engine import (
     STUB_KEY,
     StreamPlan,
     StubContext,
+    answer_whole,
     dumps,
     encode_sse,
     not_found_middleware,
@@ -150,9 +151,8 @@ async def _generate(request: web.Request, context: StubContext, stream: bool | N
     generation, tokens = await context.new_generation(parsed.prompt, parsed.seed, parsed.max_new_tokens)
     text = "".join(t.text for t in tokens)
     if not streaming:
-        generation.finished = True
         result = {"generated_text": text, "details": _details(tokens, generation.seed, parsed.prompt, whole=True)}
-        return web.json_response([result] if compat else result)
+        return await answer_whole(request, context, generation, wire, [result] if compat else result)
     if not tokens:
         return _error_response(422, "Input validation error: `max_new_tokens` must be strictly positive")
     details = dumps(_details(tokens, generation.seed, parsed.prompt, whole=False)) if parsed.details else "null"

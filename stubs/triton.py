@@ -17,6 +17,7 @@ from ._engine import (
     STUB_KEY,
     StreamPlan,
     StubContext,
+    answer_whole,
     dumps,
     encode_sse,
     not_found_middleware,
@@ -90,13 +91,12 @@ async def _generate(request: web.Request, context: StubContext, stream: bool) ->
         )
     budget, seed = _parameters(body)
     generation, tokens = await context.new_generation(body["text_input"], seed, budget)
+    wire = TritonWire(context.script.framing, model)
     if not stream:
-        generation.finished = True
         reply = {"model_name": model, "model_version": "1", "text_output": "".join(t.text for t in tokens)}
         if "id" in body:
             reply = {"id": body["id"], **reply}
-        return web.json_response(reply)
-    wire = TritonWire(context.script.framing, model)
+        return await answer_whole(request, context, generation, wire, reply)
     plan = StreamPlan([wire.token_frame(t) for t in tokens], [])
     return await play_stream(request, context, generation, plan, wire)
 
