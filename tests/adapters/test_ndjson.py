@@ -20,7 +20,7 @@ def _feed_in_pieces(data: bytes, cuts: list[int]) -> tuple[list[str], bool]:
     decoder = NDJSONDecoder()
     lines: list[str] = []
     start = 0
-    for cut in sorted({c % (len(data) + 1) for c in cuts}) + [len(data)]:
+    for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
         lines += decoder.feed(data[start:cut])
         start = cut
     return lines, decoder.pending
