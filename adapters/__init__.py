@@ -26,9 +26,13 @@ from ._types import (
 )
 from .anthropic import AnthropicAdapter
 from .capabilities import Capability
+from .echo import EchoAdapter
 from .errors import ErrorKind, WorkerError
 from .llamacpp import LlamaCppAdapter
 from .llamaswap import LlamaSwapAdapter, split_llamaswap_url
+from .ollama import OllamaAdapter
+from .tgi import TgiAdapter
+from .triton import TritonAdapter
 from .vllm import VllmAdapter
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "AnthropicAdapter",
     "Capability",
     "ChatMessage",
+    "EchoAdapter",
     "End",
     "EngineVersion",
     "ErrorKind",
@@ -46,6 +51,7 @@ __all__ = [
     "LlamaCppAdapter",
     "LlamaSwapAdapter",
     "Metrics",
+    "OllamaAdapter",
     "OpenAIAdapter",
     "Props",
     "Redactor",
@@ -55,9 +61,11 @@ __all__ = [
     "SSEEvent",
     "Started",
     "TaskRequest",
+    "TgiAdapter",
     "Timeouts",
     "Token",
     "TokenEvent",
+    "TritonAdapter",
     "UnknownEngineError",
     "Usage",
     "VllmAdapter",

@@ -49,6 +49,8 @@ class AdapterOptions:
     """True, False (insecure), or the path of a CA bundle."""
     redactor: Redactor = field(default_factory=Redactor)
     transport: httpx.AsyncBaseTransport | None = None
+    model: str | None = None
+    """The model to use when a request names none (else the first the engine lists, where it lists them)."""
     max_event_bytes: int = 4 * 1024 * 1024
 
 
@@ -117,9 +119,11 @@ class HttpAdapter(abc.ABC):
         return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
 
     async def model_for(self, req: TaskRequest) -> str:
-        """The request's model, or the first the engine lists (for APIs that require one)."""
+        """The request's model, else the target's, else the first the engine lists (for APIs that require one)."""
         if req.model is not None:
             return req.model
+        if self.options.model is not None:
+            return self.options.model
         if self._default_model is None:
             models = await self.list_models()
             if not models:

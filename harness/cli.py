@@ -175,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     stub.add_argument("--host", default="127.0.0.1")
     stub.add_argument("--port", type=int, default=0)
     stub.add_argument("--script", type=Path, help="JSON script of delays, framing and faults")
+    stub.add_argument(
+        "--token-delay-ms",
+        type=float,
+        metavar="MS",
+        help="pause before each token (overrides the script's token_delay_ms), e.g. for a paced echo engine",
+    )
     stub.add_argument("--seed", type=int, default=0, help="seed for requests that carry none")
     stub.add_argument("--model", default="stub-model", help="model name the stub reports")
     stub.set_defaults(handler=_stub)
@@ -431,6 +437,10 @@ def _stub(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
     script = load_script(args.script) if args.script else Script()
+    if args.token_delay_ms is not None:
+        if args.token_delay_ms < 0:
+            raise UsageError(f"--token-delay-ms must be >= 0, got {args.token_delay_ms:g}")
+        script = script.model_copy(update={"token_delay_ms": args.token_delay_ms})
     asyncio.run(_serve(args, script))
     return EXIT_OK
 

@@ -33,6 +33,7 @@ def adapter_options(target: Target, *, idle: float | None = None) -> AdapterOpti
         api_key=secret,
         verify=not target.insecure,
         redactor=Redactor([secret] if secret else []),
+        model=target.model,
     )
 
 

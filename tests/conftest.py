@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from tests.helpers import CONFORM, RunningProcess, start_llamacpp
+from tests.helpers import CONFORM, RunningProcess, start_llamacpp, start_triton
 
 # CI: derandomized and without a deadline (shared 2-core machines); `HYPOTHESIS_PROFILE=fuzz` for a long run.
 settings.register_profile("ci", derandomize=True, deadline=None, database=None)
@@ -50,6 +50,16 @@ def stub_process(tmp_path: Path) -> Iterator[Callable[..., RunningProcess]]:
 def llamacpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
     """A real llama.cpp server with the gemma 270M model, 2 slots, shared by the session."""
     server = start_llamacpp(tmp_path_factory.mktemp("llamacpp") / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
+    """A real Triton server (PyTriton, Python 3.12) serving the decoupled model `tiny`, shared by the session."""
+    server = start_triton(tmp_path_factory.mktemp("triton") / "server.log")
     try:
         yield server
     finally:

@@ -113,3 +113,62 @@ def run_conform(
     return subprocess.run(
         [*CONFORM, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
+
+
+REPO = Path(__file__).resolve().parent.parent
+TRITON_READY_TIMEOUT_S = 180.0
+
+
+def triton_python() -> str:
+    """A Python 3.12 interpreter with nvidia-pytriton: $CONFORM_TRITON_PYTHON, else .venv-triton (made by .ci/run)."""
+    candidates = [os.environ.get("CONFORM_TRITON_PYTHON"), str(REPO / ".venv-triton" / "bin" / "python")]
+    for candidate in filter(None, candidates):
+        if Path(candidate).exists():
+            probe = subprocess.run(
+                [candidate, "-c", "import sys, pytriton; assert sys.version_info[:2] == (3, 12)"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if probe.returncode == 0:
+                return candidate
+    pytest.skip(
+        "real Triton needs Python 3.12 with nvidia-pytriton: set CONFORM_TRITON_PYTHON, or make .venv-triton "
+        "(python3.12 -m venv .venv-triton && .venv-triton/bin/pip install -e '.[triton-server]'; .ci/run does)"
+    )
+
+
+def start_triton(log_path: Path) -> RunningProcess:
+    """Start tests/real_triton/serve.py under Python 3.12 on free loopback ports, in its own process group."""
+    python = triton_python()
+    libdir = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    env = {**os.environ, "LD_LIBRARY_PATH": ":".join(filter(None, [libdir, os.environ.get("LD_LIBRARY_PATH")]))}
+    ports = [free_port() for _ in range(3)]
+    url = f"http://127.0.0.1:{ports[0]}"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [python, str(REPO / "tests" / "real_triton" / "serve.py"), *map(str, ports)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            env=env,
+        )
+    deadline = time.monotonic() + TRITON_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Triton server exited with {process.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(url + "/v2/models/tiny/ready", timeout=2) as response:
+                if response.status == 200:
+                    return RunningProcess(process, url)
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    stop_group(process)
+    raise TimeoutError(f"the Triton server was not ready within {TRITON_READY_TIMEOUT_S:g} s; see {log_path}")

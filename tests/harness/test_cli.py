@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from adapters import ENGINE_NAMES
 from reports import validate_report
 from stubs import STUB_ENGINES
 from tests.helpers import free_port, run_conform
@@ -29,6 +30,7 @@ def test_run_against_the_embedded_stubs_passes_and_prints_the_matrix(tmp_path: P
     assert result.returncode == 0, result.stdout + result.stderr
     header = result.stdout.splitlines()[0].split()
     assert header == ["feature", *(f"{engine}@stub" for engine in sorted(STUB_ENGINES))], "every engine is a column"
+    assert set(STUB_ENGINES) == set(ENGINE_NAMES), "every engine of the contract has a stub"
     for area in ("admission_stream", "cancel", "determinism", "error_taxonomy", "health_props", "ordering"):
         assert area in result.stdout
     # Anthropic's API has no seed, so a core check is skipped there: the honest verdict is "partial".
