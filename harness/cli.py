@@ -22,8 +22,10 @@ from urllib.parse import urlsplit
 from adapters import ADAPTERS, ENGINE_NAMES, ErrorKind, WorkerError, create_adapter
 from features import FEATURES_DIR
 from reports import (
+    INSECURE_WARNING,
     Report,
     ReportFileError,
+    content_digest,
     diff_reports,
     load_report,
     render_diff_markdown,
@@ -37,8 +39,10 @@ from stubs import STUB_ENGINES, Script, ScriptError, StubServer, load_script
 
 from .determinism import CorpusError, SuiteOptions, TargetUnreachable, run_suite
 from .matrix import render_determinism, render_matrix
+from .probe import parse_capabilities
 from .runtime import adapter_options
 from .targets import Target, TargetError, mask_url_token
+from .vendor import load_vendor
 
 __all__ = ["main"]
 
@@ -82,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="bound on every request and stream (default 30)",
     )
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (reported loudly)")
+    run.add_argument(
+        "--capabilities",
+        metavar="LIST",
+        help="comma-separated capabilities to declare supported, whatever probing infers (the report says so)",
+    )
+    run.add_argument(
+        "--exempt", metavar="LIST", help="comma-separated capabilities to declare unsupported: their checks are skipped"
+    )
+    run.add_argument(
+        "--vendor",
+        type=Path,
+        metavar="FILE",
+        help="JSON implementation metadata for a published report: organization, project, version, url, contact",
+    )
     run.add_argument("--report", type=Path, metavar="PATH", help="write the JSON compliance report here")
     run.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
     run.add_argument("--alluredir", type=Path, metavar="DIR", help="write allure results into this folder")
@@ -148,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         "print the Markdown to stdout.",
     )
     report.add_argument("report", type=Path, metavar="REPORT.json")
+    report.add_argument(
+        "--verify",
+        action="store_true",
+        help="check that the report is unmodified: its embedded digest matches its content (exit 1 if not)",
+    )
     report.add_argument("--html", type=Path, metavar="PATH", help="write a self-contained HTML report here")
     report.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report here")
     report.set_defaults(handler=_report)
@@ -294,6 +317,10 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
         if target.insecure:
             pytest_args.append("--conform-insecure")
     pytest_args += ["--conform-report", str(report_path), "--conform-reproduce", args.reproduce]
+    for option in ("capabilities", "exempt", "vendor"):
+        value = getattr(args, option)
+        if value is not None:
+            pytest_args += [f"--conform-{option}", str(value)]
     if not args.quiet:
         pytest_args.append("--conform-progress")
     if args.tags:
@@ -315,7 +342,16 @@ def _run(args: argparse.Namespace) -> int:
     import pytest
 
     target = _target_from(args)
+    try:
+        parse_capabilities(args.capabilities, "--capabilities")
+        parse_capabilities(args.exempt, "--exempt")
+        if args.vendor is not None:
+            load_vendor(args.vendor)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if target is not None:
+        if target.insecure:
+            print(f"conform: WARNING: {INSECURE_WARNING}", file=sys.stderr, flush=True)
         asyncio.run(_preflight(target))
     with tempfile.TemporaryDirectory(prefix="conform-") as scratch:
         report_path = args.report or Path(scratch) / "report.json"
@@ -409,6 +445,8 @@ def _determinism(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if args.verify:
+        return _verify(args.report)
     report = load_report(args.report)
     if args.html:
         write_html_report(report, args.html)
@@ -416,6 +454,22 @@ def _report(args: argparse.Namespace) -> int:
         write_markdown_report(report, args.markdown)
     if not (args.html or args.markdown):
         print(render_markdown(report), end="")
+    return EXIT_OK
+
+
+def _verify(path: Path) -> int:
+    """Exit 0 when the embedded digest matches the content; 1 when the report was modified or carries none."""
+    load_report(path)  # a file that is not a valid report is a usage error (exit 2)
+    document = json.loads(path.read_text(encoding="utf-8"))
+    recorded = document.get("digest")
+    if not recorded:
+        print(f"{path}: NOT VERIFIED: the report carries no digest", file=sys.stderr)
+        return EXIT_FAILED
+    actual = content_digest(document)
+    if actual != recorded:
+        print(f"{path}: NOT VERIFIED: modified since it was written (digest {recorded}, content {actual})")
+        return EXIT_FAILED
+    print(f"{path}: verified, unmodified ({recorded})")
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from adapters import Capability, EngineVersion, HttpAdapter, WorkerError
 
-__all__ = ["TargetProfile", "probe"]
+__all__ = ["TargetProfile", "parse_capabilities", "probe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,23 @@ class TargetProfile:
     unsupported: frozenset[Capability]
     version: EngineVersion = field(default_factory=EngineVersion)
     source: Literal["inferred", "declared"] = "inferred"
+
+    def declare(self, supported: frozenset[Capability], exempt: frozenset[Capability]) -> TargetProfile:
+        """The profile with capabilities declared on the command line: `supported` added, `exempt` removed."""
+        if not supported and not exempt:
+            return self
+        kept = (self.supported | supported) - exempt
+        return TargetProfile(frozenset(kept), frozenset(set(Capability) - kept), self.version, "declared")
+
+
+def parse_capabilities(text: str | None, option: str) -> frozenset[Capability]:
+    """A comma-separated list of capability names; an unknown name is a ValueError naming the option."""
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    known = {c.value for c in Capability}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"{option}: unknown capability {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    return frozenset(Capability(n) for n in names)
 
 
 async def probe(adapter: HttpAdapter, *, is_stub: bool) -> TargetProfile:

@@ -28,14 +28,15 @@ import pytest
 from pydantic import ValidationError
 
 from adapters import ADAPTERS, ENGINE_NAMES, Capability, HttpAdapter, Redactor, WorkerError, create_adapter
-from reports import CapabilitySummary, CheckResult, Report, TargetInfo, utc_now, write_json_report
+from reports import CapabilitySummary, CheckResult, Implementation, Report, TargetInfo, utc_now, write_json_report
 from stubs import STUB_ENGINES, StubServer
 
 from .checks import CheckFailure
-from .probe import TargetProfile, probe
+from .probe import TargetProfile, parse_capabilities, probe
 from .runtime import ScenarioRuntime, adapter_options
 from .targets import Target
 from .timing import StreamTiming, summarize_latency
+from .vendor import load_vendor
 
 __all__ = ["SCENARIO_KEY", "ScenarioInfo"]
 
@@ -67,10 +68,14 @@ class _PluginState:
     """Latency of every completed stream, by target label."""
     order: list[str] = field(default_factory=list)
     interrupted: bool = False
+    declared: frozenset[Capability] = frozenset()
+    exempt: frozenset[Capability] = frozenset()
+    implementation: Implementation = field(default_factory=Implementation)
 
     def profile(self, target: Target) -> TargetProfile:
         if target.label not in self.profiles:
-            self.profiles[target.label] = asyncio.run(_probe_target(target))
+            inferred = asyncio.run(_probe_target(target))
+            self.profiles[target.label] = inferred.declare(self.declared, self.exempt)
         return self.profiles[target.label]
 
 
@@ -106,6 +111,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conform-insecure", action="store_true", help="do not verify TLS certificates")
     group.addoption("--conform-report", metavar="PATH", help="write the JSON compliance report here")
     group.addoption("--conform-progress", action="store_true", help="print one line per finished check to stderr")
+    group.addoption(
+        "--conform-capabilities",
+        metavar="LIST",
+        help="comma-separated capabilities to declare supported, whatever probing infers",
+    )
+    group.addoption(
+        "--conform-exempt",
+        metavar="LIST",
+        help="comma-separated capabilities to declare unsupported (their checks are skipped)",
+    )
+    group.addoption("--conform-vendor", metavar="FILE", help="JSON file of implementation metadata for the report")
     group.addoption("--conform-reproduce", help=argparse.SUPPRESS)
     parser.addini("conform_engine", "default for --conform-engine")
     parser.addini("conform_url", "default for --conform-url")
@@ -165,11 +181,21 @@ def pytest_configure(config: pytest.Config) -> None:
     if not targets:
         return
     report = _option(config, "report")
+    try:
+        declared = parse_capabilities(config.getoption("--conform-capabilities"), "--conform-capabilities")
+        exempt = parse_capabilities(config.getoption("--conform-exempt"), "--conform-exempt")
+        vendor = config.getoption("--conform-vendor")
+        implementation = load_vendor(Path(vendor)) if vendor else Implementation()
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     state = _PluginState(
         targets=targets,
         report_path=Path(report) if report else None,
         reproduce=_reproduce_line(config),
         started_at=utc_now(),
+        declared=declared,
+        exempt=exempt,
+        implementation=implementation,
     )
     config.stash[_STATE_KEY] = state
     config.pluginmanager.register(_RunRecorder(config, state), "conform-run-recorder")
@@ -457,6 +483,8 @@ def build_report(state: _PluginState) -> Report:
                     supported=sorted(c.value for c in profile.supported),
                     unsupported=sorted(c.value for c in profile.unsupported),
                     source=profile.source,
+                    declared=sorted(c.value for c in state.declared),
+                    exempt=sorted(c.value for c in state.exempt),
                 ),
             )
         )
@@ -466,6 +494,8 @@ def build_report(state: _PluginState) -> Report:
         targets=targets,
         results=results,
         interrupted=state.interrupted,
+        insecure=any(t.insecure for t in state.targets),
+        implementation=state.implementation,
     )
 
 

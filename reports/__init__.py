@@ -23,11 +23,13 @@ from .model import (
     TargetInfo,
     TokenRef,
     ToolInfo,
+    content_digest,
     summarize,
     utc_now,
     verdict,
 )
 from .render import (
+    INSECURE_WARNING,
     ReportDiff,
     describe_divergence,
     describe_slot,
@@ -40,6 +42,7 @@ from .schema import SCHEMA_PATH, ReportSchemaError, generate_schema, validate_re
 from .writers import ReportFileError, load_report, write_html_report, write_json_report, write_markdown_report
 
 __all__ = [
+    "INSECURE_WARNING",
     "SCHEMA_PATH",
     "SCHEMA_VERSION",
     "TOOL_VERSION",
@@ -65,6 +68,7 @@ __all__ = [
     "TargetInfo",
     "TokenRef",
     "ToolInfo",
+    "content_digest",
     "describe_divergence",
     "describe_slot",
     "diff_reports",

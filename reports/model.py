@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +31,7 @@ __all__ = [
     "TargetInfo",
     "TokenRef",
     "ToolInfo",
+    "content_digest",
     "summarize",
     "utc_now",
     "verdict",
@@ -64,6 +67,11 @@ class CapabilitySummary(_Model):
     supported: list[str]
     unsupported: list[str]
     source: Literal["inferred", "declared"] = "inferred"
+    """declared: the run narrowed or extended what probing inferred (--capabilities / --exempt)."""
+    declared: list[str] = Field(default_factory=list)
+    """Capabilities declared supported on the command line, whatever probing found."""
+    exempt: list[str] = Field(default_factory=list)
+    """Capabilities declared unsupported (their checks are skipped), whatever probing found."""
 
 
 class Percentiles(_Model):
@@ -224,7 +232,11 @@ class Report(_Model):
     results: list[CheckResult]
     interrupted: bool = False
     """True when the run was stopped before every check ran (Ctrl-C)."""
+    insecure: bool = False
+    """True when TLS certificates were not verified (--insecure): a published report must say so."""
     determinism: DeterminismSection | None = None
+    digest: str | None = None
+    """``sha256:`` of the report's canonical content without this field; see `content_digest`."""
 
     @classmethod
     def assemble(
@@ -250,8 +262,21 @@ class Report(_Model):
         )
 
     def to_json(self) -> str:
+        """The report as written: sealed with the digest of its content."""
         exclude = {"determinism"} if self.determinism is None else set()
-        return self.model_dump_json(indent=2, exclude=exclude) + "\n"
+        document = self.model_dump(mode="json", exclude=exclude | {"digest"})
+        document["digest"] = content_digest(document)
+        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def content_digest(document: dict[str, Any]) -> str:
+    """The digest of a report document's canonical form (sorted keys, no whitespace), the digest field left out.
+
+    Anyone can recompute it from the published JSON alone: `conform report --verify` does.
+    """
+    content = {k: v for k, v in document.items() if k != "digest"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def utc_now() -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from .model import CheckResult, Divergence, Percentiles, Report, Slot, TokenRef
 
 __all__ = [
+    "INSECURE_WARNING",
     "ReportDiff",
     "describe_divergence",
     "describe_slot",
@@ -67,6 +68,18 @@ def describe_divergence(d: Divergence) -> str:
     )
 
 
+INSECURE_WARNING = "TLS certificates were NOT verified (--insecure): this report does not prove whom it talked to"
+
+
+def _implementation(report: Report) -> str:
+    """The vendor's implementation metadata (--vendor), on one line; empty when none was given."""
+    i = report.implementation
+    parts = [p for p in (i.organization, i.project, i.version, i.url) if p]
+    if i.contact:
+        parts.append("contact: " + ", ".join(i.contact))
+    return " · ".join(parts)
+
+
 def render_markdown(report: Report) -> str:
     targets, features, cells = _matrix(report)
     s = report.summary
@@ -79,6 +92,8 @@ def render_markdown(report: Report) -> str:
         "",
         f"Reproduce: `{report.reproduce}`",
         "",
+        *([f"> **{INSECURE_WARNING}**", ""] if report.insecure else []),
+        *([f"Implementation: {_implementation(report)}", ""] if _implementation(report) else []),
         "| target | engine | url | version | model | model digest |",
         "|---|---|---|---|---|---|",
     ]
@@ -127,6 +142,7 @@ def render_markdown(report: Report) -> str:
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1b1b1b}
+p.insecure{background:#fde7e9;border:2px solid #a40e26;padding:.5rem}
 h1 span.conformant{color:#106b21}h1 span.partial{color:#8a5a00}h1 span.nonconformant{color:#a40e26}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
 th{background:#f3f3f3}td.fail{background:#fde7e9}td.pass{background:#e7f6ea}td.skip{background:#f5f5f5}
@@ -150,7 +166,9 @@ def render_html(report: Report) -> str:
         f"<p>{s.passed} passed, {s.failed} failed, {s.skipped} skipped, {s.errors} errors · "
         f"{e(report.started_at)} → {e(report.finished_at)} · conform {e(report.tool.version)}"
         + (" · <strong>interrupted</strong>" if report.interrupted else "")
-        + f"</p><p>Reproduce: <code>{e(report.reproduce)}</code></p>",
+        + f"</p><p>Reproduce: <code>{e(report.reproduce)}</code></p>"
+        + (f"<p class='insecure'><strong>{e(INSECURE_WARNING)}</strong></p>" if report.insecure else "")
+        + (f"<p>Implementation: {e(_implementation(report))}</p>" if _implementation(report) else ""),
         "<h2>Targets</h2><table id='targets'><tr><th>target</th><th>url</th><th>version</th><th>model</th>"
         "<th>model digest</th><th>TTFT p50 / p90 / p99 ms</th><th>ITL p50 / p90 / p99 ms</th>"
         "<th>tokens/s per stream</th></tr>",
