@@ -10,6 +10,7 @@ from ._openai import OpenAIAdapter
 from ._redact import Redactor, fingerprint
 from ._registry import ADAPTERS, ENGINE_NAMES, UnknownEngineError, create_adapter
 from ._sse import SSEDecoder, SSEError, SSEEvent
+from ._transcript import Transcript
 from ._types import (
     ChatMessage,
     End,
@@ -65,6 +66,7 @@ __all__ = [
     "Timeouts",
     "Token",
     "TokenEvent",
+    "Transcript",
     "TritonAdapter",
     "UnknownEngineError",
     "Usage",

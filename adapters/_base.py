@@ -16,6 +16,7 @@ from ._http import HttpClient, RetryPolicy, StreamResponse, Timeouts, classify_s
 from ._ndjson import NDJSONDecoder, NDJSONError
 from ._redact import Redactor
 from ._sse import SSEDecoder, SSEError, SSEEvent
+from ._transcript import Transcript
 from ._types import EngineVersion, Health, Props, TaskRequest, TokenEvent
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
@@ -51,6 +52,8 @@ class AdapterOptions:
     transport: httpx.AsyncBaseTransport | None = None
     model: str | None = None
     """The model to use when a request names none (else the first the engine lists, where it lists them)."""
+    transcript: Transcript | None = None
+    """Where to keep a redacted record of every request and received frame (--transcripts), if anywhere."""
     max_event_bytes: int = 4 * 1024 * 1024
 
 
@@ -79,6 +82,7 @@ class HttpAdapter(abc.ABC):
             transport=self.options.transport,
             describe_error=self.describe_error,
             classify_error=self.classify_error,
+            transcript=self.options.transcript,
         )
         self._default_model: str | None = None
         self._open: dict[str, StreamResponse] = {}
@@ -193,10 +197,14 @@ class HttpAdapter(abc.ABC):
 
     async def _frame_batches(self, task_id: str, stream: StreamResponse, decoder: Decoder[T]) -> AsyncIterator[list[T]]:
         """The frames of each read, as one list: one async hop per read rather than per token."""
+        transcript = self.options.transcript
         try:
             async for chunk in stream.chunks():
                 frames = decoder.feed(chunk)
                 if frames:
+                    if transcript is not None:
+                        for frame in frames:
+                            transcript.frame(frame if isinstance(frame, str) else _event_text(frame))
                     yield frames
                 if task_id in self._cancelled:
                     break
@@ -235,3 +243,10 @@ class HttpAdapter(abc.ABC):
                 f"{url}: frame {number} is not JSON ({exc.msg} at column {exc.pos + 1}): {data[:120]!r}",
                 in_stream=True,
             ) from None
+
+
+def _event_text(event: Any) -> str:
+    """An SSE event as its wire fields, for a transcript."""
+    if isinstance(event, SSEEvent):
+        return f"event: {event.event}\ndata: {event.data}" if event.event != "message" else f"data: {event.data}"
+    return str(event)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 import httpx
 
 from ._redact import Redactor
+from ._transcript import Transcript
 from .errors import ErrorKind, WorkerError
 
 __all__ = [
@@ -240,6 +241,7 @@ class HttpClient:
         transport: httpx.AsyncBaseTransport | None = None,
         describe_error: ErrorDescriber = default_describer,
         classify_error: ErrorClassifier | None = None,
+        transcript: Transcript | None = None,
         max_connections: int = 512,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -248,9 +250,8 @@ class HttpClient:
         self._auth_headers = dict(auth_headers or {})
         self._redact = (redactor or Redactor()).with_secrets(self._secret_values(self._auth_headers))
         self._describe_error = describe_error
-        self._classify_error: ErrorClassifier = classify_error or (
-            lambda status, _body, message: classify_status(status, message)
-        )
+        self._classify_error: ErrorClassifier = classify_error or _classify_by_status
+        self.transcript = transcript
         self._rng = random.Random(retry.seed)
         verify_arg: bool | ssl.SSLContext = (
             verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
@@ -306,6 +307,8 @@ class HttpClient:
             body = await self._read_body(response, deadline, url)
         finally:
             await response.aclose()
+        if self.transcript is not None:
+            self.transcript.body(body.decode("utf-8", "replace"))
         if response.is_success or (ok_statuses is not None and response.status_code in ok_statuses):
             return HttpReply(response.status_code, response.headers, body, url)
         raise self._status_error(response.status_code, response.headers, body, url)
@@ -341,15 +344,22 @@ class HttpClient:
             body = await self._read_body(response, deadline, url)
         finally:
             await response.aclose()
+        if self.transcript is not None:
+            self.transcript.body(body.decode("utf-8", "replace"))
         raise self._status_error(response.status_code, response.headers, body, url)
 
     async def _send(self, method: str, path: str, json_body: Any, deadline: Deadline) -> httpx.Response:
         """Send and wait for the response headers; the caller owns (and must close) the response."""
         url = self.base_url + path
         request = self._client.build_request(method, path, json=json_body, headers=self._auth_headers)
+        if self.transcript is not None:
+            self.transcript.request(method, url, json_body)
         try:
             async with asyncio.timeout_at(deadline.at):
-                return await self._client.send(request, stream=True)
+                response = await self._client.send(request, stream=True)
+            if self.transcript is not None:
+                self.transcript.response(response.status_code, dict(response.headers))
+            return response
         except TimeoutError:
             raise WorkerError(
                 ErrorKind.DEADLINE_UNMET, f"{method} {url} got no response headers within the total deadline"

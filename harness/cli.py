@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run scenarios in N processes (pytest-xdist). Default: 2 against the embedded stubs (each scenario "
         "has its own), 1 against a live target (parallel scenarios would share its slots and batches)",
     )
+    run.add_argument(
+        "--transcripts",
+        type=Path,
+        metavar="DIR",
+        help="keep a redacted NDJSON transcript of every request and received frame, one file per scenario",
+    )
     run.add_argument("--quiet", action="store_true", help="no per-check progress lines")
     run.set_defaults(handler=_run)
 
@@ -317,7 +323,7 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
         if target.insecure:
             pytest_args.append("--conform-insecure")
     pytest_args += ["--conform-report", str(report_path), "--conform-reproduce", args.reproduce]
-    for option in ("capabilities", "exempt", "vendor"):
+    for option in ("capabilities", "exempt", "vendor", "transcripts"):
         value = getattr(args, option)
         if value is not None:
             pytest_args += [f"--conform-{option}", str(value)]

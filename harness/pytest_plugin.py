@@ -28,11 +28,21 @@ import pytest
 from pydantic import ValidationError
 
 from adapters import ADAPTERS, ENGINE_NAMES, Capability, HttpAdapter, Redactor, WorkerError, create_adapter
-from reports import CapabilitySummary, CheckResult, Implementation, Report, TargetInfo, utc_now, write_json_report
+from reports import (
+    CapabilitySummary,
+    CheckResult,
+    Implementation,
+    Report,
+    TargetInfo,
+    utc_now,
+    write_atomic,
+    write_json_report,
+)
 from stubs import STUB_ENGINES, StubServer
 
 from .checks import CheckFailure
 from .probe import TargetProfile, parse_capabilities, probe
+from .progress import Progress
 from .runtime import ScenarioRuntime, adapter_options
 from .targets import Target
 from .timing import StreamTiming, summarize_latency
@@ -122,6 +132,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="comma-separated capabilities to declare unsupported (their checks are skipped)",
     )
     group.addoption("--conform-vendor", metavar="FILE", help="JSON file of implementation metadata for the report")
+    group.addoption(
+        "--conform-transcripts",
+        metavar="DIR",
+        help="keep a redacted NDJSON transcript of every request and received frame, one file per test",
+    )
     group.addoption("--conform-reproduce", help=argparse.SUPPRESS)
     parser.addini("conform_engine", "default for --conform-engine")
     parser.addini("conform_url", "default for --conform-url")
@@ -284,11 +299,15 @@ def conform_runtime(
     request: pytest.FixtureRequest, conform_target: Target, conform_profile: TargetProfile
 ) -> Iterator[ScenarioRuntime]:
     """The scenario's event loop, stub (for stub targets) and adapter."""
-    runtime = ScenarioRuntime(conform_target, conform_profile)
+    folder = request.config.getoption("--conform-transcripts")
+    keep = bool(folder) or _allure_on(request.config)
+    runtime = ScenarioRuntime(conform_target, conform_profile, transcript=keep)
     try:
         yield runtime
     finally:
         runtime.close()
+        if folder and runtime.transcript is not None and len(runtime.transcript):
+            write_atomic(Path(folder) / f"{_slug(request.node.nodeid)}.ndjson", runtime.transcript.to_ndjson())
         if runtime.timings:
             streams = [t.to_json() for t in runtime.timings]
             request.node.user_properties.append((_TIMING_PROP, {"target": conform_target.label, "streams": streams}))
@@ -304,6 +323,35 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, sce
     request.node.stash[SCENARIO_KEY] = ScenarioInfo(Path(feature.filename), scenario.name)
 
 
+_STEP_KEY = pytest.StashKey[Any]()
+
+
+def pytest_bdd_before_step(request: pytest.FixtureRequest, feature: Any, scenario: Any, step: Any) -> None:
+    """Each Gherkin step is an allure step (with its keyword), when allure reports."""
+    if _allure_on(request.config):
+        import allure
+
+        context = allure.step(f"{step.keyword} {step.name}")
+        context.__enter__()  # type: ignore[no-untyped-call]
+        request.node.stash[_STEP_KEY] = context
+
+
+def pytest_bdd_after_step(request: pytest.FixtureRequest, feature: Any, scenario: Any, step: Any) -> None:
+    context = request.node.stash.get(_STEP_KEY, None)
+    if context is not None:
+        del request.node.stash[_STEP_KEY]
+        context.__exit__(None, None, None)
+
+
+def pytest_bdd_step_error(
+    request: pytest.FixtureRequest, feature: Any, scenario: Any, step: Any, exception: Exception
+) -> None:
+    context = request.node.stash.get(_STEP_KEY, None)
+    if context is not None:
+        del request.node.stash[_STEP_KEY]
+        context.__exit__(type(exception), exception, exception.__traceback__)
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -316,11 +364,28 @@ def pytest_runtest_makereport(
     if target is None:
         return report
     _make_safe(report, call, target)
+    if report.when == "call" and report.failed:
+        _attach_transcript(item)
     fields = _identity(item, target)
     fields["detail"] = _detail(report, call)
     fields["status"] = _status(report, call)
     report.user_properties.append((_PROP, fields))
     return report
+
+
+def _allure_on(config: pytest.Config) -> bool:
+    return bool(config.pluginmanager.hasplugin("allure_pytest") and config.getoption("--alluredir", None))
+
+
+def _attach_transcript(item: pytest.Item) -> None:
+    """A failed scenario carries its (redacted) transcript into allure: what the engine really sent."""
+    runtime = getattr(item, "funcargs", {}).get("conform_runtime")
+    transcript = getattr(runtime, "transcript", None)
+    if transcript is None or not len(transcript) or not _allure_on(item.config):
+        return
+    import allure
+
+    allure.attach(transcript.to_ndjson(), name="transcript.ndjson", attachment_type=allure.attachment_type.TEXT)
 
 
 def _make_safe(report: pytest.TestReport, call: pytest.CallInfo[None], target: Target) -> None:
@@ -409,6 +474,17 @@ class _RunRecorder:
     def __init__(self, config: pytest.Config, state: _PluginState) -> None:
         self._config = config
         self._state = state
+        self._progress = Progress(sys.stderr) if config.getoption("--conform-progress") else None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self._progress is not None:
+            self._progress.total = len(session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist the controller collects nothing itself: each worker reports what it collected."""
+        if self._progress is not None:
+            self._progress.total = len(ids)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "teardown":
@@ -430,8 +506,8 @@ class _RunRecorder:
         state.results[report.nodeid] = result
         if report.nodeid not in state.order:
             state.order.append(report.nodeid)
-        if self._config.getoption("--conform-progress") and (report.when == "call" or result.status != "passed"):
-            _progress(len(state.order), result)
+        if self._progress is not None and (report.when == "call" or result.status != "passed"):
+            self._progress.finished(result)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # `conform run` turns pytest's terminal off; a broken feature must still say why.
@@ -446,18 +522,11 @@ class _RunRecorder:
         self._state.interrupted = True
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self._progress is not None:
+            self._progress.close()
         if self._state.report_path is None or hasattr(self._config, "workerinput"):
             return
         write_json_report(build_report(self._state), self._state.report_path)
-
-
-def _progress(done: int, result: CheckResult) -> None:
-    detail = f" — {result.detail}" if result.detail and result.status != "passed" else ""
-    print(
-        f"[{done:>3}] {result.target or result.engine:<16} {result.status:<7} {result.id}{detail}",
-        file=sys.stderr,
-        flush=True,
-    )
 
 
 def build_report(state: _PluginState) -> Report:

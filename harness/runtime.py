@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from adapters import AdapterOptions, HttpAdapter, Redactor, TaskRequest, Timeouts, create_adapter
+from adapters import AdapterOptions, HttpAdapter, Redactor, TaskRequest, Timeouts, Transcript, create_adapter
 from stubs import Script, StubServer
 
 from .probe import TargetProfile
@@ -25,20 +25,30 @@ __all__ = ["ScenarioRuntime", "adapter_options"]
 T = TypeVar("T")
 
 
-def adapter_options(target: Target, *, idle: float | None = None) -> AdapterOptions:
+def adapter_options(target: Target, *, idle: float | None = None, transcript: bool = False) -> AdapterOptions:
+    """How adapters talk to `target`; with `transcript`, they keep a redacted Transcript of the conversation."""
     secret = target.api_key()
     timeouts = Timeouts(connect=min(5.0, target.timeout), total=target.timeout, idle=idle or target.timeout)
+    redactor = Redactor([secret] if secret else [])
     return AdapterOptions(
         timeouts=timeouts,
         api_key=secret,
         verify=not target.insecure,
-        redactor=Redactor([secret] if secret else []),
+        redactor=redactor,
         model=target.model,
+        transcript=Transcript(redactor) if transcript else None,
     )
 
 
 class ScenarioRuntime:
-    def __init__(self, target: Target, profile: TargetProfile, *, default_script: Script | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        profile: TargetProfile,
+        *,
+        default_script: Script | None = None,
+        transcript: bool = False,
+    ) -> None:
         self.target = target
         self.profile = profile
         self.script = default_script or Script()
@@ -47,7 +57,9 @@ class ScenarioRuntime:
         self._replicas: list[tuple[StubServer, HttpAdapter]] = []
         self.timings: list[StreamTiming] = []
         """Latency of every stream this scenario completed, for the report."""
-        self._options = adapter_options(target)
+        self._options = adapter_options(target, transcript=transcript)
+        self.transcript: Transcript | None = self._options.transcript
+        """Every request and frame of this scenario, redacted (when asked for: --transcripts, allure)."""
         self._runner = asyncio.Runner()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

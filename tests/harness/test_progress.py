@@ -1,0 +1,55 @@
+"""Progress: a live line on a terminal, plain lines in logs."""
+
+from __future__ import annotations
+
+import io
+
+from harness.progress import Progress
+from reports import CheckResult
+
+
+def _result(status: str, check: str = "ordering.indices") -> CheckResult:
+    detail = "token index 3 arrived twice" if status == "failed" else None
+    return CheckResult(
+        id=check,
+        feature="ordering",
+        scenario="s",
+        engine="llamacpp",
+        target="llamacpp@stub",
+        level="core",
+        status=status,
+        duration_s=0.1,
+        detail=detail,  # type: ignore[arg-type]
+    )
+
+
+def test_plain_lines_when_not_a_terminal() -> None:
+    out = io.StringIO()
+    progress = Progress(out)
+    progress.total = 2
+    progress.finished(_result("passed"))
+    progress.finished(_result("failed", "ordering.reassembly"))
+    progress.close()
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "[  1/2] llamacpp@stub    passed  ordering.indices",
+        "[  2/2] llamacpp@stub    failed  ordering.reassembly — token index 3 arrived twice",
+    ]
+    assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue()
+
+
+def test_a_live_line_on_a_terminal_keeps_failures_above_it() -> None:
+    out = io.StringIO()
+    progress = Progress(out, live=True)
+    progress.total = 3
+    progress.finished(_result("passed"))
+    progress.finished(_result("failed", "ordering.reassembly"))
+    progress.finished(_result("passed"))
+    progress.close()
+    text = out.getvalue()
+    kept = [line for line in text.split("\n")[:-1]]
+    assert len(kept) == 1 and kept[0].endswith(
+        "[  2/3] llamacpp@stub    failed  ordering.reassembly — token index 3 arrived twice"
+    )
+    assert "[  3/3] llamacpp@stub · ordering.indices" in text
+    assert text.endswith("\r\x1b[2K"), "the live line is erased at the end"
