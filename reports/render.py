@@ -35,14 +35,16 @@ def _matrix(report: Report) -> tuple[list[str], list[str], dict[tuple[str, str],
     return targets, features, cells
 
 
-def _cell_text(results: list[CheckResult]) -> str:
+def _cell_text(results: list[CheckResult], *, emoji: bool = True) -> str:
+    """A matrix cell: emoji for Markdown (GitHub renders them); words for HTML, which must not depend on fonts."""
     if not results:
         return "–"
     ran = [r for r in results if r.status != "skipped"]
     passed = sum(r.status == "passed" for r in ran)
     skipped = len(results) - len(ran)
-    mark = "❌" if passed < len(ran) else ("✅" if ran else "⏭️")
-    text = f"{mark} {passed}/{len(ran)}" if ran else "⏭️ skipped"
+    marks = ("❌", "✅", "⏭️") if emoji else ("FAIL", "ok", "")
+    mark = marks[0] if passed < len(ran) else (marks[1] if ran else marks[2])
+    text = f"{mark} {passed}/{len(ran)}" if ran else f"{marks[2]} skipped".strip()
     return text + (f" (+{skipped} skipped)" if ran and skipped else "")
 
 
@@ -196,7 +198,7 @@ def render_html(report: Report) -> str:
                     if any(r.status in ("failed", "error") for r in results)
                     else ("pass" if any(r.status == "passed" for r in results) else "skip")
                 )
-                parts.append(f"<td class='{css}'>{e(_cell_text(results))}</td>")
+                parts.append(f"<td class='{css}'>{e(_cell_text(results, emoji=False))}</td>")
             parts.append("</tr>")
         parts.append("</table>")
     problems = [r for r in report.results if r.status in ("failed", "error")]

@@ -73,6 +73,13 @@ def test_run_against_the_embedded_stubs_passes_and_prints_the_matrix(tmp_path: P
         (["stub", "nosuch"], ["no stub for engine 'nosuch'"]),
         (["stub", "llamacpp", "--script", "/nonexistent.json"], ["/nonexistent.json", "cannot read"]),
         (["bogus"], ["invalid choice"]),
+        (["run", "--capabilities", "seed,telepathy"], ["--capabilities", "unknown capability 'telepathy'"]),
+        (["run", "--exempt", "nosuch"], ["--exempt", "unknown capability 'nosuch'"]),
+        (["run", "--vendor", "/nonexistent/vendor.json"], ["/nonexistent/vendor.json", "cannot read"]),
+        (["run", "--workers", "0"], ["--workers must be at least 1"]),
+        (["stub", "echo", "--token-delay-ms", "-1"], ["--token-delay-ms must be >= 0"]),
+        (["report", "--verify", "/nonexistent/report.json"], ["/nonexistent/report.json", "cannot read"]),
+        (["run", "--engine", "openai", "--url", "llama-swap://k@h:1"], ["bad URL", "http(s)://"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], fragments: list[str]) -> None:
@@ -246,3 +253,25 @@ def test_llama_swap_url_form_runs_and_masks_its_token(stub_process: Any, tmp_pat
     assert document["targets"][0]["url"].startswith("llama-swap://lsw…[fp:")
     assert "llama-swap://lsw…[fp:" in document["reproduce"]
     assert document["summary"]["passed"] > 5
+
+
+def test_declared_capabilities_and_vendor_reach_the_report(stub_process: Any, tmp_path: Path) -> None:
+    stub = stub_process({"token_delay_ms": 5})  # paced, so that the load of batch_invariance overlaps
+    vendor = tmp_path / "vendor.json"
+    vendor.write_text(json.dumps({"organization": "Example Inc.", "contact": ["conformance@example.com"]}))
+    report = tmp_path / "report.json"
+    result = run_conform(
+        "run", "--engine", "llamacpp", "--url", stub.url, "--features", "features/determinism.feature",
+        "--exempt", "seed", "--capabilities", "batch_invariance", "--vendor", str(vendor),
+        "--insecure", "--report", str(report),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING: TLS certificates were NOT verified" in result.stderr
+    document = json.loads(report.read_text())
+    capabilities = document["targets"][0]["capabilities"]
+    assert capabilities["source"] == "declared"
+    assert capabilities["declared"] == ["batch_invariance"] and capabilities["exempt"] == ["seed"]
+    assert "seed" in capabilities["unsupported"] and "batch_invariance" in capabilities["supported"]
+    statuses = {r["id"]: (r["status"], r["detail"]) for r in document["results"]}
+    assert statuses["determinism.repeat"] == ("skipped", "target lacks capability seed")
+    assert document["implementation"]["organization"] == "Example Inc." and document["insecure"] is True

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -44,3 +49,26 @@ def test_bad_plugin_options_are_usage_errors(pytester) -> None:
     result = pytester.runpytest("--conform-stub", "nosuch")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*no stub for 'nosuch'*"])
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_plugin_runs_the_features_and_user_tests_from_a_directory_outside_the_repo(
+    tmp_path: Path, workers: int | None
+) -> None:
+    """After pip install, a user's repo runs the built-in features and its own tests, with and without xdist."""
+    (tmp_path / "test_mine.py").write_text(
+        "def test_my_engine_is_healthy(conform_runtime, conform_adapter):\n"
+        "    assert conform_runtime.run(conform_adapter.health()).ready\n",
+        encoding="utf-8",
+    )
+    report = tmp_path / "report.json"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "features", "test_mine.py"]
+    command += ["--conform-stub", "echo", "--conform-report", str(report)]
+    if workers:
+        command += ["-n", str(workers)]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    document = json.loads(report.read_text())
+    ids = {r["id"] for r in document["results"]}
+    assert {"admission.stream", "ordering.indices", "mine.test_my_engine_is_healthy"} <= ids, sorted(ids)
+    assert document["summary"]["failed"] == 0

@@ -1,0 +1,139 @@
+"""Every artifact of one real run, checked the way its reader checks it.
+
+One `conform run` against a stub that duplicates a token (so one check fails)
+writes JSON, JUnit, allure, HTML, Markdown and transcripts; the JSON validates
+and verifies, the JUnit parses, allure has steps and the failed scenario's
+transcript, and the HTML renders in headless Chromium with its matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reports import validate_report
+from tests.helpers import CONFORM, RunningProcess, run_conform
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One run; module-scoped because every test below reads the same artifacts."""
+    out = tmp_path_factory.mktemp("artifacts")
+    script = out / "script.json"
+    script.write_text(json.dumps({"faults": [{"kind": "duplicate_token", "at_token": 3}]}), encoding="utf-8")
+    vendor = out / "vendor.json"
+    vendor.write_text(json.dumps({"organization": "Example Inc.", "project": "fastllm", "version": "2.1"}))
+    stub = subprocess.Popen(
+        [*CONFORM, "stub", "llamacpp", "--script", str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    assert stub.stdout is not None
+    running = RunningProcess(stub, stub.stdout.readline().strip())
+    try:
+        result = run_conform(
+            "run", "--engine", "llamacpp", "--url", running.url, "--features", "features/ordering.feature",
+            "--report", str(out / "report.json"), "--junit", str(out / "junit.xml"),
+            "--alluredir", str(out / "allure"), "--html", str(out / "report.html"),
+            "--markdown", str(out / "report.md"), "--transcripts", str(out / "transcripts"),
+            "--vendor", str(vendor),
+        )  # fmt: skip
+    finally:
+        running.stop()
+    return {"dir": out, "result": result}
+
+
+def test_the_run_fails_the_duplicated_token_check(artifacts: dict[str, Any]) -> None:
+    result = artifacts["result"]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED llamacpp ordering.indices: duplicated token index" in result.stdout
+
+
+def test_json_validates_verifies_and_names_the_vendor(artifacts: dict[str, Any], tmp_path: Path) -> None:
+    path = artifacts["dir"] / "report.json"
+    document = json.loads(path.read_text())
+    validate_report(document)
+    assert document["implementation"]["organization"] == "Example Inc."
+    assert document["digest"].startswith("sha256:")
+    verified = run_conform("report", "--verify", str(path))
+    assert verified.returncode == 0 and "verified, unmodified" in verified.stdout
+    tampered = tmp_path / "tampered.json"
+    document["results"][0]["status"] = "passed" if document["results"][0]["status"] == "failed" else "failed"
+    tampered.write_text(json.dumps(document))
+    refused = run_conform("report", "--verify", str(tampered))
+    assert refused.returncode == 1 and "NOT VERIFIED: modified" in refused.stdout
+
+
+def test_junit_parses_with_one_case_per_check(artifacts: dict[str, Any]) -> None:
+    root = ET.parse(artifacts["dir"] / "junit.xml").getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    assert suite is not None
+    cases = suite.findall("testcase")
+    document = json.loads((artifacts["dir"] / "report.json").read_text())
+    assert len(cases) == len(document["results"])
+    messages = [failure.get("message") or "" for case in cases if (failure := case.find("failure")) is not None]
+    assert len(messages) == 2, "the duplicated token breaks the indices and the reassembly"
+    assert any("duplicated token index" in m for m in messages)
+
+
+def test_allure_has_gherkin_steps_and_the_failed_scenarios_transcript(artifacts: dict[str, Any]) -> None:
+    folder = artifacts["dir"] / "allure"
+    results = [json.loads(p.read_text()) for p in folder.glob("*-result.json")]
+    assert results and all(r["steps"] for r in results)
+    assert all(r["steps"][0]["name"].startswith("Given ") for r in results)
+    failed = [r for r in results if r["status"] == "failed"]
+    assert len(failed) == 2
+    for result in failed:
+        attachments = result["attachments"]
+        assert [a["name"] for a in attachments] == ["transcript.ndjson"]
+        lines = (folder / attachments[0]["source"]).read_text().splitlines()
+        kinds = [json.loads(line)["kind"] for line in lines]
+        assert kinds[0] == "request" and "frame" in kinds
+
+
+def test_transcripts_are_ndjson_per_scenario(artifacts: dict[str, Any]) -> None:
+    files = sorted((artifacts["dir"] / "transcripts").glob("*.ndjson"))
+    assert len(files) == 2
+    for file in files:
+        entries = [json.loads(line) for line in file.read_text().splitlines()]
+        assert entries[0]["kind"] == "request" and all(isinstance(e["t"], float) for e in entries)
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does)"
+)
+def test_html_renders_in_headless_chromium_without_console_errors(artifacts: dict[str, Any]) -> None:
+    page = artifacts["dir"] / "report.html"
+    profile = artifacts["dir"] / "chromium-profile"
+    assert CHROMIUM is not None
+    shown = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    dom = shown.stdout
+    assert '<table id="matrix">' in dom or "<table id='matrix'>" in dom or 'id="matrix"' in dom
+    assert "nonconformant" in dom and "duplicated token index" in dom
+    console_errors = [line for line in shown.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line]
+    assert not console_errors, console_errors
