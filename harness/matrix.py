@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from reports import CheckResult, Report
+from reports import CheckResult, Report, matrix_cells
 
 __all__ = ["render_matrix"]
 
@@ -24,11 +24,7 @@ def _cell(results: list[CheckResult]) -> str:
 
 
 def render_matrix(report: Report) -> str:
-    targets = [t.label or t.engine for t in report.targets]
-    features = list(dict.fromkeys(r.feature for r in report.results))
-    grid: dict[tuple[str, str], list[CheckResult]] = defaultdict(list)
-    for r in report.results:
-        grid[(r.feature, r.target or r.engine)].append(r)
+    targets, features, grid = matrix_cells(report)
     header = ["feature", *targets]
     rows = [[f, *(_cell(grid[(f, t)]) for t in targets)] for f in features]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

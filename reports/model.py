@@ -185,6 +185,11 @@ class Divergence(_Model):
     token_a: TokenRef | None
     """None when stream a ended before index."""
     token_b: TokenRef | None
+    context: list[str] = Field(default_factory=list)
+    """Texts of the (up to 8) tokens both streams share just before `index`."""
+    after_a: list[str] = Field(default_factory=list)
+    """Texts of stream a's (up to 8) tokens from `index` on."""
+    after_b: list[str] = Field(default_factory=list)
 
 
 class LogprobDrift(_Model):

@@ -14,6 +14,7 @@ __all__ = [
     "describe_divergence",
     "describe_slot",
     "diff_reports",
+    "matrix_cells",
     "render_diff_markdown",
     "render_html",
     "render_markdown",
@@ -26,13 +27,20 @@ def _key(result: CheckResult) -> tuple[str, str]:
     return (result.target or result.engine, result.id)
 
 
-def _matrix(report: Report) -> tuple[list[str], list[str], dict[tuple[str, str], list[CheckResult]]]:
-    targets = [t.label or t.engine for t in report.targets]
+def matrix_cells(report: Report) -> tuple[list[str], list[str], dict[tuple[str, str], list[CheckResult]]]:
+    """(columns, features, results by (feature, column)) of the features x targets matrix.
+
+    Columns are the targets' labels; a run whose results name no target (a
+    determinism run judges all replicas at once) has one column per engine instead.
+    """
+    named = list(dict.fromkeys(r.target or r.engine for r in report.results))
+    labels = [t.label or t.engine for t in report.targets]
+    columns = labels + [n for n in named if n not in labels] if set(named) & set(labels) else named
     features = list(dict.fromkeys(r.feature for r in report.results))
     cells: dict[tuple[str, str], list[CheckResult]] = defaultdict(list)
     for r in report.results:
         cells[(r.feature, r.target or r.engine)].append(r)
-    return targets, features, cells
+    return columns, features, cells
 
 
 def _cell_text(results: list[CheckResult], *, emoji: bool = True) -> str:
@@ -83,7 +91,7 @@ def _implementation(report: Report) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    targets, features, cells = _matrix(report)
+    targets, features, cells = matrix_cells(report)
     s = report.summary
     lines = [
         f"# conform compliance report: **{report.result}**",
@@ -149,6 +157,7 @@ h1 span.conformant{color:#106b21}h1 span.partial{color:#8a5a00}h1 span.nonconfor
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
 th{background:#f3f3f3}td.fail{background:#fde7e9}td.pass{background:#e7f6ea}td.skip{background:#f5f5f5}
 code,.tokens{font-family:ui-monospace,monospace}.tokens td{white-space:pre}
+.tokens td.diff{background:#fde7e9;font-weight:bold}.tokens td.after{color:#666}
 """
 
 
@@ -159,7 +168,7 @@ def _percentiles(values: Percentiles | None) -> str:
 def render_html(report: Report) -> str:
     """One self-contained page: no scripts, no external resources."""
     e = html.escape
-    targets, features, cells = _matrix(report)
+    targets, features, cells = matrix_cells(report)
     s = report.summary
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -217,16 +226,34 @@ def render_html(report: Report) -> str:
         )
         for outcome in section.requests:
             for d in outcome.divergences[:1]:
-                parts.append(
-                    f"<h3>{e(outcome.id)}: {e(d.kind)} divergence at token {d.index}</h3>"
-                    "<table class='tokens'><tr><th></th><th>common prefix</th><th>first different token</th></tr>"
-                    f"<tr><th>{e(describe_slot(d.a))}</th><td>{d.common_prefix} tokens</td>"
-                    f"<td>{e(repr(d.token_a.text) if d.token_a else '(ended)')}</td></tr>"
-                    f"<tr><th>{e(describe_slot(d.b))}</th><td>{d.common_prefix} tokens</td>"
-                    f"<td>{e(repr(d.token_b.text) if d.token_b else '(ended)')}</td></tr></table>"
-                )
+                parts.append(f"<h3>{e(outcome.id)}: {e(d.kind)} divergence at token {d.index}</h3>")
+                parts.append(_aligned_streams(d))
     parts.append("</body></html>")
     return "".join(parts) + "\n"
+
+
+def _aligned_streams(d: Divergence) -> str:
+    """Both streams one token per cell, aligned on the index: shared context, then the first difference."""
+    e = html.escape
+    start = d.index - len(d.context)
+    width = len(d.context) + max(len(d.after_a), len(d.after_b), 1)
+    header = "".join(f"<th>{start + n}</th>" for n in range(width))
+
+    def row(slot: Slot, after: list[str], token: TokenRef | None) -> str:
+        pieces = d.context + (after or ([token.text] if token else []))
+        cells = []
+        for n in range(width):
+            text = pieces[n] if n < len(pieces) else None
+            css = "diff" if n == len(d.context) else ("after" if n > len(d.context) else "same")
+            cells.append(f"<td class='{css}'>{e(repr(text)) if text is not None else '(ended)'}</td>")
+        return f"<tr><th>{e(describe_slot(slot))}</th>{''.join(cells)}</tr>"
+
+    return (
+        f"<table class='tokens'><tr><th>token</th>{header}</tr>"
+        + row(d.a, d.after_a, d.token_a)
+        + row(d.b, d.after_b, d.token_b)
+        + "</table>"
+    )
 
 
 @dataclass

@@ -12,6 +12,10 @@ from reports import Divergence, LogprobDrift, RequestOutcome, Slot, TokenRef
 __all__ = ["Completion", "Observation", "compare_pairs", "first_divergence", "judge_request"]
 
 
+_CONTEXT = 8
+"""Tokens shown on each side of a divergence, so that a reader sees the two streams aligned."""
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     """One stream's generated tokens. Compared by ids where the engine gives them, else by text pieces."""
@@ -89,6 +93,9 @@ def compare_pairs(
                     common_prefix=index,
                     token_a=a.completion.token(index),
                     token_b=b.completion.token(index),
+                    context=list(a.completion.texts[max(0, index - _CONTEXT) : index]),
+                    after_a=list(a.completion.texts[index : index + _CONTEXT]),
+                    after_b=list(b.completion.texts[index : index + _CONTEXT]),
                 )
             )
             continue
