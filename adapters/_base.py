@@ -164,7 +164,7 @@ class HttpAdapter(abc.ABC):
     @contextlib.asynccontextmanager
     async def open_sse(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[list[SSEEvent]]]:
         """POST body, check for an SSE response, and yield its events, a read's worth at a time."""
-        decoder = SSEDecoder(self.options.max_event_bytes)
+        decoder = SSEDecoder(self.options.max_event_bytes, strict_utf8=True)
         async with self.open_decoded(task_id, path, body, "text/event-stream", decoder) as batches:
             yield batches
 

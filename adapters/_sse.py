@@ -48,11 +48,15 @@ class SSEDecoder:
         "_retry",
         "_skip_lf",
         "_started",
+        "_strict",
         "comments",
     )
 
-    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, *, strict_utf8: bool = False) -> None:
+        """`strict_utf8`: bytes that are not UTF-8 raise SSEError (the standard replaces them with U+FFFD;
+        an engine's JSON must be UTF-8, so the adapters ask for strict)."""
         self._max = max_event_bytes
+        self._strict = strict_utf8
         self._buffer = b""
         self._skip_lf = False
         self._started = False
@@ -90,7 +94,12 @@ class SSEDecoder:
             raise SSEError(f"SSE line exceeds {self._max} bytes without a line end")
         # Complete lines only: a multi-byte character never contains CR or LF bytes, so one
         # decode of all of them equals a decode per line.
-        text = buffer[: end + 1].decode("utf-8", "replace")
+        try:
+            text = buffer[: end + 1].decode("utf-8", "strict" if self._strict else "replace")
+        except UnicodeDecodeError as exc:
+            raise SSEError(
+                f"the stream is not UTF-8: byte {exc.object[exc.start]:#04x} cannot start or continue a character"
+            ) from None
         if "\r" in text:
             if text[-1] == "\r":
                 # A CR at the very end may be the first half of a CRLF split across reads.

@@ -12,6 +12,7 @@ import asyncio
 import json
 import shlex
 import signal
+import ssl
 import sys
 import tempfile
 import time
@@ -85,7 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="bound on every request and stream (default 30)",
     )
+    run.add_argument(
+        "--connect-timeout", type=float, default=5.0, metavar="S", help="bound on each TCP/TLS connect (default 5)"
+    )
+    run.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="S",
+        help="longest silence allowed inside a started stream (default: --timeout); a stall is decode_timeout",
+    )
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (reported loudly)")
+    run.add_argument(
+        "--ca-bundle", type=Path, metavar="PEM", help="trust the CAs in this PEM file (self-signed engines)"
+    )
     run.add_argument(
         "--capabilities",
         metavar="LIST",
@@ -212,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stub.add_argument("--seed", type=int, default=0, help="seed for requests that carry none")
     stub.add_argument("--model", default="stub-model", help="model name the stub reports")
+    stub.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate (and --tls-key)")
+    stub.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
     stub.set_defaults(handler=_stub)
     return parser
 
@@ -244,15 +259,24 @@ def _target_from(args: argparse.Namespace) -> Target | None:
         raise UsageError("--engine and --url go together (omit both to run against the embedded stubs)")
     _require_engine(args.engine)
     _check_url(args.url, args.engine)
-    if args.timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
+    for name in ("timeout", "connect_timeout", "idle_timeout"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value:g}")
+    if args.ca_bundle is not None and not args.ca_bundle.is_file():
+        raise UsageError(f"--ca-bundle: {args.ca_bundle} is not a file")
+    if args.ca_bundle is not None and args.insecure:
+        raise UsageError("--ca-bundle and --insecure exclude each other")
     target = Target(
         engine=args.engine,
         url=args.url,
         model=args.model,
         api_key_env=args.api_key_env,
         timeout=args.timeout,
+        connect_timeout=args.connect_timeout,
+        idle_timeout=args.idle_timeout,
         insecure=args.insecure,
+        ca_bundle=str(args.ca_bundle) if args.ca_bundle else None,
     )
     target.api_key()  # a missing secret is a usage error now, not forty failed checks later
     return target
@@ -322,6 +346,11 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
             pytest_args += ["--conform-api-key-env", target.api_key_env]
         if target.insecure:
             pytest_args.append("--conform-insecure")
+        if target.ca_bundle:
+            pytest_args += ["--conform-ca-bundle", target.ca_bundle]
+        pytest_args += ["--conform-connect-timeout", str(target.connect_timeout)]
+        if target.idle_timeout:
+            pytest_args += ["--conform-idle-timeout", str(target.idle_timeout)]
     pytest_args += ["--conform-report", str(report_path), "--conform-reproduce", args.reproduce]
     for option in ("capabilities", "exempt", "vendor", "transcripts"):
         value = getattr(args, option)
@@ -505,8 +534,29 @@ def _stub(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if args.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as error:
+        raise UsageError(f"cannot load {args.tls_cert} / {args.tls_key}: {error}") from None
+    return context
+
+
 async def _serve(args: argparse.Namespace, script: Script) -> None:
-    server = StubServer(args.engine, script, seed=args.seed, host=args.host, port=args.port, model=args.model)
+    server = StubServer(
+        args.engine,
+        script,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        model=args.model,
+        ssl_context=_tls_context(args),
+    )
     try:
         await server.start()
     except OSError as error:

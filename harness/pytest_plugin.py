@@ -119,6 +119,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conform-api-key-env", metavar="VAR", help="environment variable holding the API key")
     group.addoption("--conform-timeout", type=float, help="seconds bounding every request and stream (default 30)")
     group.addoption("--conform-insecure", action="store_true", help="do not verify TLS certificates")
+    group.addoption("--conform-ca-bundle", metavar="PEM", help="trust these CAs instead of the system's")
+    group.addoption("--conform-connect-timeout", type=float, metavar="S", help="TCP/TLS connect bound (default 5)")
+    group.addoption(
+        "--conform-idle-timeout", type=float, metavar="S", help="longest silence inside a stream (default: the total)"
+    )
     group.addoption("--conform-report", metavar="PATH", help="write the JSON compliance report here")
     group.addoption("--conform-progress", action="store_true", help="print one line per finished check to stderr")
     group.addoption(
@@ -169,6 +174,9 @@ def _build_targets(config: pytest.Config) -> list[Target]:
         "api_key_env": _option(config, "api_key_env"),
         "timeout": timeout,
         "insecure": bool(config.getoption("--conform-insecure")),
+        "ca_bundle": config.getoption("--conform-ca-bundle"),
+        "connect_timeout": config.getoption("--conform-connect-timeout") or 5.0,
+        "idle_timeout": config.getoption("--conform-idle-timeout"),
     }
     targets: list[Target] = []
     if engine or url:

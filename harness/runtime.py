@@ -28,12 +28,13 @@ T = TypeVar("T")
 def adapter_options(target: Target, *, idle: float | None = None, transcript: bool = False) -> AdapterOptions:
     """How adapters talk to `target`; with `transcript`, they keep a redacted Transcript of the conversation."""
     secret = target.api_key()
-    timeouts = Timeouts(connect=min(5.0, target.timeout), total=target.timeout, idle=idle or target.timeout)
+    connect = min(target.connect_timeout, target.timeout)
+    timeouts = Timeouts(connect=connect, total=target.timeout, idle=idle or target.idle_timeout or target.timeout)
     redactor = Redactor([secret] if secret else [])
     return AdapterOptions(
         timeouts=timeouts,
         api_key=secret,
-        verify=not target.insecure,
+        verify=False if target.insecure else (target.ca_bundle or True),
         redactor=redactor,
         model=target.model,
         transcript=Transcript(redactor) if transcript else None,

@@ -58,8 +58,14 @@ async def collect(adapter: HttpAdapter, request: TaskRequest, *, cancel_after: i
         async with asyncio.timeout(wall):
             async with contextlib.aclosing(adapter.submit(request)) as submitted:
                 if cancel_after is None:
+                    budget, streamed = request.max_tokens, 0
                     async for event in submitted:
                         events.append(event)
+                        if type(event) is Token:
+                            streamed += 1
+                            if streamed > budget:
+                                record.error = _over_budget(budget)
+                                break
                 else:
                     await _until_cancelled(adapter, request, record, submitted, cancel_after)
     except WorkerError as error:
@@ -70,6 +76,15 @@ async def collect(adapter: HttpAdapter, request: TaskRequest, *, cancel_after: i
             f"the harness stopped waiting after {wall:g} s (total timeout plus grace)",
         )
     return record
+
+
+def _over_budget(budget: int) -> WorkerError:
+    """An engine that streams past max_tokens would stream forever as far as the harness can tell."""
+    return WorkerError(
+        ErrorKind.PROTOCOL_VIOLATION,
+        f"the engine streamed more than max_tokens={budget} tokens (the harness stopped reading)",
+        in_stream=True,
+    )
 
 
 async def _until_cancelled(

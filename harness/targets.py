@@ -34,7 +34,13 @@ class Target(BaseModel):
     api_key_env: str | None = None
     """Name of the environment variable that holds the secret (never the secret itself)."""
     timeout: float = Field(default=30.0, gt=0)
+    """The total deadline of every request and stream, first byte included."""
+    connect_timeout: float = Field(default=5.0, gt=0)
+    idle_timeout: float | None = Field(default=None, gt=0)
+    """Longest silence inside a started stream; None: the total deadline alone bounds it."""
     insecure: bool = False
+    ca_bundle: str | None = None
+    """A PEM file of the CAs to trust instead of the system's (private or self-signed engines)."""
 
     @property
     def is_stub(self) -> bool:

@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from .script import (
     CloseEarlyFault,
     ContentTypeFault,
     DuplicateTokenFault,
+    EndlessFault,
     ErrorInStreamFault,
     Fault,
     Framing,
@@ -32,9 +35,13 @@ from .script import (
     LegacyErrorLineFault,
     MalformedJsonFault,
     MissingFinalFault,
+    NonUtf8Fault,
+    OversizedFrameFault,
     ReorderTokensFault,
+    ResetFault,
     Script,
     SkipTokenFault,
+    SlowLorisFault,
     StallFault,
     StatusFault,
 )
@@ -129,6 +136,8 @@ class StubContext:
         if self.script.max_tokens is not None:
             limit = min(limit, self.script.max_tokens)
         number = len(self.state.generations) + 1
+        if any(isinstance(f, EndlessFault) and (f.times is None or number <= f.times) for f in self.script.faults):
+            limit = ENDLESS_TOKENS  # the budget is ignored: the client has to stop reading
         generation = Generation(number, prompt, effective_seed, limit)
         in_flight = self.state.admitted - 1
         self.state.generations.append(generation)
@@ -207,6 +216,9 @@ def not_found_middleware(error_response: Callable[[int, str], web.StreamResponse
     return not_found
 
 
+ENDLESS_TOKENS = 20_000
+"""What an endless stream sends at most: far past any budget, still bounded for the stub's memory."""
+
 BATCH_WINDOW_S = 0.05
 """How long a batch-variant stub waits for other requests to share its batch."""
 
@@ -259,11 +271,12 @@ class _Step:
 
 def _apply_faults(
     plan: StreamPlan, faults: list[Fault], wire: WireFormat, render: Callable[[str], str]
-) -> tuple[list[_Step], int | None]:
+) -> tuple[list[_Step], _Ending | None]:
     """The sequence of writes, and the index of the step to cut in half (close_early), if any."""
     steps = [_Step(frame, i) for i, frame in enumerate(plan.token_frames)]
     tail = [_Step(frame) for frame in plan.final_frames]
     cut_at: int | None = None
+    reset_at: int | None = None
     for fault in faults:
         match fault:
             case DuplicateTokenFault(at_token=k) if k < len(steps):
@@ -274,6 +287,14 @@ def _apply_faults(
                 del steps[k]
             case MalformedJsonFault(at_token=k) if k < len(steps):
                 steps[k] = _Step(wire.malformed_frame(), steps[k].token)
+            case OversizedFrameFault(at_token=k, size=size) if k < len(steps):
+                steps[k] = _Step(_oversized(size, wire), steps[k].token)
+            case NonUtf8Fault(at_token=k) if k < len(steps):
+                # Inside the first JSON string of the frame: still one line, no longer UTF-8.
+                steps[k] = _Step(steps[k].data.replace(b'"', b'"\xff\xfe', 1), steps[k].token)
+            case ResetFault(at_token=k):
+                steps, tail = steps[: k + 1], []
+                reset_at = min(k, len(steps) - 1) if steps else None
             case MissingFinalFault():
                 tail = []
             case ErrorInStreamFault(at_token=k, message=message):
@@ -283,7 +304,25 @@ def _apply_faults(
             case CloseEarlyFault(at_token=k):
                 steps, tail = steps[: k + 1], []
                 cut_at = min(k, len(steps) - 1) if steps else None
-    return steps + tail, cut_at
+    if reset_at is not None:
+        return steps + tail, _Ending(reset_at, reset=True)
+    return steps + tail, _Ending(cut_at) if cut_at is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """How a stream cut short ends: in the middle of its last step, by a close (FIN) or a reset (RST)."""
+
+    at: int
+    reset: bool = False
+
+
+def _oversized(size: int, wire: WireFormat) -> bytes:
+    """One frame of `size` bytes in the engine's framing: a single giant line."""
+    padding = b"A" * max(0, size - 32)
+    if wire.content_type == "text/event-stream":
+        return b'data: {"padding":"' + padding + b'"}\n\n'
+    return b'{"padding":"' + padding + b'"}\n'
 
 
 async def play_stream(
@@ -304,16 +343,17 @@ async def play_stream(
     await response.prepare(request)
     if "after_headers" in stalls:
         await asyncio.sleep(stalls["after_headers"].seconds)
-    steps, cut_at = _apply_faults(plan, faults, wire, lambda message: render_message(message, request))
+    steps, ending = _apply_faults(plan, faults, wire, lambda message: render_message(message, request))
     writer = _Writer(request, response, context.script.framing, coalesce=context.script.token_delay_ms == 0)
     writer.sse = wire.content_type == "text/event-stream"
+    writer.slow = next((f.bytes_per_second for f in faults if isinstance(f, SlowLorisFault)), None)
     survive = any(isinstance(f, IgnoreDisconnectFault) for f in faults)
     run = _run_steps(
         writer,
         context.script.token_delay_ms / 1000.0,
         generation,
         steps,
-        cut_at,
+        ending,
         stalls.get("mid_stream"),
         survive,
     )
@@ -395,7 +435,18 @@ class _Writer:
     bottleneck of every throughput measurement.
     """
 
-    __slots__ = ("_buffer", "_buffered", "_chunk", "_coalesce", "_request", "_response", "broken", "framing", "sse")
+    __slots__ = (
+        "_buffer",
+        "_buffered",
+        "_chunk",
+        "_coalesce",
+        "_request",
+        "_response",
+        "broken",
+        "framing",
+        "slow",
+        "sse",
+    )
 
     def __init__(self, request: web.Request, response: web.StreamResponse, framing: Framing, coalesce: bool) -> None:
         self._request = request
@@ -407,6 +458,8 @@ class _Writer:
         self.framing = framing
         self.broken = False
         self.sse = True
+        self.slow: float | None = None
+        """Bytes per second, one byte at a time (a slow-loris engine); None writes at full speed."""
 
     async def send(self, data: bytes) -> None:
         if not self._coalesce:
@@ -428,6 +481,11 @@ class _Writer:
         if self.broken:
             return
         try:
+            if self.slow is not None:
+                for start in range(len(data)):
+                    await self._response.write(data[start : start + 1])
+                    await asyncio.sleep(1.0 / self.slow)
+                return
             if self._chunk is None:
                 await self._response.write(data)
                 return
@@ -436,12 +494,22 @@ class _Writer:
         except (ConnectionError, RuntimeError):
             self.broken = True
 
-    def abort(self) -> None:
-        """Close the TCP connection without ending the HTTP body: the client sees a truncated stream."""
+    def abort(self, *, reset: bool = False) -> None:
+        """Close the TCP connection without ending the HTTP body: the client sees a truncated stream.
+
+        With `reset`, the connection is reset (RST, SO_LINGER 0) instead of closed (FIN).
+        """
         self.broken = True
         transport = self._request.transport
-        if transport is not None:
-            transport.close()
+        if transport is None:
+            return
+        if reset:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+            return
+        transport.close()
 
 
 async def _run_steps(
@@ -449,7 +517,7 @@ async def _run_steps(
     delay: float,
     generation: Generation,
     steps: list[_Step],
-    cut_at: int | None,
+    ending: _Ending | None,
     stall: StallFault | None,
     survive_disconnect: bool,
 ) -> bool:
@@ -474,10 +542,10 @@ async def _run_steps(
             generation.tokens_sent += 1
         if keepalive_every and number % keepalive_every == 0:
             await writer.send(_keepalive(writer.framing))
-        if cut_at is not None and number == len(steps) - 1:
+        if ending is not None and number == len(steps) - 1:
             await writer.flush()
             await writer.write(step.data[: max(1, len(step.data) // 2)])
-            writer.abort()
+            writer.abort(reset=ending.reset)
             return True
         await writer.send(step.data)
         if writer.broken and not survive_disconnect:

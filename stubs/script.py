@@ -107,6 +107,41 @@ class StallFault(_FaultBase):
     seconds: float = Field(default=3600.0, gt=0)
 
 
+class OversizedFrameFault(_FaultBase):
+    """Replace token frame `at_token` by one frame of `size` bytes (over the harness's limit by default)."""
+
+    kind: Literal["oversized_frame"]
+    at_token: int = Field(default=2, ge=0)
+    size: int = Field(default=6 * 1024 * 1024, ge=1, le=64 * 1024 * 1024)
+
+
+class NonUtf8Fault(_FaultBase):
+    """Put bytes that are not UTF-8 into token frame `at_token`."""
+
+    kind: Literal["non_utf8"]
+    at_token: int = Field(default=2, ge=0)
+
+
+class SlowLorisFault(_FaultBase):
+    """After the headers, send the body one byte at a time, `bytes_per_second` bytes a second."""
+
+    kind: Literal["slow_loris"]
+    bytes_per_second: float = Field(default=1.0, gt=0)
+
+
+class EndlessFault(_FaultBase):
+    """Ignore the token budget: keep streaming tokens (up to 20,000) until the client leaves."""
+
+    kind: Literal["endless"]
+
+
+class ResetFault(_FaultBase):
+    """Reset the TCP connection (RST) in token frame `at_token`."""
+
+    kind: Literal["reset"]
+    at_token: int = Field(default=2, ge=0)
+
+
 class IgnoreDisconnectFault(_FaultBase):
     """Keep generating (and keep the slot busy) after the client has gone."""
 
@@ -125,6 +160,11 @@ Fault = Annotated[
     | MalformedJsonFault
     | ContentTypeFault
     | StallFault
+    | OversizedFrameFault
+    | NonUtf8Fault
+    | SlowLorisFault
+    | EndlessFault
+    | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),
 ]

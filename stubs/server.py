@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Callable
 from types import TracebackType
 
@@ -45,6 +46,7 @@ class StubServer:
         port: int = 0,
         model: str = "stub-model",
         salt: str = "",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if engine not in STUB_ENGINES:
             known = ", ".join(sorted(STUB_ENGINES))
@@ -54,6 +56,7 @@ class StubServer:
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
+        self._ssl = ssl_context
         self.url = ""
 
     @property
@@ -74,10 +77,10 @@ class StubServer:
         port = sock.getsockname()[1]
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, ssl_context=self._ssl)
         await site.start()
         self._runner = runner
-        self.url = f"http://{self._host}:{port}"
+        self.url = f"{'https' if self._ssl else 'http'}://{self._host}:{port}"
         return self
 
     async def close(self) -> None:
