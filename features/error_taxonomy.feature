@@ -46,7 +46,11 @@ Feature: error_taxonomy
       | malformed_json    | protocol_violation |
       | content_type      | protocol_violation |
       | close_early       | worker_reset       |
+      | reset             | worker_reset       |
       | stall_mid_stream  | decode_timeout     |
+      | non_utf8          | protocol_violation |
+      | oversized_frame   | protocol_violation |
+      | endless           | protocol_violation |
 
     # Only an engine whose last frame says it is the last can have it missing.
     @needs_end_marker

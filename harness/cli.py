@@ -411,11 +411,11 @@ def _run(args: argparse.Namespace) -> int:
     s = report.summary
     print(
         f"\nresult: {report.result} — {s.passed} passed, {s.failed} failed, {s.skipped} skipped, "
-        f"{s.errors} errors in {elapsed:.1f} s"
+        f"{s.errors} errors in {elapsed:.1f} s" + (" (INTERRUPTED: not every check ran)" if report.interrupted else "")
     )
     if args.report:
         print(f"report: {args.report}")
-    if code == pytest.ExitCode.INTERRUPTED:
+    if code == pytest.ExitCode.INTERRUPTED or report.interrupted:
         return 130
     return EXIT_OK if s.failed == 0 and s.errors == 0 else EXIT_FAILED
 

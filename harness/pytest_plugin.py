@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +62,7 @@ class ScenarioInfo:
 
 SCENARIO_KEY = pytest.StashKey[ScenarioInfo]()
 _STATE_KEY = pytest.StashKey["_PluginState"]()
+_SESSION_KEY = pytest.StashKey[pytest.Session]()
 
 _PROP = "conform"
 """Key of the one user_properties entry carrying a test's result fields."""
@@ -222,6 +226,30 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[_STATE_KEY] = state
     config.pluginmanager.register(_RunRecorder(config, state), "conform-run-recorder")
+    _stop_on_ctrl_c(state)
+
+
+def _stop_on_ctrl_c(state: _PluginState) -> None:
+    """Ctrl-C finishes the running check (bounded by its timeouts), stops, and writes a report marked interrupted.
+
+    Raising KeyboardInterrupt wherever the signal lands can leave a scenario's
+    event loop waiting on streams no one reads, so the first Ctrl-C only asks
+    to stop; a second one quits at once, writing nothing (never a half file).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if state.interrupted:
+            os._exit(130)
+        state.interrupted = True
+        print(
+            "conform: interrupted — finishing the current check, then writing the report (Ctrl-C again to quit now)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    signal.signal(signal.SIGINT, on_sigint)
 
 
 def _state(config: pytest.Config) -> _PluginState | None:
@@ -528,6 +556,13 @@ class _RunRecorder:
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self._state.interrupted = True
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        if self._state.interrupted:
+            self._config.stash[_SESSION_KEY].shouldstop = "interrupted (Ctrl-C)"
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._config.stash[_SESSION_KEY] = session
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self._progress is not None:

@@ -18,6 +18,8 @@ def load_vendor(path: Path) -> Implementation:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read vendor file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: the vendor file is not UTF-8 text") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

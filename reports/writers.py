@@ -23,6 +23,8 @@ def load_report(path: Path) -> Report:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ReportFileError(f"{path}: cannot read report: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ReportFileError(f"{path}: the report is not UTF-8 text") from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -218,6 +218,8 @@ def load_script(path: Path) -> Script:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScriptError(f"{path}: cannot read script: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScriptError(f"{path}: the script is not UTF-8 text") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
