@@ -227,6 +227,16 @@ class HttpAdapter(abc.ABC):
         return HttpAdapter.parse_json(event.data, url, number)
 
     @staticmethod
+    def parse_object(data: str, url: str, number: int) -> dict[str, Any]:
+        """One frame that must be a JSON object (every engine's token frames are)."""
+        frame = HttpAdapter.parse_json(data, url, number)
+        if not isinstance(frame, dict):
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION, f"{url}: frame {number} is JSON but not an object", in_stream=True
+            )
+        return frame
+
+    @staticmethod
     def parse_json(data: str, url: str, number: int) -> Any:
         """One frame's JSON; a frame that is not JSON is a protocol violation naming the frame."""
         try:

@@ -70,11 +70,7 @@ class EchoAdapter(HttpAdapter):
                     if req.task_id in self._cancelled:
                         break
                     number += 1
-                    frame = self.parse_json_event(event, url, number)
-                    if not isinstance(frame, dict):
-                        raise WorkerError(
-                            ErrorKind.PROTOCOL_VIOLATION, f"{url}: event {number} is not an object", in_stream=True
-                        )
+                    frame = self.parse_object(event.data, url, number)
                     if "error" in frame:
                         message = self.http.redact(f"error inside the stream: {self.describe_error(200, frame)}")
                         raise WorkerError(ErrorKind.ENGINE_ERROR, message, status=200, in_stream=True)

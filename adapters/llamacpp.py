@@ -147,13 +147,7 @@ class LlamaCppAdapter(HttpAdapter):
                     if req.task_id in self._cancelled:
                         break  # the rest of this read arrived before the cancel, but is not delivered after it
                     number += 1
-                    frame = self.parse_json_event(event, url, number)
-                    if not isinstance(frame, dict):
-                        raise WorkerError(
-                            ErrorKind.PROTOCOL_VIOLATION,
-                            f"frame {number} is JSON but not an object",
-                            in_stream=True,
-                        )
+                    frame = self.parse_object(event.data, url, number)
                     if "error" in frame:
                         raise WorkerError(
                             ErrorKind.ENGINE_ERROR,

@@ -106,11 +106,7 @@ class OllamaAdapter(HttpAdapter):
                         raise WorkerError(
                             ErrorKind.PROTOCOL_VIOLATION, f"{url}: line {position} is blank", in_stream=True
                         )
-                    frame = self.parse_json(line, url, position)
-                    if not isinstance(frame, dict):
-                        raise WorkerError(
-                            ErrorKind.PROTOCOL_VIOLATION, f"{url}: line {position} is not an object", in_stream=True
-                        )
+                    frame = self.parse_object(line, url, position)
                     if "error" in frame:
                         message = self.http.redact(f"error inside the stream: {frame['error']}")
                         raise WorkerError(ErrorKind.ENGINE_ERROR, message, status=200, in_stream=True)

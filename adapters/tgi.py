@@ -117,11 +117,7 @@ class TgiAdapter(HttpAdapter):
                     if req.task_id in self._cancelled:
                         break
                     number += 1
-                    frame = self.parse_json_event(event, url, number)
-                    if not isinstance(frame, dict):
-                        raise WorkerError(
-                            ErrorKind.PROTOCOL_VIOLATION, f"{url}: event {number} is not an object", in_stream=True
-                        )
+                    frame = self.parse_object(event.data, url, number)
                     if "error" in frame:
                         raise self._stream_error(frame)
                     yield _token(frame, number, url)

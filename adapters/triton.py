@@ -90,13 +90,7 @@ class TritonAdapter(HttpAdapter):
                 for event in batch:
                     if req.task_id in self._cancelled:
                         break
-                    frame = self.parse_json_event(event, url, position + 1)
-                    if not isinstance(frame, dict):
-                        raise WorkerError(
-                            ErrorKind.PROTOCOL_VIOLATION,
-                            f"{url}: event {position + 1} is not an object",
-                            in_stream=True,
-                        )
+                    frame = self.parse_object(event.data, url, position + 1)
                     if "error" in frame:
                         message = self.http.redact(f"error inside the stream: {frame['error']}")
                         raise WorkerError(ErrorKind.ENGINE_ERROR, message, status=200, in_stream=True)

@@ -58,13 +58,13 @@ async def collect(adapter: HttpAdapter, request: TaskRequest, *, cancel_after: i
         async with asyncio.timeout(wall):
             async with contextlib.aclosing(adapter.submit(request)) as submitted:
                 if cancel_after is None:
-                    budget, streamed = request.max_tokens, 0
+                    streamed, give_up = 0, _reading_limit(request.max_tokens)
                     async for event in submitted:
                         events.append(event)
                         if type(event) is Token:
                             streamed += 1
-                            if streamed > budget:
-                                record.error = _over_budget(budget)
+                            if streamed > give_up:
+                                record.error = _over_budget(request.max_tokens, streamed)
                                 break
                 else:
                     await _until_cancelled(adapter, request, record, submitted, cancel_after)
@@ -78,11 +78,17 @@ async def collect(adapter: HttpAdapter, request: TaskRequest, *, cancel_after: i
     return record
 
 
-def _over_budget(budget: int) -> WorkerError:
-    """An engine that streams past max_tokens would stream forever as far as the harness can tell."""
+def _reading_limit(budget: int) -> int:
+    """Tokens read before giving up on a stream: well past the budget, so that one duplicated or extra
+    token is left for the ordering and usage checks to name, while an endless stream is still cut off."""
+    return 2 * budget + 16
+
+
+def _over_budget(budget: int, streamed: int) -> WorkerError:
+    """An engine that streams far past max_tokens would stream forever as far as the harness can tell."""
     return WorkerError(
         ErrorKind.PROTOCOL_VIOLATION,
-        f"the engine streamed more than max_tokens={budget} tokens (the harness stopped reading)",
+        f"the engine ignored max_tokens={budget}: {streamed} tokens and still streaming (the harness stopped reading)",
         in_stream=True,
     )
 

@@ -37,7 +37,7 @@ def validate_report(document: Any) -> None:
     validator = Draft202012Validator(load_schema())
     error = next(iter(sorted(validator.iter_errors(document), key=lambda e: list(e.path))), None)
     if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        where = "/".join(str(p).encode("unicode_escape").decode() for p in error.absolute_path) or "(top level)"
         raise ReportSchemaError(f"report field {where}: {error.message}")
 
 

@@ -16,7 +16,7 @@ import re
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -57,6 +57,7 @@ __all__ = [
     "answer_whole",
     "dumps",
     "encode_sse",
+    "generation_route",
     "not_found_middleware",
     "play_stream",
     "prompt_tokens",
@@ -165,6 +166,19 @@ def _diverge(tokens: list[StubToken], at: int, seed: int, prompt: str, salt: str
 
 
 STUB_KEY = web.AppKey("conform_stub", StubContext)
+
+GenerationHandler = Callable[[web.Request, StubContext], Awaitable[web.StreamResponse]]
+
+
+def generation_route(handle: GenerationHandler) -> Handler:
+    """The aiohttp handler of a generation route: the request counts as admitted while `handle` answers it."""
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        context = request.app[STUB_KEY]
+        async with context.admission():
+            return await handle(request, context)
+
+    return route
 
 
 def dumps(obj: Any) -> str:

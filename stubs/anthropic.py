@@ -21,6 +21,7 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
+    generation_route,
     not_found_middleware,
     play_stream,
     prompt_tokens,
@@ -123,12 +124,6 @@ def _parse(body: Any) -> _Request | _Refusal:
     return _Request(model, "\n".join(str(m.get("content", "")) for m in messages), budget)
 
 
-async def messages(request: web.Request) -> web.StreamResponse:
-    context = request.app[STUB_KEY]
-    async with context.admission():
-        return await _messages(request, context)
-
-
 async def _messages(request: web.Request, context: StubContext) -> web.StreamResponse:
     body = await record_request(request)
     if "anthropic-version" not in request.headers:
@@ -183,6 +178,6 @@ async def models(request: web.Request) -> web.Response:
 def create_app(context: StubContext) -> web.Application:
     app = web.Application(middlewares=[not_found_middleware(_error_response)])
     app[STUB_KEY] = context
-    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages", generation_route(_messages))
     app.router.add_get("/v1/models", models)
     return app

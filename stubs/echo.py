@@ -26,6 +26,7 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
+    generation_route,
     not_found_middleware,
     play_stream,
     prompt_tokens,
@@ -73,12 +74,6 @@ class EchoWire:
         return encode_sse(dumps({"done": True, "finish_reason": reason, "usage": usage}), self._framing)
 
 
-async def generate(request: web.Request) -> web.StreamResponse:
-    context = request.app[STUB_KEY]
-    async with context.admission():
-        return await _generate(request, context)
-
-
 async def _generate(request: web.Request, context: StubContext) -> web.StreamResponse:
     body = await record_request(request)
     if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
@@ -122,7 +117,7 @@ def create_app(context: StubContext) -> web.Application:
     context.generator = echo_tokens
     app = web.Application(middlewares=[not_found_middleware(_error_response)])
     app[STUB_KEY] = context
-    app.router.add_post("/generate", generate)
+    app.router.add_post("/generate", generation_route(_generate))
     app.router.add_get("/health", health)
     app.router.add_get("/version", version)
     return app

@@ -20,6 +20,7 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
+    generation_route,
     not_found_middleware,
     play_stream,
     prompt_tokens,
@@ -127,12 +128,6 @@ def _final(
             "predicted_ms": float(n) * (context.script.token_delay_ms or 0.1),
         },
     }
-
-
-async def completion(request: web.Request) -> web.StreamResponse:
-    context = request.app[STUB_KEY]
-    async with context.admission():
-        return await _completion(request, context)
 
 
 async def _completion(request: web.Request, context: StubContext) -> web.StreamResponse:
@@ -269,8 +264,8 @@ def create_app(context: StubContext) -> web.Application:
         ]
     )
     app[STUB_KEY] = context
-    app.router.add_post("/completion", completion)
-    app.router.add_post("/completions", completion)
+    app.router.add_post("/completion", generation_route(_completion))
+    app.router.add_post("/completions", generation_route(_completion))
     app.router.add_post("/apply-template", apply_template)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/health", health)

@@ -8,6 +8,7 @@ the status, or one more such line once a stream has started.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from ._engine import (
     StubContext,
     answer_whole,
     dumps,
+    generation_route,
     not_found_middleware,
     play_stream,
     prompt_tokens,
@@ -90,15 +92,6 @@ class OllamaWire:
         if not self._chat:
             final["context"] = [t.id for t in tokens]
         return final
-
-
-def _handler(chat: bool) -> Any:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        context = request.app[STUB_KEY]
-        async with context.admission():
-            return await _generate(request, context, chat)
-
-    return handler
 
 
 async def _generate(request: web.Request, context: StubContext, chat: bool) -> web.StreamResponse:
@@ -179,8 +172,8 @@ async def root(request: web.Request) -> web.Response:
 def create_app(context: StubContext) -> web.Application:
     app = web.Application(middlewares=[not_found_middleware(_error_response)])
     app[STUB_KEY] = context
-    app.router.add_post("/api/generate", _handler(chat=False))
-    app.router.add_post("/api/chat", _handler(chat=True))
+    app.router.add_post("/api/generate", generation_route(functools.partial(_generate, chat=False)))
+    app.router.add_post("/api/chat", generation_route(functools.partial(_generate, chat=True)))
     app.router.add_get("/api/tags", tags)
     app.router.add_get("/api/ps", running)
     app.router.add_get("/api/version", version)

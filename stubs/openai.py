@@ -10,12 +10,13 @@ openai SDK accepts every flavour's stream.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ._engine import (
     STUB_KEY,
@@ -24,6 +25,7 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
+    generation_route,
     not_found_middleware,
     play_stream,
     prompt_tokens,
@@ -253,13 +255,11 @@ def models_of(context: StubContext) -> list[str]:
     return [context.model]
 
 
-def generation_handler(chat: bool) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        context = request.app[STUB_KEY]
-        async with context.admission():
-            return await generate(request, context, request.app[FLAVOUR_KEY], chat, models_of(context))
+def generation_handler(chat: bool) -> Handler:
+    async def handle(request: web.Request, context: StubContext) -> web.StreamResponse:
+        return await generate(request, context, request.app[FLAVOUR_KEY], chat, models_of(context))
 
-    return handler
+    return generation_route(handle)
 
 
 async def generate(

@@ -228,5 +228,5 @@ def load_script(path: Path) -> Script:
         return Script.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        where = ".".join(str(p).encode("unicode_escape").decode() for p in first["loc"]) or "(top level)"
         raise ScriptError(f"{path}: field {where}: {first['msg']}") from None

@@ -11,6 +11,7 @@ a refused request on a streaming route is a 200 stream whose only event is
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
+    generation_route,
     not_found_middleware,
     play_stream,
     prompt_tokens,
@@ -132,12 +134,7 @@ async def _refuse_in_stream(request: web.Request, wire: TgiWire, message: str) -
 def _route(stream: bool | None) -> Any:
     """`stream`: True for /generate_stream, False for /generate, None for `/` (the body decides)."""
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        context = request.app[STUB_KEY]
-        async with context.admission():
-            return await _generate(request, context, stream)
-
-    return handler
+    return generation_route(functools.partial(_generate, stream=stream))
 
 
 async def _generate(request: web.Request, context: StubContext, stream: bool | None) -> web.StreamResponse:

@@ -9,9 +9,11 @@ Sampling settings are request ``parameters``, as a Python-backend model reads th
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ._engine import (
     STUB_KEY,
@@ -20,6 +22,7 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
+    generation_route,
     not_found_middleware,
     play_stream,
     record_request,
@@ -66,13 +69,8 @@ def _parameters(body: dict[str, Any]) -> tuple[int | None, int | None]:
     return (budget if isinstance(budget, int) else None), (seed if isinstance(seed, int) else None)
 
 
-def _route(stream: bool) -> Any:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        context = request.app[STUB_KEY]
-        async with context.admission():
-            return await _generate(request, context, stream)
-
-    return handler
+def _route(stream: bool) -> Handler:
+    return generation_route(functools.partial(_generate, stream=stream))
 
 
 async def _generate(request: web.Request, context: StubContext, stream: bool) -> web.StreamResponse:

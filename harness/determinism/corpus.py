@@ -85,7 +85,7 @@ def read_jsonl(path: Path, model: type[Record], what: str) -> list[tuple[int, Re
             records.append((number, model.model_validate(data)))
         except ValidationError as exc:
             first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "(line)"
+            field = ".".join(str(p).encode("unicode_escape").decode() for p in first["loc"]) or "(line)"
             problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
             raise CorpusError(f"{path}:{number}: field {field}: {problem}") from None
     if not records:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.determinism import CorpusError, load_corpus
@@ -50,7 +50,6 @@ def _load(loader: Callable[[Path], Any], allowed: type[Exception], content: byte
 
 
 @pytest.mark.parametrize(("name", "loader", "allowed"), LOADERS, ids=[n for n, _, _ in LOADERS])
-@settings(max_examples=60)
 @given(content=st.binary(max_size=200))
 def test_random_bytes_give_only_the_loaders_own_error(
     name: str, loader: Callable[[Path], Any], allowed: type[Exception], content: bytes
@@ -59,7 +58,6 @@ def test_random_bytes_give_only_the_loaders_own_error(
 
 
 @pytest.mark.parametrize(("name", "loader", "allowed"), LOADERS, ids=[n for n, _, _ in LOADERS])
-@settings(max_examples=60)
 @given(document=JSON, lines=st.integers(min_value=1, max_value=3))
 def test_random_json_gives_only_the_loaders_own_error(
     name: str, loader: Callable[[Path], Any], allowed: type[Exception], document: Any, lines: int
