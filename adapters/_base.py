@@ -103,29 +103,37 @@ class HttpAdapter(abc.ABC):
     async def health(self) -> Health: ...
 
     @abc.abstractmethod
-    async def props(self) -> Props: ...
-
-    @abc.abstractmethod
     async def engine_version(self) -> EngineVersion: ...
 
     @abc.abstractmethod
     def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
         """Stream one generation; close the iterator (``contextlib.aclosing``) to disconnect early."""
 
-    async def list_models(self) -> list[str]:
-        """The ids the engine lists at `models_path`."""
+    async def props(self) -> Props:
+        """What an engine without a props endpoint can say: the first model it lists."""
+        models = await self.list_models()
+        return Props(model=models[0] if models else None)
+
+    async def model_entries(self) -> list[dict[str, Any]]:
+        """The entries (each with an ``id``) the engine lists at `models_path`."""
         body = (await self.http.request("GET", self.models_path)).json()
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise WorkerError(
                 ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{self.models_path} answered without a data list"
             )
-        return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
+        return [m for m in data if isinstance(m, dict) and "id" in m]
+
+    async def list_models(self) -> list[str]:
+        """The ids the engine lists at `models_path`."""
+        return [str(m["id"]) for m in await self.model_entries()]
 
     async def model_for(self, req: TaskRequest) -> str:
-        """The request's model, else the target's, else the first the engine lists (for APIs that require one)."""
-        if req.model is not None:
-            return req.model
+        """The request's model, else the default one."""
+        return req.model if req.model is not None else await self.default_model()
+
+    async def default_model(self) -> str:
+        """The target's model (--model), else the first the engine lists (for APIs that require one)."""
         if self.options.model is not None:
             return self.options.model
         if self._default_model is None:

@@ -23,7 +23,6 @@ from ._types import (
     End,
     EngineVersion,
     Health,
-    Props,
     Started,
     TaskRequest,
     Token,
@@ -252,15 +251,11 @@ class OpenAIAdapter(HttpAdapter):
     # -- the WorkerAdapter protocol ----------------------------------------------------------------
 
     async def health(self) -> Health:
-        return await self.probe_health(self.api_prefix + "/models", lambda body: isinstance(body, dict))
-
-    async def props(self) -> Props:
-        models = await self.list_models()
-        return Props(model=models[0] if models else None)
+        return await self.probe_health(self.models_path, lambda body: isinstance(body, dict))
 
     async def engine_version(self) -> EngineVersion:
         """OpenAI has no version endpoint: the ``system_fingerprint`` of a one-token request names the backend."""
-        model = await self.model_for(TaskRequest(prompt="x"))
+        model = await self.default_model()
         if self._fingerprint is None:
             probe = TaskRequest(
                 messages=(ChatMessage(role="user", content="Say OK."),), max_tokens=1, seed=0, model=model

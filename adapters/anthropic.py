@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from ._base import AdapterOptions, HttpAdapter
-from ._types import End, EngineVersion, Health, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from ._types import End, EngineVersion, Health, Started, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -66,15 +66,11 @@ class AnthropicAdapter(HttpAdapter):
         return super().describe_error(status, body)
 
     async def health(self) -> Health:
-        return await self.probe_health("/v1/models", lambda body: isinstance(body, dict))
-
-    async def props(self) -> Props:
-        models = await self.list_models()
-        return Props(model=models[0] if models else None)
+        return await self.probe_health(self.models_path, lambda body: isinstance(body, dict))
 
     async def engine_version(self) -> EngineVersion:
         """The API names no engine version; the model is what a report can pin."""
-        return EngineVersion(model=await self.model_for(TaskRequest(prompt="x")))
+        return EngineVersion(model=await self.default_model())
 
     def request_body(self, req: TaskRequest, model: str, *, stream: bool) -> dict[str, Any]:
         messages = [m.model_dump() for m in req.messages or ()] or [{"role": "user", "content": req.prompt}]

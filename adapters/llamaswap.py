@@ -79,15 +79,10 @@ class LlamaSwapAdapter(OpenAIAdapter):
 
     async def model_status(self) -> dict[str, str]:
         """Every configured model and whether it is loaded (``status.value``; absent in old versions)."""
-        body = (await self.http.request("GET", "/v1/models")).json()
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, list):
-            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/v1/models answered without a data list")
         found: dict[str, str] = {}
-        for entry in data:
-            if isinstance(entry, dict) and "id" in entry:
-                status = entry.get("status")
-                found[str(entry["id"])] = str(status.get("value")) if isinstance(status, dict) else "unknown"
+        for entry in await self.model_entries():
+            status = entry.get("status")
+            found[str(entry["id"])] = str(status.get("value")) if isinstance(status, dict) else "unknown"
         return found
 
     async def running(self) -> Any:

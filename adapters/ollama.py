@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ._base import HttpAdapter
-from ._types import End, EngineVersion, Health, Metrics, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from ._types import End, EngineVersion, Health, Metrics, Started, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -53,13 +53,9 @@ class OllamaAdapter(HttpAdapter):
         """``GET /`` answers ``Ollama is running``: the liveness probe."""
         return await self.probe_health("/", lambda body: "Ollama is running" in str(body))
 
-    async def props(self) -> Props:
-        models = await self.list_models()
-        return Props(model=models[0] if models else None)
-
     async def engine_version(self) -> EngineVersion:
         version = (await self.http.request("GET", "/api/version")).json()
-        model = await self.model_for(TaskRequest(prompt="x"))
+        model = await self.default_model()
         entry = next((m for m in await self._tags() if m.get("name") == model), {})
         digest = entry.get("digest")
         return EngineVersion(

@@ -59,11 +59,11 @@ class TritonAdapter(HttpAdapter):
         return await self.probe_health("/v2/health/ready", lambda _body: True)
 
     async def props(self) -> Props:
-        return Props(model=await self.model_for(TaskRequest(prompt="x")))
+        return Props(model=await self.default_model())
 
     async def engine_version(self) -> EngineVersion:
         server = (await self.http.request("GET", "/v2")).json()
-        model = await self.model_for(TaskRequest(prompt="x"))
+        model = await self.default_model()
         metadata = (await self.http.request("GET", self._model_path(model))).json()
         versions = metadata.get("versions") if isinstance(metadata, dict) else None
         name = f"{model}@{versions[-1]}" if isinstance(versions, list) and versions else model

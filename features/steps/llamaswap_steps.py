@@ -7,7 +7,7 @@ import struct
 import httpx
 from pytest_bdd import given, parsers, then, when
 
-from adapters import HttpAdapter, LlamaSwapAdapter, TaskRequest, WorkerError
+from adapters import HttpAdapter, LlamaSwapAdapter, WorkerError
 from harness.checks import CheckFailure, run_checks
 from harness.runtime import ScenarioRuntime
 from harness.stream import StreamRecord
@@ -87,7 +87,7 @@ def none_running(conform_runtime: ScenarioRuntime) -> None:
 @then(parsers.parse("a client with a {seconds:g} second read timeout gives up during the swap"))
 def naive_client_gives_up(conform_runtime: ScenarioRuntime, seconds: float) -> None:
     adapter = conform_runtime.adapter
-    body = {"model": conform_runtime.run(adapter.model_for(TaskRequest(prompt="x"))), "stream": True, "max_tokens": 2}
+    body = {"model": conform_runtime.run(adapter.default_model()), "stream": True, "max_tokens": 2}
     body["messages"] = [{"role": "user", "content": "hi"}]
 
     async def naive() -> str:

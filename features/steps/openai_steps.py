@@ -53,5 +53,5 @@ def same_text(pair: tuple[StreamRecord, StreamRecord]) -> None:
 @then("an invalid chat request is refused with the OpenAI error envelope")
 def error_envelope(conform_runtime: ScenarioRuntime) -> None:
     adapter = openai_adapter(conform_runtime.adapter)
-    model = conform_runtime.run(adapter.model_for(TaskRequest(prompt="x", model=conform_runtime.target.model)))
+    model = conform_runtime.run(adapter.default_model())
     conform_runtime.run(check_error_envelope(adapter, model))
