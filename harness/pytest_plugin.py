@@ -62,7 +62,6 @@ class ScenarioInfo:
 
 SCENARIO_KEY = pytest.StashKey[ScenarioInfo]()
 _STATE_KEY = pytest.StashKey["_PluginState"]()
-_SESSION_KEY = pytest.StashKey[pytest.Session]()
 
 _PROP = "conform"
 """Key of the one user_properties entry carrying a test's result fields."""
@@ -270,11 +269,7 @@ def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:
         pytest.mark.conform_check(tag.removeprefix("check:"))(function)
         return True
     if tag.startswith("needs_"):
-        name = tag.removeprefix("needs_")
-        if name not in {c.value for c in Capability}:
-            known = ", ".join(c.value for c in Capability)
-            raise pytest.UsageError(f"tag @{tag}: {name!r} is not a capability ({known})")
-        pytest.mark.conform_needs(name)(function)
+        _needed_capability(tag)  # an unknown name fails at collection, not when a target lacks it
     elif tag == "stub_only":
         pytest.mark.conform_needs(Capability.SCRIPTED_FAULTS.value)(function)
     elif tag in ("core", "extended"):
@@ -316,18 +311,19 @@ def conform_profile(request: pytest.FixtureRequest, conform_target: Target) -> T
 
 
 def _needed(node: pytest.Item) -> list[Capability]:
-    """Capabilities a test needs: from scenario tags (conform_needs) and Examples tags (plain needs_* marks).
-
-    pytest-bdd applies an Examples block's tags as plain marks on its parameters, without the tag hook.
-    """
+    """Capabilities a test needs: ``needs_<capability>`` marks (Gherkin tags, of scenarios and of Examples
+    blocks alike) and ``conform_needs`` marks (``@stub_only``, and users' own tests)."""
     needed = [Capability(name) for marker in node.iter_markers("conform_needs") for name in marker.args]
-    for marker in node.iter_markers():
-        if marker.name.startswith("needs_"):
-            name = marker.name.removeprefix("needs_")
-            if name not in {c.value for c in Capability}:
-                raise pytest.UsageError(f"tag @{marker.name}: {name!r} is not a capability")
-            needed.append(Capability(name))
+    needed += [_needed_capability(m.name) for m in node.iter_markers() if m.name.startswith("needs_")]
     return needed
+
+
+def _needed_capability(tag: str) -> Capability:
+    name = tag.removeprefix("needs_")
+    if name not in {c.value for c in Capability}:
+        known = ", ".join(c.value for c in Capability)
+        raise pytest.UsageError(f"tag @{tag}: {name!r} is not a capability ({known})")
+    return Capability(name)
 
 
 @pytest.fixture
@@ -557,12 +553,9 @@ class _RunRecorder:
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self._state.interrupted = True
 
-    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         if self._state.interrupted:
-            self._config.stash[_SESSION_KEY].shouldstop = "interrupted (Ctrl-C)"
-
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self._config.stash[_SESSION_KEY] = session
+            item.session.shouldstop = "interrupted (Ctrl-C)"
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self._progress is not None:
