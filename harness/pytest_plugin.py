@@ -506,7 +506,9 @@ class _RunRecorder:
     def __init__(self, config: pytest.Config, state: _PluginState) -> None:
         self._config = config
         self._state = state
-        self._progress = Progress(sys.stderr) if config.getoption("--conform-progress") else None
+        # Under xdist only the controller reports progress: a worker would print each of its checks again.
+        wanted = config.getoption("--conform-progress") and not hasattr(config, "workerinput")
+        self._progress = Progress(sys.stderr) if wanted else None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self._progress is not None:
@@ -531,15 +533,14 @@ class _RunRecorder:
         existing = state.results.get(report.nodeid)
         duration = report.duration + (existing.duration_s if existing else 0.0)
         if existing is not None and fields["status"] == "passed":
-            # A passing teardown neither undoes a failure nor adds a result.
+            # A passing call or teardown neither undoes an earlier failure nor adds a result.
             state.results[report.nodeid] = existing.model_copy(update={"duration_s": duration})
-            return
-        result = CheckResult(duration_s=duration, **fields)
-        state.results[report.nodeid] = result
-        if report.nodeid not in state.order:
-            state.order.append(report.nodeid)
-        if self._progress is not None and (report.when == "call" or result.status != "passed"):
-            self._progress.finished(result)
+        else:
+            state.results[report.nodeid] = CheckResult(duration_s=duration, **fields)
+            if report.nodeid not in state.order:
+                state.order.append(report.nodeid)
+        if self._progress is not None and (report.when == "call" or not report.passed):
+            self._progress.finished(state.results[report.nodeid])
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # `conform run` turns pytest's terminal off; a broken feature must still say why.
