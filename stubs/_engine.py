@@ -286,11 +286,10 @@ class _Step:
 def _apply_faults(
     plan: StreamPlan, faults: list[Fault], wire: WireFormat, render: Callable[[str], str]
 ) -> tuple[list[_Step], _Ending | None]:
-    """The sequence of writes, and the index of the step to cut in half (close_early), if any."""
+    """The sequence of writes, and how it ends when it is cut short in its last step (close_early, reset)."""
     steps = [_Step(frame, i) for i, frame in enumerate(plan.token_frames)]
     tail = [_Step(frame) for frame in plan.final_frames]
-    cut_at: int | None = None
-    reset_at: int | None = None
+    ending: _Ending | None = None
     for fault in faults:
         match fault:
             case DuplicateTokenFault(at_token=k) if k < len(steps):
@@ -306,28 +305,22 @@ def _apply_faults(
             case NonUtf8Fault(at_token=k) if k < len(steps):
                 # Inside the first JSON string of the frame: still one line, no longer UTF-8.
                 steps[k] = _Step(steps[k].data.replace(b'"', b'"\xff\xfe', 1), steps[k].token)
-            case ResetFault(at_token=k):
-                steps, tail = steps[: k + 1], []
-                reset_at = min(k, len(steps) - 1) if steps else None
             case MissingFinalFault():
                 tail = []
             case ErrorInStreamFault(at_token=k, message=message):
                 steps, tail = steps[:k], [_Step(wire.error_frame(render(message)))]
             case LegacyErrorLineFault(at_token=k, message=message):
                 steps, tail = steps[:k], [_Step(wire.legacy_error_frame(message))]
-            case CloseEarlyFault(at_token=k):
+            case CloseEarlyFault(at_token=k) | ResetFault(at_token=k):
                 steps, tail = steps[: k + 1], []
-                cut_at = min(k, len(steps) - 1) if steps else None
-    if reset_at is not None:
-        return steps + tail, _Ending(reset_at, reset=True)
-    return steps + tail, _Ending(cut_at) if cut_at is not None else None
+                ending = _Ending(reset=isinstance(fault, ResetFault)) if steps else None
+    return steps + tail, ending
 
 
 @dataclass(frozen=True, slots=True)
 class _Ending:
-    """How a stream cut short ends: in the middle of its last step, by a close (FIN) or a reset (RST)."""
+    """A stream cut short in the middle of its last step: by a close (FIN), or a reset (RST)."""
 
-    at: int
     reset: bool = False
 
 
