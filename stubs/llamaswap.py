@@ -46,8 +46,6 @@ LLAMASWAP = OpenAIFlavour(
 class SwapState:
     models: list[str]
     loaded: set[str] = field(default_factory=set)
-    loads: int = 0
-    """How many cold loads (swaps) happened."""
 
 
 SWAP_KEY = web.AppKey("conform_llamaswap", SwapState)
@@ -59,7 +57,6 @@ async def _swap_in(context: StubContext, swap: SwapState, model: str) -> None:
         return
     await asyncio.sleep(context.script.swap_delay_ms / 1000.0)
     swap.loaded = {model}
-    swap.loads += 1
 
 
 async def _requested_model(request: web.Request) -> str | None:

@@ -107,8 +107,6 @@ class OpenAIFlavour:
     """vLLM keeps sending ``data: [DONE]`` after an in-stream error."""
     token_ids: bool = False
     """Honours ``return_token_ids`` (vLLM ≥ 0.10.2)."""
-    requires_model: bool = True
-    """A missing ``model`` is a 400; an unknown one a 404."""
     upstream_error: ErrorBody | None = None
     """A proxy's body for errors its upstream raised (validation, context), passed through untouched."""
 
@@ -213,13 +211,11 @@ class _Parsed:
     logprobs: bool
 
 
-def _parse(body: Any, chat: bool, flavour: OpenAIFlavour, default_model: str) -> _Parsed | tuple[int, str]:
+def _parse(body: Any, chat: bool, flavour: OpenAIFlavour) -> _Parsed | tuple[int, str]:
     """The request's fields, or (status, message) of the error a real server would answer."""
     if not isinstance(body, dict):
         return 400, "the request body must be a JSON object"
     model = body.get("model")
-    if model is None and not flavour.requires_model:
-        model = default_model
     if not isinstance(model, str) or not model:
         return 400, "you must provide a model parameter"
     if chat:
@@ -275,7 +271,7 @@ async def generate(
 
     if context.script.health == "loading":
         return fail(503, "Loading model")
-    parsed = _parse(body, chat, flavour, models[0])
+    parsed = _parse(body, chat, flavour)
     if isinstance(parsed, tuple):
         return fail(*parsed)
     if parsed.model not in models:
