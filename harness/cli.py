@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from adapters import ADAPTERS, ENGINE_NAMES, ErrorKind, WorkerError, create_adapter
+from adapters import ENGINE_NAMES, ErrorKind, WorkerError, create_adapter
 from features import FEATURES_DIR
 from reports import (
     INSECURE_WARNING,
@@ -285,8 +285,6 @@ def _target_from(args: argparse.Namespace) -> Target | None:
 def _require_engine(engine: str) -> None:
     if engine not in ENGINE_NAMES:
         raise UsageError(f"unknown engine {engine!r} (known: {', '.join(ENGINE_NAMES)})")
-    if engine not in ADAPTERS:
-        raise UsageError(f"engine {engine!r} is not supported yet (supported: {', '.join(sorted(ADAPTERS))})")
 
 
 def _check_url(url: str, engine: str) -> None:
