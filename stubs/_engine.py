@@ -74,6 +74,8 @@ class Generation:
     prompt: str
     seed: int
     max_tokens: int
+    started_at: float = 0.0
+    """When the stub began generating (event-loop clock): token k is due `token_delay_ms * (k + 1)` after it."""
     tokens_sent: int = 0
     finished: bool = False
     cancelled: bool = False
@@ -139,7 +141,7 @@ class StubContext:
         number = len(self.state.generations) + 1
         if any(isinstance(f, EndlessFault) and (f.times is None or number <= f.times) for f in self.script.faults):
             limit = ENDLESS_TOKENS  # the budget is ignored: the client has to stop reading
-        generation = Generation(number, prompt, effective_seed, limit)
+        generation = Generation(number, prompt, effective_seed, limit, asyncio.get_running_loop().time())
         in_flight = self.state.admitted - 1
         self.state.generations.append(generation)
         salt = self.salt + behaviour.generator
@@ -270,24 +272,45 @@ def _keepalive(framing: Framing) -> bytes:
 
 @dataclass(slots=True)
 class StreamPlan:
-    """The frames of one normal stream: one per token, then the engine's final frame(s)."""
+    """One normal stream: a frame per token, then the engine's final frame(s).
 
-    token_frames: list[bytes]
+    Token frames are encoded when they are written, not before the first one:
+    a stream's whole plan built up front would hold its first token back, and
+    the stub would stop streaming to its client while it encodes.
+    """
+
+    token_count: int
+    token_frame: Callable[[int], bytes]
+    """The wire bytes of token frame k."""
     final_frames: list[bytes]
+    lead: bytes = b""
+    """Bytes that travel with the first token frame (a chat role chunk, Anthropic's message_start)."""
+
+    def frame(self, k: int) -> bytes:
+        data = self.token_frame(k)
+        return self.lead + data if k == 0 and self.lead else data
 
 
 @dataclass(slots=True)
 class _Step:
-    data: bytes
+    data: bytes | None
+    """The bytes to write; None for an unaltered token frame, encoded from the plan when it is written."""
     token: int | None = None
     """Which token frame this is (None for non-token frames): delays and faults are counted in tokens."""
+
+
+def _step_bytes(plan: StreamPlan, step: _Step) -> bytes:
+    if step.data is not None:
+        return step.data
+    assert step.token is not None, "a step without bytes is a token frame"
+    return plan.frame(step.token)
 
 
 def _apply_faults(
     plan: StreamPlan, faults: list[Fault], wire: WireFormat, render: Callable[[str], str]
 ) -> tuple[list[_Step], _Ending | None]:
     """The sequence of writes, and how it ends when it is cut short in its last step (close_early, reset)."""
-    steps = [_Step(frame, i) for i, frame in enumerate(plan.token_frames)]
+    steps = [_Step(None, i) for i in range(plan.token_count)]
     tail = [_Step(frame) for frame in plan.final_frames]
     ending: _Ending | None = None
     for fault in faults:
@@ -304,7 +327,7 @@ def _apply_faults(
                 steps[k] = _Step(_oversized(size, wire), steps[k].token)
             case NonUtf8Fault(at_token=k) if k < len(steps):
                 # Inside the first JSON string of the frame: still one line, no longer UTF-8.
-                steps[k] = _Step(steps[k].data.replace(b'"', b'"\xff\xfe', 1), steps[k].token)
+                steps[k] = _Step(_step_bytes(plan, steps[k]).replace(b'"', b'"\xff\xfe', 1), steps[k].token)
             case MissingFinalFault():
                 tail = []
             case ErrorInStreamFault(at_token=k, message=message):
@@ -345,11 +368,14 @@ async def play_stream(
     if refusal is not None:
         return refusal
     stalls = {f.phase: f for f in faults if isinstance(f, StallFault)}
+    start = generation.started_at
     content_type = next((f.value for f in faults if isinstance(f, ContentTypeFault)), wire.content_type)
     response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
     await response.prepare(request)
     if "after_headers" in stalls:
         await asyncio.sleep(stalls["after_headers"].seconds)
+    if stalls.keys() & {"before_headers", "after_headers"}:
+        start = asyncio.get_running_loop().time()  # a stall holds the whole schedule back, not only one token
     steps, ending = _apply_faults(plan, faults, wire, lambda message: render_message(message, request))
     writer = _Writer(request, response, context.script.framing, coalesce=context.script.token_delay_ms == 0)
     writer.sse = wire.content_type == "text/event-stream"
@@ -357,8 +383,9 @@ async def play_stream(
     survive = any(isinstance(f, IgnoreDisconnectFault) for f in faults)
     run = _run_steps(
         writer,
-        context.script.token_delay_ms / 1000.0,
+        _Pace(start, context.script.token_delay_ms / 1000.0),
         generation,
+        plan,
         steps,
         ending,
         stalls.get("mid_stream"),
@@ -519,10 +546,19 @@ class _Writer:
         transport.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Pace:
+    start: float
+    """Event-loop time the schedule counts from: when generation began, or when a stall before it ended."""
+    delay: float
+    """Seconds per token, the first included."""
+
+
 async def _run_steps(
     writer: _Writer,
-    delay: float,
+    pace: _Pace,
     generation: Generation,
+    plan: StreamPlan,
     steps: list[_Step],
     ending: _Ending | None,
     stall: StallFault | None,
@@ -530,13 +566,16 @@ async def _run_steps(
 ) -> bool:
     """Write every step at the script's pace; False if the client left and generation stopped.
 
-    Token k is due `delay * (k + 1)` after the start, on a fixed cadence: sleeping `delay`
-    after each write would add the write and scheduling time of every token to the next gap.
+    Token k is due `delay * (k + 1)` after the generation began, on a fixed cadence:
+    sleeping `delay` after each write would add the write and scheduling time of every
+    token to the next gap, and counting from the first write would add the time the
+    stub took to parse the request and send headers to the first token.
     """
     # Keep-alives are SSE comments; NDJSON has no such thing, so an NDJSON engine never sends one.
     keepalive_every = writer.framing.keepalive_every if writer.sse else None
     loop = asyncio.get_running_loop()
-    due = loop.time()
+    delay = pace.delay
+    due = pace.start
     for number, step in enumerate(steps):
         if step.token is not None:
             if stall is not None and step.token == stall.at_token:
@@ -549,12 +588,13 @@ async def _run_steps(
             generation.tokens_sent += 1
         if keepalive_every and number % keepalive_every == 0:
             await writer.send(_keepalive(writer.framing))
+        data = _step_bytes(plan, step)
         if ending is not None and number == len(steps) - 1:
             await writer.flush()
-            await writer.write(step.data[: max(1, len(step.data) // 2)])
+            await writer.write(data[: max(1, len(data) // 2)])
             writer.abort(reset=ending.reset)
             return True
-        await writer.send(step.data)
+        await writer.send(data)
         if writer.broken and not survive_disconnect:
             return False
     await writer.flush()

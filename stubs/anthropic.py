@@ -152,11 +152,8 @@ async def _messages(request: web.Request, context: StubContext) -> web.StreamRes
         + wire.event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
         + wire.event({"type": "ping"})
     )
-    frames = [wire.token_frame(t) for t in tokens]
-    if frames:
-        frames[0] = lead + frames[0]
     final = [
-        (b"" if frames else lead) + wire.event({"type": "content_block_stop", "index": 0}),
+        (b"" if tokens else lead) + wire.event({"type": "content_block_stop", "index": 0}),
         wire.event(
             {
                 "type": "message_delta",
@@ -166,7 +163,8 @@ async def _messages(request: web.Request, context: StubContext) -> web.StreamRes
         ),
         wire.event({"type": "message_stop"}),
     ]
-    return await play_stream(request, context, generation, StreamPlan(frames, final), wire)
+    plan = StreamPlan(len(tokens), lambda k: wire.token_frame(tokens[k]), final, lead=lead)
+    return await play_stream(request, context, generation, plan, wire)
 
 
 async def models(request: web.Request) -> web.Response:

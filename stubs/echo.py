@@ -97,7 +97,7 @@ async def _generate(request: web.Request, context: StubContext) -> web.StreamRes
         whole = {"text": "".join(t.text for t in tokens), "finish_reason": reason, "usage": usage}
         return await answer_whole(request, context, generation, wire, whole)
     plan = StreamPlan(
-        [wire.token_frame(t, i) for i, t in enumerate(tokens)], [wire.done_frame(reason, words, len(tokens))]
+        len(tokens), lambda k: wire.token_frame(tokens[k], k), [wire.done_frame(reason, words, len(tokens))]
     )
     return await play_stream(request, context, generation, plan, wire)
 

@@ -152,14 +152,11 @@ async def _completion(request: web.Request, context: StubContext) -> web.StreamR
     if not body.get("stream", False):
         final = _final(context, body, tokens, generation.seed, prompt, stream=False)
         return await answer_whole(request, context, generation, wire, final)
+    n_prompt, n_probs = prompt_tokens(prompt), int(body.get("n_probs") or 0)
     plan = StreamPlan(
-        token_frames=[
-            wire.token_frame(t, i, prompt_tokens(prompt), n_probs=int(body.get("n_probs") or 0))
-            for i, t in enumerate(tokens)
-        ],
-        final_frames=[
-            encode_sse(dumps(_final(context, body, tokens, generation.seed, prompt, True)), context.script.framing)
-        ],
+        len(tokens),
+        lambda k: wire.token_frame(tokens[k], k, n_prompt, n_probs=n_probs),
+        [encode_sse(dumps(_final(context, body, tokens, generation.seed, prompt, True)), context.script.framing)],
     )
     return await play_stream(request, context, generation, plan, wire)
 

@@ -124,7 +124,8 @@ async def _generate(request: web.Request, context: StubContext, chat: bool) -> w
     wire = OllamaWire(model, chat)
     if body.get("stream", True) is False:
         return await answer_whole(request, context, generation, wire, wire.final(tokens, prompt, reason, whole=True))
-    plan = StreamPlan([wire.token_frame(t) for t in tokens], [_line(wire.final(tokens, prompt, reason, whole=False))])
+    final = [_line(wire.final(tokens, prompt, reason, whole=False))]
+    plan = StreamPlan(len(tokens), lambda k: wire.token_frame(tokens[k]), final)
     return await play_stream(request, context, generation, plan, wire)
 
 

@@ -285,14 +285,17 @@ async def generate(
     if not parsed.stream:
         whole = _whole(wire, parsed, tokens, reason, n_prompt, context, flavour)
         return await answer_whole(request, context, generation, wire, whole)
-    frames = [wire.token_frame(t, ids=parsed.token_ids, logprobs=parsed.logprobs) for t in tokens]
-    if chat and frames:
-        frames[0] = wire.role_frame() + frames[0]
     final = [wire.finish_frame(reason)]
     if parsed.include_usage:
         final.append(wire.usage_frame(n_prompt, len(tokens)))
     final.append(wire.done())
-    return await play_stream(request, context, generation, StreamPlan(frames, final), wire)
+    plan = StreamPlan(
+        len(tokens),
+        lambda k: wire.token_frame(tokens[k], ids=parsed.token_ids, logprobs=parsed.logprobs),
+        final,
+        lead=wire.role_frame() if chat else b"",
+    )
+    return await play_stream(request, context, generation, plan, wire)
 
 
 def _whole(
