@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -17,7 +19,7 @@ from ._ndjson import NDJSONDecoder, NDJSONError
 from ._redact import Redactor
 from ._sse import SSEDecoder, SSEError, SSEEvent
 from ._transcript import Transcript
-from ._types import EngineVersion, Health, Props, TaskRequest, TokenEvent
+from ._types import EngineVersion, Health, Props, Started, TaskRequest, TokenEvent
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -169,6 +171,10 @@ class HttpAdapter(abc.ABC):
     async def aclose(self) -> None:
         await self.http.aclose()
 
+    def started(self, task_id: str) -> Started:
+        """The Started event of the stream open for `task_id`: now, and when its request was sent."""
+        return Started(task_id, time.monotonic(), self._open[task_id].sent_at)
+
     @contextlib.asynccontextmanager
     async def open_sse(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[list[SSEEvent]]]:
         """POST body, check for an SSE response, and yield its events, a read's worth at a time."""
@@ -198,12 +204,17 @@ class HttpAdapter(abc.ABC):
                     status=stream.status,
                 )
             self._open[task_id] = stream
+            batches = self._frame_batches(task_id, stream, decoder)
             try:
-                yield self._frame_batches(task_id, stream, decoder)
+                yield batches
+                await _read_to_end(batches)
             finally:
+                await batches.aclose()
                 self._open.pop(task_id, None)
 
-    async def _frame_batches(self, task_id: str, stream: StreamResponse, decoder: Decoder[T]) -> AsyncIterator[list[T]]:
+    async def _frame_batches(
+        self, task_id: str, stream: StreamResponse, decoder: Decoder[T]
+    ) -> AsyncGenerator[list[T], None]:
         """The frames of each read, as one list: one async hop per read rather than per token."""
         transcript = self.options.transcript
         try:
@@ -261,6 +272,27 @@ class HttpAdapter(abc.ABC):
                 f"{url}: frame {number} is not JSON ({exc.msg} at column {exc.pos + 1}): {data[:120]!r}",
                 in_stream=True,
             ) from None
+
+
+_DRAIN_S = 0.1
+_DRAIN_READS = 8
+
+
+async def _read_to_end(batches: AsyncGenerator[list[Any], None]) -> None:
+    """Read what is left of a body after the adapter saw the stream's end (the chunked terminator, mostly).
+
+    A response closed before its body ends takes its connection down with it, so
+    every request would pay a new TCP (and TLS) handshake. What comes after the
+    end frame is ignored, as before; an engine that keeps the body open past a
+    short bound gets its connection closed instead of reused.
+    """
+    with contextlib.suppress(WorkerError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_S):
+            reads = 0
+            async for _ in batches:
+                reads += 1
+                if reads >= _DRAIN_READS:
+                    return
 
 
 def _event_text(event: Any) -> str:

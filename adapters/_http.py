@@ -16,6 +16,7 @@ import contextlib
 import json
 import random
 import ssl
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -161,6 +162,25 @@ class HttpReply:
             ) from None
 
 
+class _SendClock:
+    """When a request's first byte went to the connection (monotonic seconds), from httpx's trace hook.
+
+    Stamping before ``send`` would count the connection pool, the TCP connect and
+    the client's own event-loop backlog as engine latency; under a burst of
+    concurrent requests those are most of a small time to first token. A
+    transport that does not trace (a mock) leaves the stamp taken before ``send``.
+    """
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
+
+    async def trace(self, event: str, info: Any) -> None:
+        if event.endswith(".send_request_headers.started"):
+            self.at = time.monotonic()
+
+
 @dataclass(slots=True)
 class StreamResponse:
     """A response whose headers arrived with a 2xx status; the body is read chunk by chunk."""
@@ -168,6 +188,8 @@ class StreamResponse:
     status: int
     headers: httpx.Headers
     url: str
+    sent_at: float
+    """When the request that this answers was written to the connection (monotonic seconds)."""
     _response: httpx.Response
     _deadline: Deadline
     _idle: float
@@ -302,7 +324,7 @@ class HttpClient:
         self, method: str, path: str, json_body: Any, deadline: Deadline, ok_statuses: frozenset[int] | None
     ) -> HttpReply:
         url = self.base_url + path
-        response = await self._send(method, path, json_body, deadline)
+        response, _ = await self._send(method, path, json_body, deadline)
         try:
             body = await self._read_body(response, deadline, url)
         finally:
@@ -318,7 +340,7 @@ class HttpClient:
         """Open a streamed response; retries apply until the response headers arrive with a 2xx status."""
         deadline = Deadline.after(self.timeouts.total)
         url = self.base_url + path
-        response = await self._with_retries(
+        response, sent_at = await self._with_retries(
             lambda: self._open_once(method, path, json_body, deadline), deadline, retry=True
         )
         try:
@@ -326,6 +348,7 @@ class HttpClient:
                 response.status_code,
                 response.headers,
                 url,
+                sent_at,
                 response,
                 deadline,
                 self.timeouts.idle,
@@ -334,11 +357,14 @@ class HttpClient:
         finally:
             await response.aclose()
 
-    async def _open_once(self, method: str, path: str, json_body: Any, deadline: Deadline) -> httpx.Response:
-        """A response with a 2xx status, still open for streaming; any other status becomes a WorkerError."""
-        response = await self._send(method, path, json_body, deadline)
+    async def _open_once(
+        self, method: str, path: str, json_body: Any, deadline: Deadline
+    ) -> tuple[httpx.Response, float]:
+        """A response with a 2xx status, still open for streaming, and when its request was sent;
+        any other status becomes a WorkerError."""
+        response, sent_at = await self._send(method, path, json_body, deadline)
         if response.is_success:
-            return response
+            return response, sent_at
         url = self.base_url + path
         try:
             body = await self._read_body(response, deadline, url)
@@ -348,10 +374,14 @@ class HttpClient:
             self.transcript.body(body.decode("utf-8", "replace"))
         raise self._status_error(response.status_code, response.headers, body, url)
 
-    async def _send(self, method: str, path: str, json_body: Any, deadline: Deadline) -> httpx.Response:
-        """Send and wait for the response headers; the caller owns (and must close) the response."""
+    async def _send(self, method: str, path: str, json_body: Any, deadline: Deadline) -> tuple[httpx.Response, float]:
+        """Send and wait for the response headers: the response, which the caller owns (and must close),
+        and when the request was written to the connection."""
         url = self.base_url + path
-        request = self._client.build_request(method, path, json=json_body, headers=self._auth_headers)
+        clock = _SendClock()
+        request = self._client.build_request(
+            method, path, json=json_body, headers=self._auth_headers, extensions={"trace": clock.trace}
+        )
         if self.transcript is not None:
             self.transcript.request(method, url, json_body)
         try:
@@ -359,7 +389,7 @@ class HttpClient:
                 response = await self._client.send(request, stream=True)
             if self.transcript is not None:
                 self.transcript.response(response.status_code, dict(response.headers))
-            return response
+            return response, clock.at
         except TimeoutError:
             raise WorkerError(
                 ErrorKind.DEADLINE_UNMET, f"{method} {url} got no response headers within the total deadline"

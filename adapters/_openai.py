@@ -23,7 +23,6 @@ from ._types import (
     End,
     EngineVersion,
     Health,
-    Started,
     TaskRequest,
     Token,
     TokenEvent,
@@ -286,7 +285,7 @@ class OpenAIAdapter(HttpAdapter):
         stream = OpenAIStream(self.base_url + path)
         redact = self.http.redact
         async with self.open_sse(req.task_id, path, body) as batches:
-            yield Started(req.task_id, time.monotonic())
+            yield self.started(req.task_id)
             async for batch in batches:
                 for event in batch:
                     if req.task_id in self._cancelled:

@@ -71,6 +71,9 @@ class Started:
     task_id: str
     at: float
     """Monotonic clock reading (seconds)."""
+    sent_at: float | None = None
+    """When the request went to the connection (monotonic seconds), where the adapter knows it:
+    the moment time to first token counts from."""
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from ._base import AdapterOptions, HttpAdapter
-from ._types import End, EngineVersion, Health, Started, TaskRequest, Token, TokenEvent, Usage
+from ._types import End, EngineVersion, Health, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -105,7 +105,7 @@ class AnthropicAdapter(HttpAdapter):
         url = self.base_url + "/v1/messages"
         stream = _MessageStream(url, self.http.redact)
         async with self.open_sse(req.task_id, "/v1/messages", body) as batches:
-            yield Started(req.task_id, time.monotonic())
+            yield self.started(req.task_id)
             async for batch in batches:
                 for event in batch:
                     if req.task_id in self._cancelled:

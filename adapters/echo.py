@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ._base import HttpAdapter
-from ._types import End, EngineVersion, Health, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from ._types import End, EngineVersion, Health, Props, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -64,7 +64,7 @@ class EchoAdapter(HttpAdapter):
         url = self.base_url + "/generate"
         number = 0
         async with self.open_sse(req.task_id, "/generate", self.request_body(req, stream=True)) as batches:
-            yield Started(req.task_id, time.monotonic())
+            yield self.started(req.task_id)
             async for batch in batches:
                 for event in batch:
                     if req.task_id in self._cancelled:

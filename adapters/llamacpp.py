@@ -21,7 +21,6 @@ from ._types import (
     Health,
     Metrics,
     Props,
-    Started,
     TaskRequest,
     Token,
     TokenEvent,
@@ -138,7 +137,7 @@ class LlamaCppAdapter(HttpAdapter):
         """Stream one generation. Close the iterator (``aclosing``) to disconnect early."""
         body = self.request_body(req, await self._prompt(req), stream=True)
         async with self.open_sse(req.task_id, "/completion", body) as batches:
-            yield Started(req.task_id, time.monotonic())
+            yield self.started(req.task_id)
             position = 0
             number = 0
             url = self.base_url + "/completion"

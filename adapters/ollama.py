@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ._base import HttpAdapter
-from ._types import End, EngineVersion, Health, Metrics, Started, TaskRequest, Token, TokenEvent, Usage
+from ._types import End, EngineVersion, Health, Metrics, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -92,7 +92,7 @@ class OllamaAdapter(HttpAdapter):
         url = self.base_url + path
         position = 0
         async with self.open_ndjson(req.task_id, path, body) as batches:
-            yield Started(req.task_id, time.monotonic())
+            yield self.started(req.task_id)
             async for batch in batches:
                 for line in batch:
                     if req.task_id in self._cancelled:

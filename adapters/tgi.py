@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ._base import HttpAdapter
-from ._types import End, EngineVersion, Health, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from ._types import End, EngineVersion, Health, Props, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -111,7 +111,7 @@ class TgiAdapter(HttpAdapter):
         url = self.base_url + "/generate_stream"
         number = 0
         async with self.open_sse(req.task_id, "/generate_stream", self.request_body(req)) as batches:
-            yield Started(req.task_id, time.monotonic())
+            yield self.started(req.task_id)
             async for batch in batches:
                 for event in batch:
                     if req.task_id in self._cancelled:

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ._base import HttpAdapter
-from ._types import End, EngineVersion, Health, Props, Started, TaskRequest, Token, TokenEvent, Usage
+from ._types import End, EngineVersion, Health, Props, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -85,7 +85,7 @@ class TritonAdapter(HttpAdapter):
         position = 0
         last: dict[str, Any] = {}
         async with self.open_sse(req.task_id, path, self.request_body(req)) as batches:
-            yield Started(req.task_id, time.monotonic())
+            yield self.started(req.task_id)
             async for batch in batches:
                 for event in batch:
                     if req.task_id in self._cancelled:

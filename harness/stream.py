@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from adapters import End, HttpAdapter, TaskRequest, Token, TokenEvent, WorkerError
+from adapters import End, HttpAdapter, Started, TaskRequest, Token, TokenEvent, WorkerError
 from adapters.errors import ErrorKind
 
 __all__ = ["StreamRecord", "collect"]
@@ -22,6 +22,8 @@ class StreamRecord:
     events: list[TokenEvent] = field(default_factory=list)
     error: WorkerError | None = None
     sent_at: float = 0.0
+    """When the request went out (monotonic seconds): first when the harness asked, then, once the stream
+    starts, when the adapter wrote it to the connection."""
     cancelled_at: float | None = None
     tokens_after_cancel: int = 0
     _tokens: list[Token] = field(default_factory=list, repr=False)
@@ -34,6 +36,10 @@ class StreamRecord:
             self._tokens = [e for e in self.events if isinstance(e, Token)]
             self._tokens_of = len(self.events)
         return self._tokens
+
+    def started(self, event: Started) -> None:
+        if event.sent_at is not None:
+            self.sent_at = event.sent_at
 
     @property
     def text(self) -> str:
@@ -66,6 +72,8 @@ async def collect(adapter: HttpAdapter, request: TaskRequest, *, cancel_after: i
                             if streamed > give_up:
                                 record.error = _over_budget(request.max_tokens, streamed)
                                 break
+                        elif type(event) is Started:
+                            record.started(event)
                 else:
                     await _until_cancelled(adapter, request, record, submitted, cancel_after)
     except WorkerError as error:
@@ -105,6 +113,8 @@ async def _until_cancelled(
     async for event in submitted:
         record.events.append(event)
         if not isinstance(event, Token):
+            if isinstance(event, Started):
+                record.started(event)
             continue
         if record.cancelled_at is not None:
             record.tokens_after_cancel += 1

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters import End, HttpAdapter, TaskRequest, Token, WorkerError
+from adapters import End, HttpAdapter, Started, TaskRequest, Token, WorkerError
 from reports import Slot
 
 from ..timing import StreamTiming, stream_timing
@@ -67,6 +67,8 @@ async def observe(adapter: HttpAdapter, request: TaskRequest) -> Observed:
         async for event in events:
             if isinstance(event, Token):
                 tokens.append(event)
+            elif isinstance(event, Started) and event.sent_at is not None:
+                sent = event.sent_at
             elif isinstance(event, End):
                 settings = event.raw.get("generation_settings")
                 if isinstance(settings, dict):
