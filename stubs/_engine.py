@@ -124,16 +124,20 @@ class StubContext:
             self.state.admitted -= 1
 
     async def new_generation(
-        self, prompt: str, seed: int | None, max_tokens: int | None
+        self, request: web.Request, prompt: str, seed: int | None, max_tokens: int | None
     ) -> tuple[Generation, list[StubToken]]:
         """Register a generation and decide its tokens, applying the script's determinism behaviour.
 
-        A batch-variant script first waits one batch window, as a batching
-        scheduler does, and changes the tokens if other requests arrived.
+        Generation begins when the request arrived: parsing it and deciding its
+        tokens are part of the scripted wait for the first token, as an engine's
+        prefill is. A batch-variant script first waits one batch window, as a
+        batching scheduler does, and changes the tokens if other requests arrived.
         """
         behaviour = self.script.determinism
+        started_at = request.get(ARRIVED_AT, asyncio.get_running_loop().time())
         if behaviour.batch_variant_at is not None:
             await asyncio.sleep(BATCH_WINDOW_S)
+            started_at = asyncio.get_running_loop().time()
         effective_seed = self.seed if seed is None or seed < 0 else seed
         limit = 16 if max_tokens is None or max_tokens < 0 else max_tokens
         if self.script.max_tokens is not None:
@@ -141,7 +145,7 @@ class StubContext:
         number = len(self.state.generations) + 1
         if any(isinstance(f, EndlessFault) and (f.times is None or number <= f.times) for f in self.script.faults):
             limit = ENDLESS_TOKENS  # the budget is ignored: the client has to stop reading
-        generation = Generation(number, prompt, effective_seed, limit, asyncio.get_running_loop().time())
+        generation = Generation(number, prompt, effective_seed, limit, started_at)
         in_flight = self.state.admitted - 1
         self.state.generations.append(generation)
         salt = self.salt + behaviour.generator
@@ -168,6 +172,8 @@ def _diverge(tokens: list[StubToken], at: int, seed: int, prompt: str, salt: str
 
 
 STUB_KEY = web.AppKey("conform_stub", StubContext)
+ARRIVED_AT = web.RequestKey("conform_arrived_at", float)
+"""When a generation request reached its handler (event-loop clock)."""
 
 GenerationHandler = Callable[[web.Request, StubContext], Awaitable[web.StreamResponse]]
 
@@ -176,6 +182,7 @@ def generation_route(handle: GenerationHandler) -> Handler:
     """The aiohttp handler of a generation route: the request counts as admitted while `handle` answers it."""
 
     async def route(request: web.Request) -> web.StreamResponse:
+        request[ARRIVED_AT] = asyncio.get_running_loop().time()
         context = request.app[STUB_KEY]
         async with context.admission():
             return await handle(request, context)
@@ -546,6 +553,11 @@ class _Writer:
         transport.close()
 
 
+_TIMER_LEAD_S = 0.0005
+"""How early a token's timer is set. epoll waits in whole milliseconds, rounded up, so a timer set for
+the due time fires 0 to 1 ms late; set half a millisecond early, it fires within half a millisecond of it."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Pace:
     start: float
@@ -584,7 +596,7 @@ async def _run_steps(
                 due = loop.time()
             if delay:
                 due += delay
-                await asyncio.sleep(max(0.0, due - loop.time()))
+                await asyncio.sleep(max(0.0, due - loop.time() - _TIMER_LEAD_S))
             generation.tokens_sent += 1
         if keepalive_every and number % keepalive_every == 0:
             await writer.send(_keepalive(writer.framing))

@@ -136,7 +136,7 @@ async def _messages(request: web.Request, context: StubContext) -> web.StreamRes
         return _error_response(404, f"model: {model}")
     if prompt_tokens(prompt) > context.ctx_size:
         return _error_response(400, f"prompt is too long: {prompt_tokens(prompt)} tokens > {context.ctx_size} maximum")
-    generation, tokens = await context.new_generation(prompt, None, budget)  # the API has no seed
+    generation, tokens = await context.new_generation(request, prompt, None, budget)  # the API has no seed
     stop = "max_tokens" if tokens and len(tokens) == generation.max_tokens else "end_turn"
     n_prompt = prompt_tokens(prompt)
     wire = AnthropicWire(context.script.framing)

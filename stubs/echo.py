@@ -88,7 +88,7 @@ async def _generate(request: web.Request, context: StubContext) -> web.StreamRes
         )
     words = prompt_tokens(prompt)
     generation, tokens = await context.new_generation(
-        prompt, seed if isinstance(seed, int) else None, words if budget is None else budget
+        request, prompt, seed if isinstance(seed, int) else None, words if budget is None else budget
     )
     reason = "length" if budget is not None else "stop"
     wire = EchoWire(context.script.framing)

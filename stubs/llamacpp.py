@@ -148,7 +148,9 @@ async def _completion(request: web.Request, context: StubContext) -> web.StreamR
         body["error"].update(type="exceed_context_size_error", n_prompt_tokens=prompt_tokens(prompt), n_ctx=n_ctx)
         return web.json_response(body, status=400)
     seed = body.get("seed")
-    generation, tokens = await context.new_generation(prompt, seed if isinstance(seed, int) else None, n_predict)
+    generation, tokens = await context.new_generation(
+        request, prompt, seed if isinstance(seed, int) else None, n_predict
+    )
     if not body.get("stream", False):
         final = _final(context, body, tokens, generation.seed, prompt, stream=False)
         return await answer_whole(request, context, generation, wire, final)

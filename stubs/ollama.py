@@ -119,7 +119,7 @@ async def _generate(request: web.Request, context: StubContext, chat: bool) -> w
     if not isinstance(budget, int):
         return _error_response(400, "option num_predict must be an integer")
     limit = None if budget < 0 else budget
-    generation, tokens = await context.new_generation(prompt, seed if isinstance(seed, int) else None, limit)
+    generation, tokens = await context.new_generation(request, prompt, seed if isinstance(seed, int) else None, limit)
     reason = "length" if tokens and len(tokens) == generation.max_tokens else "stop"
     wire = OllamaWire(model, chat)
     if body.get("stream", True) is False:

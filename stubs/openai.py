@@ -278,7 +278,7 @@ async def generate(
         return fail(404, f"The model `{parsed.model}` does not exist.")
     if prompt_tokens(parsed.prompt) > context.ctx_size:
         return fail(400, f"This model's maximum context length is {context.ctx_size} tokens.")
-    generation, tokens = await context.new_generation(parsed.prompt, parsed.seed, parsed.max_tokens)
+    generation, tokens = await context.new_generation(request, parsed.prompt, parsed.seed, parsed.max_tokens)
     reason = "length" if generation.max_tokens == len(tokens) and tokens else "stop"
     wire = OpenAIWire(context, flavour, chat=chat, model=parsed.model, number=generation.number)
     n_prompt = prompt_tokens(parsed.prompt)

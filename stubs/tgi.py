@@ -145,7 +145,7 @@ async def _generate(request: web.Request, context: StubContext, stream: bool | N
     parsed = _validate(body)
     if isinstance(parsed, str):
         return await _refuse_in_stream(request, wire, parsed) if streaming else _error_response(422, parsed)
-    generation, tokens = await context.new_generation(parsed.prompt, parsed.seed, parsed.max_new_tokens)
+    generation, tokens = await context.new_generation(request, parsed.prompt, parsed.seed, parsed.max_new_tokens)
     text = "".join(t.text for t in tokens)
     if not streaming:
         result = {"generated_text": text, "details": _details(tokens, generation.seed, parsed.prompt, whole=True)}

@@ -88,7 +88,7 @@ async def _generate(request: web.Request, context: StubContext, stream: bool) ->
             f"{got}, but missing required input(s) ['text_input']. Please provide all required input(s).",
         )
     budget, seed = _parameters(body)
-    generation, tokens = await context.new_generation(body["text_input"], seed, budget)
+    generation, tokens = await context.new_generation(request, body["text_input"], seed, budget)
     wire = TritonWire(context.script.framing, model)
     if not stream:
         reply = {"model_name": model, "model_version": "1", "text_output": "".join(t.text for t in tokens)}
