@@ -142,6 +142,9 @@ class LlamaCppAdapter(HttpAdapter):
             number = 0
             url = self.base_url + "/completion"
             async for batch in batches:
+                # The frames of one read arrived together: their tokens carry the read's time, not the
+                # (later, and for a large read much later) time each was parsed.
+                now = time.monotonic()
                 for event in batch:
                     if req.task_id in self._cancelled:
                         break  # the rest of this read arrived before the cancel, but is not delivered after it
@@ -158,7 +161,7 @@ class LlamaCppAdapter(HttpAdapter):
                         for final_event in _final_events(frame):
                             yield final_event
                         return
-                    for token in _tokens(frame, position):
+                    for token in _tokens(frame, position, now):
                         position = token.index + 1
                         yield token
         raise WorkerError(
@@ -168,13 +171,12 @@ class LlamaCppAdapter(HttpAdapter):
         )
 
 
-def _tokens(frame: dict[str, Any], position: int) -> list[Token]:
+def _tokens(frame: dict[str, Any], position: int, now: float) -> list[Token]:
     """One Token per generated token id; the frame's text rides on the last one.
 
     Recent builds state the running count (``tokens_predicted``), which fixes
     the index; without it tokens are numbered in arrival order.
     """
-    now = time.monotonic()
     text = frame.get("content", "")
     tokens = frame.get("tokens")
     predicted = frame.get("tokens_predicted")
