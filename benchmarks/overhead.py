@@ -1,9 +1,15 @@
-"""Harness overhead: tokens/s through adapter + checks vs raw httpx reading the very same stream."""
+"""Harness overhead: tokens/s through adapter + checks vs raw httpx reading the very same stream.
+
+Tokens/s through either path is bounded by the stub, which streams from the
+other core; the client's own CPU time per token says what the harness costs
+whatever the engine's speed, and is printed beside it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import httpx
 
@@ -17,37 +23,52 @@ from ._table import Row
 __all__ = ["run"]
 
 
-async def _raw(url: str, tokens: int) -> float:
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    tokens_per_s: float
+    cpu_us_per_token: float
+    """The client process's CPU time (user and system) per token."""
+
+
+async def _raw(url: str, tokens: int) -> _Measured:
     body = {"prompt": "overhead", "n_predict": tokens, "stream": True, "seed": 1}
     async with httpx.AsyncClient(timeout=120) as client:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         counter = FrameCounter()
         async with client.stream("POST", url + "/completion", json=body) as response:
             async for chunk in response.aiter_bytes():
                 counter.feed(chunk)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert counter.frames - 1 == tokens, f"{counter.frames - 1} tokens received, {tokens} asked"
-    return tokens / elapsed
+    return _Measured(tokens / elapsed, cpu / tokens * 1e6)
 
 
-async def _full_path(url: str, tokens: int) -> float:
+async def _full_path(url: str, tokens: int) -> _Measured:
     adapter = LlamaCppAdapter(url)
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         record = await collect(adapter, TaskRequest(prompt="overhead", max_tokens=tokens, seed=1))
         run_checks(record, "stream.completed", "stream.grammar", "stream.indices", "stream.usage", "stream.token_ids")
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         await adapter.aclose()
     assert len(record.tokens) == tokens
-    return tokens / elapsed
+    return _Measured(tokens / elapsed, cpu / tokens * 1e6)
+
+
+def _best(runs: list[_Measured]) -> _Measured:
+    return _Measured(max(r.tokens_per_s for r in runs), min(r.cpu_us_per_token for r in runs))
 
 
 def run(quick: bool = False) -> list[Row]:
     tokens, rounds = (1_000, 1) if quick else (50_000, 3)
     with serve("stub") as (url, _):
-        raw = max(asyncio.run(_raw(url, tokens)) for _ in range(rounds))
-        ours = max(asyncio.run(_full_path(url, tokens)) for _ in range(rounds))
+        raw_runs, our_runs = [], []
+        for _ in range(rounds):  # alternated, so that a change in machine load falls on both alike
+            raw_runs.append(asyncio.run(_raw(url, tokens)))
+            our_runs.append(asyncio.run(_full_path(url, tokens)))
+    raw, ours = _best(raw_runs).tokens_per_s, _best(our_runs).tokens_per_s
+    raw_cpu, our_cpu = _best(raw_runs).cpu_us_per_token, _best(our_runs).cpu_us_per_token
     return [
         Row(
             "harness path (adapter + checks)",
@@ -58,5 +79,15 @@ def run(quick: bool = False) -> list[Row]:
             raw,
             "raw httpx bytes",
             f"one stream of {tokens} tokens from the stub, best of {rounds}",
-        )
+        ),
+        Row(
+            "harness client CPU per token",
+            our_cpu,
+            "us",
+            "",
+            None,
+            raw_cpu,
+            "raw httpx bytes",
+            "the same streams; what the harness adds is decoding, parsing, events and checks",
+        ),
     ]
