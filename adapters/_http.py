@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
+from ._network import AsyncioTransport
 from ._redact import Redactor
 from ._transcript import Transcript
 from .errors import ErrorKind, WorkerError
@@ -278,12 +279,11 @@ class HttpClient:
         verify_arg: bool | ssl.SSLContext = (
             verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
         )
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=64)
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=timeouts.idle, pool=timeouts.total),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=64),
-            verify=verify_arg,
-            transport=transport,
+            transport=transport or AsyncioTransport(verify=verify_arg, limits=limits),
             follow_redirects=False,
             trust_env=False,
         )

@@ -1,0 +1,124 @@
+"""The asyncio network backend under the shared HTTP client: it is the one in use, and it behaves as sockets do."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from adapters import LlamaCppAdapter, TaskRequest
+from adapters._network import AsyncioTransport
+from harness.stream import collect
+from stubs import StubServer
+
+LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def raw_server(serve: Serve) -> AsyncIterator[str]:
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+
+
+async def test_the_adapters_stream_over_it() -> None:
+    async with StubServer("llamacpp") as stub:
+        adapter = LlamaCppAdapter(stub.url)
+        try:
+            # 10,000 frames are over a megabyte: the socket is paused and resumed on the way.
+            record = await collect(adapter, TaskRequest(prompt="big", max_tokens=10_000))
+        finally:
+            await adapter.aclose()
+    assert record.error is None, record.error
+    assert len(record.tokens) == 10_000
+    transport = adapter.http._client._transport
+    assert isinstance(transport, AsyncioTransport), "HttpClient's default transport is the asyncio one"
+
+
+async def test_its_pool_really_runs_on_the_asyncio_backend() -> None:
+    """httpx takes no backend: AsyncioTransport swaps its pool, and this pins that the swap holds."""
+    async with (
+        StubServer("llamacpp") as stub,
+        httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client,
+    ):
+        response = await client.get(stub.url + "/health")
+    assert response.status_code == 200
+    assert type(response.extensions["network_stream"]).__module__ == "adapters._network"
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    connections = 0
+
+    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        writer.write(ANSWER)
+        await writer.drain()
+        writer.close()  # keep-alive was not refused, but the server goes away anyway
+
+    async with (
+        raw_server(answer_once) as url,
+        httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client,
+    ):
+        first = await client.get(url)
+        await asyncio.sleep(0.05)
+        second = await client.get(url)
+    assert (first.text, second.text) == ("ok", "ok")
+    assert connections == 2
+
+
+async def test_a_reset_in_the_middle_of_a_body_is_a_read_error() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        await writer.drain()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    async with (
+        raw_server(reset) as url,
+        httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client,
+    ):
+        with pytest.raises(httpx.ReadError):
+            await client.get(url)
+
+
+async def test_a_body_cut_short_by_a_close_is_a_protocol_error() -> None:
+    async def close_early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        await writer.drain()
+        writer.close()
+
+    async with (
+        raw_server(close_early) as url,
+        httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client,
+    ):
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(url)
+
+
+async def test_a_refused_connection_is_a_connect_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connecting is refused
+        async with httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client:
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"http://127.0.0.1:{port}/")
