@@ -86,7 +86,8 @@ class LatencySummary(_Model):
     streams: int
     tokens: int
     ttft_ms: Percentiles | None
-    """Time to first token: from sending the request to the first token."""
+    """Time to first token: from when the request was written to the connection (so not counting the
+    connection pool, connect or TLS) to the arrival of the read that carried the first token."""
     itl_ms: Percentiles | None
     """Inter-token latency: the gaps between consecutive tokens of a stream."""
     tokens_per_s: float | None

@@ -83,35 +83,32 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
     assert connections == 2
 
 
-async def test_a_reset_in_the_middle_of_a_body_is_a_read_error() -> None:
-    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def cut_short(*, reset: bool) -> Serve:
+    """A server that promises 100 bytes of body, sends 7, then closes (FIN) or resets (RST) the connection."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
         await writer.drain()
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()
+        if reset:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+        else:
+            writer.close()
 
+    return serve
+
+
+@pytest.mark.parametrize(
+    ("reset", "error"), [(True, httpx.ReadError), (False, httpx.RemoteProtocolError)], ids=["reset", "closed"]
+)
+async def test_a_body_cut_short_raises_what_httpx_raises_over_anyio(reset: bool, error: type[Exception]) -> None:
     async with (
-        raw_server(reset) as url,
+        raw_server(cut_short(reset=reset)) as url,
         httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client,
     ):
-        with pytest.raises(httpx.ReadError):
-            await client.get(url)
-
-
-async def test_a_body_cut_short_by_a_close_is_a_protocol_error() -> None:
-    async def close_early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
-        await writer.drain()
-        writer.close()
-
-    async with (
-        raw_server(close_early) as url,
-        httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client,
-    ):
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises(error):
             await client.get(url)
 
 
