@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import httpx
 import orjson
@@ -23,7 +23,7 @@ from ._types import EngineVersion, Health, Props, Started, TaskRequest, TokenEve
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
-__all__ = ["AdapterOptions", "Decoder", "HttpAdapter"]
+__all__ = ["AdapterOptions", "Decoder", "HttpAdapter", "Read"]
 
 T = TypeVar("T")
 
@@ -35,6 +35,15 @@ class Decoder(Protocol[T]):
     def pending(self) -> bool: ...
 
     def feed(self, chunk: bytes) -> list[T]: ...
+
+
+class Read(NamedTuple, Generic[T]):
+    """The frames that one read of a streamed body completed, and when that read arrived."""
+
+    at: float
+    """Monotonic seconds. The frames of a read arrived together: their tokens carry this time, not the
+    (later, and for a large read much later) time each was parsed."""
+    frames: list[T]
 
 
 _NOT_READY = frozenset({400, 503})
@@ -176,14 +185,14 @@ class HttpAdapter(abc.ABC):
         return Started(task_id, time.monotonic(), self._open[task_id].sent_at)
 
     @contextlib.asynccontextmanager
-    async def open_sse(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[list[SSEEvent]]]:
+    async def open_sse(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[Read[SSEEvent]]]:
         """POST body, check for an SSE response, and yield its events, a read's worth at a time."""
         decoder = SSEDecoder(self.options.max_event_bytes, strict_utf8=True)
         async with self.open_decoded(task_id, path, body, "text/event-stream", decoder) as batches:
             yield batches
 
     @contextlib.asynccontextmanager
-    async def open_ndjson(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[list[str]]]:
+    async def open_ndjson(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[Read[str]]]:
         """POST body, check for an NDJSON response, and yield its lines, a read's worth at a time."""
         decoder = NDJSONDecoder(self.options.max_event_bytes)
         async with self.open_decoded(task_id, path, body, "application/x-ndjson", decoder) as batches:
@@ -192,7 +201,7 @@ class HttpAdapter(abc.ABC):
     @contextlib.asynccontextmanager
     async def open_decoded(
         self, task_id: str, path: str, body: Any, content_type: str, decoder: Decoder[T]
-    ) -> AsyncIterator[AsyncIterator[list[T]]]:
+    ) -> AsyncIterator[AsyncIterator[Read[T]]]:
         """POST body, check the streamed content type, and yield decoded frames; registers the stream for cancel()."""
         self._cancelled.discard(task_id)
         async with self.http.open_stream("POST", path, json_body=body) as stream:
@@ -214,17 +223,18 @@ class HttpAdapter(abc.ABC):
 
     async def _frame_batches(
         self, task_id: str, stream: StreamResponse, decoder: Decoder[T]
-    ) -> AsyncGenerator[list[T], None]:
+    ) -> AsyncGenerator[Read[T], None]:
         """The frames of each read, as one list: one async hop per read rather than per token."""
         transcript = self.options.transcript
         try:
             async for chunk in stream.chunks():
+                at = time.monotonic()
                 frames = decoder.feed(chunk)
                 if frames:
                     if transcript is not None:
                         for frame in frames:
                             transcript.frame(frame if isinstance(frame, str) else _event_text(frame))
-                    yield frames
+                    yield Read(at, frames)
                 if task_id in self._cancelled:
                     break
         except WorkerError:
@@ -281,7 +291,7 @@ _DRAIN_S = 0.1
 _DRAIN_READS = 8
 
 
-async def _read_to_end(batches: AsyncGenerator[list[Any], None]) -> None:
+async def _read_to_end(batches: AsyncGenerator[Read[Any], None]) -> None:
     """Read what is left of a body after the adapter saw the stream's end (the chunked terminator, mostly).
 
     A response closed before its body ends takes its connection down with it, so

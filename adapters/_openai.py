@@ -76,8 +76,8 @@ class OpenAIStream:
         self.ids: set[str] = set()
         self.loading_chunks = 0
 
-    def fold(self, frame: Any, redact: Any) -> list[Token]:
-        """The tokens of one chunk; raises WorkerError for an error chunk or a chunk that is not one."""
+    def fold(self, frame: Any, redact: Any, at: float) -> list[Token]:
+        """The tokens of one chunk, which arrived `at`; raises WorkerError for an error chunk or a non-chunk."""
         self.chunks += 1
         if not isinstance(frame, dict):
             raise WorkerError(
@@ -118,14 +118,14 @@ class OpenAIStream:
         for choice in choices:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            tokens.extend(self._choice_tokens(choice))
+            tokens.extend(self._choice_tokens(choice, at))
             reason = choice.get("finish_reason")
             if isinstance(reason, str) and reason:
                 self.finish_reason = reason
                 self.finish_on_last_chunk = True
         return tokens
 
-    def _choice_tokens(self, choice: dict[str, Any]) -> list[Token]:
+    def _choice_tokens(self, choice: dict[str, Any], at: float) -> list[Token]:
         delta = choice.get("delta")
         text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
         text = text if isinstance(text, str) else ""
@@ -133,7 +133,7 @@ class OpenAIStream:
         ids = [i for i in raw_ids if type(i) is int] if isinstance(raw_ids, list) else []
         if not text and not ids:
             return []  # the role-only first chunk, the finish chunk
-        tokens = frame_tokens(self.position, text, ids, time.monotonic(), _logprobs(choice.get("logprobs")))
+        tokens = frame_tokens(self.position, text, ids, at, _logprobs(choice.get("logprobs")))
         self.position = tokens[-1].index + 1
         return tokens
 
@@ -286,14 +286,15 @@ class OpenAIAdapter(HttpAdapter):
         redact = self.http.redact
         async with self.open_sse(req.task_id, path, body) as batches:
             yield self.started(req.task_id)
-            async for batch in batches:
-                for event in batch:
+            async for read in batches:
+                for event in read.frames:
                     if req.task_id in self._cancelled:
                         break  # the rest of this read arrived before the cancel, but is not delivered after it
                     if event.data == DONE:
                         stream.done_marker = True
                         break
-                    for token in stream.fold(self.parse_json_event(event, stream.url, stream.chunks + 1), redact):
+                    frame = self.parse_json_event(event, stream.url, stream.chunks + 1)
+                    for token in stream.fold(frame, redact, read.at):
                         yield token
                 if stream.done_marker:
                     break

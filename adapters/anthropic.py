@@ -106,12 +106,12 @@ class AnthropicAdapter(HttpAdapter):
         stream = _MessageStream(url, self.http.redact)
         async with self.open_sse(req.task_id, "/v1/messages", body) as batches:
             yield self.started(req.task_id)
-            async for batch in batches:
-                for event in batch:
+            async for read in batches:
+                for event in read.frames:
                     if req.task_id in self._cancelled:
                         break  # the rest of this read arrived before the cancel, but is not delivered after it
                     frame = self.parse_json_event(event, url, stream.events + 1)
-                    for folded in stream.fold(event.event, frame):
+                    for folded in stream.fold(event.event, frame, read.at):
                         yield folded
                     if stream.stopped:
                         return
@@ -132,7 +132,7 @@ class _MessageStream:
         self.output_tokens: int | None = None
         self.stopped = False
 
-    def fold(self, name: str, frame: Any) -> list[TokenEvent]:
+    def fold(self, name: str, frame: Any, at: float) -> list[TokenEvent]:
         self.events += 1
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind != name:
@@ -156,7 +156,7 @@ class _MessageStream:
         if name == "content_block_delta":
             delta = frame.get("delta") or {}
             if delta.get("type") == "text_delta" and delta.get("text"):
-                token = Token(self.position, str(delta["text"]), None, time.monotonic())
+                token = Token(self.position, str(delta["text"]), None, at)
                 self.position += 1
                 return [token]
         elif name == "message_delta":

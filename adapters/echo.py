@@ -65,8 +65,8 @@ class EchoAdapter(HttpAdapter):
         number = 0
         async with self.open_sse(req.task_id, "/generate", self.request_body(req, stream=True)) as batches:
             yield self.started(req.task_id)
-            async for batch in batches:
-                for event in batch:
+            async for read in batches:
+                for event in read.frames:
                     if req.task_id in self._cancelled:
                         break
                     number += 1
@@ -82,7 +82,7 @@ class EchoAdapter(HttpAdapter):
                         index if type(index) is int else number - 1,
                         str(frame.get("text", "")),
                         token_id if type(token_id) is int else None,
-                        time.monotonic(),
+                        read.at,
                     )
         raise WorkerError(
             ErrorKind.PROTOCOL_VIOLATION, f"{url}: the stream ended without the done event", in_stream=True

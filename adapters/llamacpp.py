@@ -141,11 +141,8 @@ class LlamaCppAdapter(HttpAdapter):
             position = 0
             number = 0
             url = self.base_url + "/completion"
-            async for batch in batches:
-                # The frames of one read arrived together: their tokens carry the read's time, not the
-                # (later, and for a large read much later) time each was parsed.
-                now = time.monotonic()
-                for event in batch:
+            async for read in batches:
+                for event in read.frames:
                     if req.task_id in self._cancelled:
                         break  # the rest of this read arrived before the cancel, but is not delivered after it
                     number += 1
@@ -161,7 +158,7 @@ class LlamaCppAdapter(HttpAdapter):
                         for final_event in _final_events(frame):
                             yield final_event
                         return
-                    for token in _tokens(frame, position, now):
+                    for token in _tokens(frame, position, read.at):
                         position = token.index + 1
                         yield token
         raise WorkerError(

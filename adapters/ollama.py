@@ -93,8 +93,8 @@ class OllamaAdapter(HttpAdapter):
         position = 0
         async with self.open_ndjson(req.task_id, path, body) as batches:
             yield self.started(req.task_id)
-            async for batch in batches:
-                for line in batch:
+            async for read in batches:
+                for line in read.frames:
                     if req.task_id in self._cancelled:
                         break
                     position += 1
@@ -110,7 +110,7 @@ class OllamaAdapter(HttpAdapter):
                         for event in _final_events(frame):
                             yield event
                         return
-                    yield Token(position - 1, _text(frame) or "", None, time.monotonic())
+                    yield Token(position - 1, _text(frame) or "", None, read.at)
         raise WorkerError(
             ErrorKind.PROTOCOL_VIOLATION, f"{url}: the stream ended without the done:true object", in_stream=True
         )

@@ -112,15 +112,15 @@ class TgiAdapter(HttpAdapter):
         number = 0
         async with self.open_sse(req.task_id, "/generate_stream", self.request_body(req)) as batches:
             yield self.started(req.task_id)
-            async for batch in batches:
-                for event in batch:
+            async for read in batches:
+                for event in read.frames:
                     if req.task_id in self._cancelled:
                         break
                     number += 1
                     frame = self.parse_object(event.data, url, number)
                     if "error" in frame:
                         raise self._stream_error(frame)
-                    yield _token(frame, number, url)
+                    yield _token(frame, number, url, read.at)
                     if frame.get("generated_text") is not None:
                         yield _end(frame)
                         return
@@ -136,7 +136,7 @@ class TgiAdapter(HttpAdapter):
         return WorkerError(kind, message, status=200, in_stream=True)
 
 
-def _token(frame: dict[str, Any], number: int, url: str) -> Token:
+def _token(frame: dict[str, Any], number: int, url: str, at: float) -> Token:
     token = frame.get("token")
     if not isinstance(token, dict) or type(token.get("id")) is not int:
         raise WorkerError(
@@ -146,9 +146,7 @@ def _token(frame: dict[str, Any], number: int, url: str) -> Token:
     position = index - 1 if type(index) is int else number - 1
     text = "" if token.get("special") else str(token.get("text", ""))
     logprob = token.get("logprob")
-    return Token(
-        position, text, token["id"], time.monotonic(), float(logprob) if isinstance(logprob, int | float) else None
-    )
+    return Token(position, text, token["id"], at, float(logprob) if isinstance(logprob, int | float) else None)
 
 
 def _end(frame: dict[str, Any]) -> End:

@@ -86,8 +86,8 @@ class TritonAdapter(HttpAdapter):
         last: dict[str, Any] = {}
         async with self.open_sse(req.task_id, path, self.request_body(req)) as batches:
             yield self.started(req.task_id)
-            async for batch in batches:
-                for event in batch:
+            async for read in batches:
+                for event in read.frames:
                     if req.task_id in self._cancelled:
                         break
                     frame = self.parse_object(event.data, url, position + 1)
@@ -101,7 +101,7 @@ class TritonAdapter(HttpAdapter):
                             f"{url}: event {position + 1} has no text_output: {str(frame)[:120]}",
                             in_stream=True,
                         )
-                    yield Token(position, text, None, time.monotonic())
+                    yield Token(position, text, None, read.at)
                     position += 1
                     last = frame
         # No terminator: the end of the body is the end. A backend may name why it stopped.
