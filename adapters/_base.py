@@ -228,7 +228,7 @@ class HttpAdapter(abc.ABC):
         transcript = self.options.transcript
         try:
             async for chunk in stream.chunks():
-                at = time.monotonic()
+                at = stream.arrived_at()
                 frames = decoder.feed(chunk)
                 if frames:
                     if transcript is not None:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
-from ._network import AsyncioTransport
+from ._network import ARRIVED_AT, AsyncioTransport
 from ._redact import Redactor
 from ._transcript import Transcript
 from .errors import ErrorKind, WorkerError
@@ -199,6 +199,13 @@ class StreamResponse:
     @property
     def content_type(self) -> str:
         return str(self.headers.get("content-type", "")).split(";")[0].strip().lower()
+
+    def arrived_at(self) -> float:
+        """When the bytes of the chunk just read reached this process: from the socket layer, where it
+        records that, so that neither parsing nor a busy event loop delays the stamp; else now."""
+        network = self._response.extensions.get("network_stream")
+        at = network.get_extra_info(ARRIVED_AT) if network is not None else None
+        return at if isinstance(at, float) else time.monotonic()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body chunks; raises decode_timeout, deadline_unmet or worker_reset."""

@@ -18,13 +18,17 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpcore
 import httpx
 
-__all__ = ["AsyncioBackend", "AsyncioTransport"]
+__all__ = ["ARRIVED_AT", "AsyncioBackend", "AsyncioTransport"]
+
+ARRIVED_AT = "conform_arrived_at"
+"""The network stream's extra info (``get_extra_info``) that tells when the bytes of its last read arrived."""
 
 _HIGH_WATER = 256 * 1024
 """Bytes buffered before the socket stops being read (the engine then waits on TCP flow control)."""
@@ -49,6 +53,10 @@ class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
+        self.arrived_at = 0.0
+        """When the oldest buffered bytes arrived (monotonic seconds)."""
+        self.read_arrived_at: float | None = None
+        """When the bytes of the last read arrived: a token's arrival, before any parsing."""
         self.eof = False
         self.lost: Exception | None = None
         self.closed = False
@@ -62,6 +70,8 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if not self.buffer:
+            self.arrived_at = time.monotonic()
         self.buffer += data
         if len(self.buffer) > _HIGH_WATER and not self._paused_reading and self.transport is not None:
             self._paused_reading = True
@@ -102,6 +112,9 @@ class _Protocol(asyncio.Protocol):
             await self._reader
         data = bytes(self.buffer[:max_bytes])
         del self.buffer[:max_bytes]
+        self.read_arrived_at = self.arrived_at
+        if self.buffer:
+            self.arrived_at = time.monotonic()  # unknown, but no earlier than now
         if self._paused_reading and len(self.buffer) < _HIGH_WATER // 2 and self.transport is not None:
             self._paused_reading = False
             self.transport.resume_reading()
@@ -168,6 +181,8 @@ class _Stream(httpcore.AsyncNetworkStream):
             return self._transport.get_extra_info("peername")
         if info == "socket":
             return self._transport.get_extra_info("socket")
+        if info == ARRIVED_AT:
+            return self._protocol.read_arrived_at
         if info == "is_readable":
             # httpcore asks before reusing an idle connection: anything arrived (an EOF, a stray byte)
             # means the server has given it up. The protocol has already read it: no poll needed.

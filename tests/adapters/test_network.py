@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 
 from adapters import LlamaCppAdapter, TaskRequest
-from adapters._network import AsyncioTransport
+from adapters._network import ARRIVED_AT, AsyncioTransport
 from harness.stream import collect
 from stubs import StubServer
 
@@ -119,3 +120,25 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
         async with httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client:
             with pytest.raises(httpx.ConnectError):
                 await client.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_a_read_tells_when_its_bytes_arrived_not_when_it_was_read() -> None:
+    async def answer_after(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"body")  # arrives while the client is busy elsewhere
+        await writer.drain()
+        writer.close()
+
+    async with (
+        raw_server(answer_after) as url,
+        httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client,
+        client.stream("GET", url) as response,
+    ):
+        await asyncio.sleep(0.3)
+        read_at = time.monotonic()
+        assert await response.aread() == b"body"
+        arrived = response.extensions["network_stream"].get_extra_info(ARRIVED_AT)
+    assert read_at - 0.3 < arrived < read_at - 0.1
