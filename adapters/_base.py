@@ -224,7 +224,8 @@ class HttpAdapter(abc.ABC):
     async def _frame_batches(
         self, task_id: str, stream: StreamResponse, decoder: Decoder[T]
     ) -> AsyncGenerator[Read[T], None]:
-        """The frames of each read, as one list: one async hop per read rather than per token."""
+        """The frames of each read, as one list, and when the read arrived: one async hop per read rather
+        than per token."""
         transcript = self.options.transcript
         try:
             async for chunk in stream.chunks():
@@ -288,7 +289,9 @@ class HttpAdapter(abc.ABC):
 
 
 _DRAIN_S = 0.1
+"""How long a finished stream's body may take to end before its connection is given up."""
 _DRAIN_READS = 8
+"""How many reads after the end frame before its connection is given up (an engine still streaming)."""
 
 
 async def _read_to_end(batches: AsyncGenerator[Read[Any], None]) -> None:

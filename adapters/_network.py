@@ -5,11 +5,13 @@ cancel scope, a sniffio lookup and a pause and resume of the transport (two
 ``epoll_ctl`` calls): about as much as all of the harness's own work on a
 token, and time during which a token that has arrived waits to be stamped.
 Here a protocol buffers what arrives and a read takes it; nothing else runs.
+The protocol also notes when bytes arrive (``ARRIVED_AT``): the time a token
+reached the harness, before httpcore, httpx and a busy event loop had their turn.
 
 The methods take httpcore's ``timeout`` arguments (its interface), hence the
-``noqa: ASYNC109``. Errors are httpcore's own (``ConnectError``, ``ReadError``…), which httpx maps
-to its exception tree as it does for any backend. Only plain HTTP/1.1 over TCP
-or TLS is needed, so nothing else is offered.
+``noqa: ASYNC109``. Errors are httpcore's own (``ConnectError``, ``ReadError``…),
+which httpx maps to its exception tree as it does for any backend. Only plain
+HTTP/1.1 over TCP or TLS is needed, so nothing else is offered.
 """
 
 from __future__ import annotations
@@ -173,6 +175,8 @@ class _Stream(httpcore.AsyncNetworkStream):
         return _Stream(transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:
+        if info == ARRIVED_AT:  # first: asked once per read
+            return self._protocol.read_arrived_at
         if info == "ssl_object":
             return self._transport.get_extra_info("ssl_object")
         if info == "client_addr":
@@ -181,8 +185,6 @@ class _Stream(httpcore.AsyncNetworkStream):
             return self._transport.get_extra_info("peername")
         if info == "socket":
             return self._transport.get_extra_info("socket")
-        if info == ARRIVED_AT:
-            return self._protocol.read_arrived_at
         if info == "is_readable":
             # httpcore asks before reusing an idle connection: anything arrived (an EOF, a stray byte)
             # means the server has given it up. The protocol has already read it: no poll needed.
