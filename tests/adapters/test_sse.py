@@ -167,3 +167,22 @@ def test_random_bytes_yield_events_or_our_error(chunks: list[bytes]) -> None:
                 assert isinstance(event, SSEEvent)
     except SSEError:
         pass
+
+
+_line = st.one_of(
+    _text.map(lambda t: "data: " + t),
+    _text.map(lambda t: "data:" + t),
+    st.sampled_from(["", "", "", ": keep-alive", "event: delta", "id: 7", "retry: 100", "data"]),
+)
+
+
+@given(st.lists(_line, max_size=30))
+@example(["data: a", "", "data: b", "", "data: c"])
+@example(["data: a", "", "data: b", "id: 7", ""])
+def test_a_read_of_many_events_decodes_as_the_same_bytes_one_at_a_time(lines: list[str]) -> None:
+    """Oracle for the one-split fast path: fed whole, the bytes give what they give fed byte by byte
+    (single bytes never hold two events, so they always take the general path)."""
+    data = ("\n".join(lines) + "\n").encode()
+    whole, _ = decode_all([data])
+    bytewise, _ = decode_all([data[i : i + 1] for i in range(len(data))])
+    assert whole == bytewise
