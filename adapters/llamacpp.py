@@ -141,12 +141,14 @@ class LlamaCppAdapter(HttpAdapter):
             position = 0
             number = 0
             url = self.base_url + "/completion"
+            # Locals, not attribute look-ups: the loop runs once per token.
+            task_id, cancelled, parse_object = req.task_id, self._cancelled, self.parse_object
             async for read in batches:
                 for event in read.frames:
-                    if req.task_id in self._cancelled:
+                    if task_id in cancelled:
                         break  # the rest of this read arrived before the cancel, but is not delivered after it
                     number += 1
-                    frame = self.parse_object(event.data, url, number)
+                    frame = parse_object(event.data, url, number)
                     if "error" in frame:
                         raise WorkerError(
                             ErrorKind.ENGINE_ERROR,
@@ -158,6 +160,11 @@ class LlamaCppAdapter(HttpAdapter):
                         for final_event in _final_events(frame):
                             yield final_event
                         return
+                    token = _single_token(frame, read.at)
+                    if token is not None:
+                        position = token.index + 1
+                        yield token
+                        continue
                     for token in _tokens(frame, position, read.at):
                         position = token.index + 1
                         yield token
@@ -166,6 +173,21 @@ class LlamaCppAdapter(HttpAdapter):
             "the stream ended without the final stop:true frame",
             in_stream=True,
         )
+
+
+def _single_token(frame: dict[str, Any], now: float) -> Token | None:
+    """The frame of nearly every token, which needs no list: one id, a running count, no probabilities."""
+    tokens = frame.get("tokens")
+    predicted = frame.get("tokens_predicted")
+    if (
+        type(tokens) is list
+        and len(tokens) == 1
+        and type(tokens[0]) is int
+        and type(predicted) is int
+        and "completion_probabilities" not in frame
+    ):
+        return Token(predicted - 1, frame.get("content", ""), tokens[0], now)
+    return None
 
 
 def _tokens(frame: dict[str, Any], position: int, now: float) -> list[Token]:
@@ -177,15 +199,6 @@ def _tokens(frame: dict[str, Any], position: int, now: float) -> list[Token]:
     text = frame.get("content", "")
     tokens = frame.get("tokens")
     predicted = frame.get("tokens_predicted")
-    if (
-        type(tokens) is list
-        and len(tokens) == 1
-        and type(tokens[0]) is int
-        and type(predicted) is int
-        and "completion_probabilities" not in frame
-    ):
-        # The frame of nearly every token: one id, a running count, no probabilities.
-        return [Token(predicted - 1, text, tokens[0], now)]
     ids = [i for i in tokens or [] if isinstance(i, int)]
     first = predicted - max(1, len(ids)) if isinstance(predicted, int) else position
     return frame_tokens(first, text, ids, now, _logprobs(frame))

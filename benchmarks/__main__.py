@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import multiprocessing
 import platform
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from . import overhead, sse, stub_throughput, timing, wall
@@ -23,6 +25,13 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
+def run_isolated(name: str, quick: bool) -> list[Row]:
+    """One benchmark in a fresh interpreter: what an earlier one left behind (a large heap for the garbage
+    collector to walk, frozen objects, open sockets) must not slow the next one down."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(BENCHMARKS[name], quick).result()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny inputs: checks that every benchmark runs")
@@ -33,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for name in args.only or list(BENCHMARKS):
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        rows += BENCHMARKS[name](args.quick)
+        rows += run_isolated(name, args.quick)
     elapsed = time.perf_counter() - started
     print(render(rows))
     print(f"\n{len(rows)} measurements in {elapsed:.0f} s")

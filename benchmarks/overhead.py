@@ -61,7 +61,7 @@ def _best(runs: list[_Measured]) -> _Measured:
 
 
 def run(quick: bool = False) -> list[Row]:
-    tokens, rounds = (1_000, 1) if quick else (50_000, 3)
+    tokens, rounds = (1_000, 1) if quick else (50_000, 5)
     with serve("stub") as (url, _):
         raw_runs, our_runs = [], []
         for _ in range(rounds):  # alternated, so that a change in machine load falls on both alike
