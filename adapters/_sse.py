@@ -128,10 +128,10 @@ class SSEDecoder:
             values = text[6 : end - 2].split("\n\ndata: ")
             if text.count("\n", 0, end) == 2 * len(values):
                 last_id, retry = self._last_id, self._retry
-                events = [_new_event(SSEEvent, ("message", value, last_id, retry)) for value in values]
+                cut = [_new_event(SSEEvent, ("message", value, last_id, retry)) for value in values]
                 if end < len(text):
-                    events += self._lines(text[end:].split("\n")[:-1])
-                return events
+                    cut += self._lines(text[end:].split("\n")[:-1])
+                return cut
         blocks = text.split("\n\n")
         tail = blocks.pop()  # lines after the last blank line: an event still open (or "")
         events: list[SSEEvent] = []
