@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 import contextlib
 import json
 import time
@@ -216,7 +215,6 @@ class HttpAdapter(abc.ABC):
             batches = self._frame_batches(task_id, stream, decoder)
             try:
                 yield batches
-                await _read_to_end(batches)
             finally:
                 await batches.aclose()
                 self._open.pop(task_id, None)
@@ -286,29 +284,6 @@ class HttpAdapter(abc.ABC):
                 f"{url}: frame {number} is not JSON ({exc.msg} at column {exc.pos + 1}): {data[:120]!r}",
                 in_stream=True,
             ) from None
-
-
-_DRAIN_S = 0.1
-"""How long a finished stream's body may take to end before its connection is given up."""
-_DRAIN_READS = 8
-"""How many reads after the end frame before its connection is given up (an engine still streaming)."""
-
-
-async def _read_to_end(batches: AsyncGenerator[Read[Any], None]) -> None:
-    """Read what is left of a body after the adapter saw the stream's end (the chunked terminator, mostly).
-
-    A response closed before its body ends takes its connection down with it, so
-    every request would pay a new TCP (and TLS) handshake. What comes after the
-    end frame is ignored, as before; an engine that keeps the body open past a
-    short bound gets its connection closed instead of reused.
-    """
-    with contextlib.suppress(WorkerError, TimeoutError):
-        async with asyncio.timeout(_DRAIN_S):
-            reads = 0
-            async for _ in batches:
-                reads += 1
-                if reads >= _DRAIN_READS:
-                    return
 
 
 def _event_text(event: Any) -> str:
