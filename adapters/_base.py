@@ -212,16 +212,12 @@ class HttpAdapter(abc.ABC):
                     status=stream.status,
                 )
             self._open[task_id] = stream
-            batches = self._frame_batches(task_id, stream, decoder)
             try:
-                yield batches
+                yield self._frame_batches(task_id, stream, decoder)
             finally:
-                await batches.aclose()
                 self._open.pop(task_id, None)
 
-    async def _frame_batches(
-        self, task_id: str, stream: StreamResponse, decoder: Decoder[T]
-    ) -> AsyncGenerator[Read[T], None]:
+    async def _frame_batches(self, task_id: str, stream: StreamResponse, decoder: Decoder[T]) -> AsyncIterator[Read[T]]:
         """The frames of each read, as one list, and when the read arrived: one async hop per read rather
         than per token."""
         transcript = self.options.transcript

@@ -18,7 +18,7 @@ import random
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -195,6 +195,11 @@ class StreamResponse:
     _deadline: Deadline
     _idle: float
     _redact: Redactor
+    _network: Any = field(init=False)
+    """The connection's network stream, which knows when each read's bytes arrived (if it is ours)."""
+
+    def __post_init__(self) -> None:
+        self._network = self._response.extensions.get("network_stream")
 
     @property
     def content_type(self) -> str:
@@ -203,7 +208,7 @@ class StreamResponse:
     def arrived_at(self) -> float:
         """When the bytes of the chunk just read reached this process: from the socket layer, where it
         records that, so that neither parsing nor a busy event loop delays the stamp; else now."""
-        network = self._response.extensions.get("network_stream")
+        network = self._network
         at = network.get_extra_info(ARRIVED_AT) if network is not None else None
         return at if isinstance(at, float) else time.monotonic()
 

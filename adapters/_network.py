@@ -233,11 +233,13 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (request mapping, exception mapping), its connection pool on AsyncioBackend."""
 
     def __init__(self, *, verify: bool | ssl.SSLContext, limits: httpx.Limits) -> None:
-        super().__init__(verify=verify, limits=limits, trust_env=False)
+        # Made once for both pools: loading the CA bundle takes some 25 ms, and httpx takes a made context as is.
+        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
         # httpx builds its pool with httpcore's default backend and takes no other: replace the pool,
         # built the way httpx builds it (tests/adapters/test_network.py pins that the swap holds).
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

@@ -393,7 +393,6 @@ def _run(args: argparse.Namespace) -> int:
         where = target.display_url if target else "embedded stubs: " + ", ".join(sorted(STUB_ENGINES))
         print(f"conform run — {where}", file=sys.stderr, flush=True)
         started = time.monotonic()
-        exempt_startup_objects()  # a collection pause in the middle of a stream would count as its latency
         code = pytest.main(pytest_args)
         elapsed = time.monotonic() - started
         if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):

@@ -48,7 +48,7 @@ from .probe import TargetProfile, parse_capabilities, probe
 from .progress import Progress
 from .runtime import ScenarioRuntime, adapter_options
 from .targets import Target
-from .timing import StreamTiming, summarize_latency
+from .timing import StreamTiming, exempt_startup_objects, summarize_latency
 from .vendor import load_vendor
 
 __all__ = ["SCENARIO_KEY", "ScenarioInfo"]
@@ -511,6 +511,8 @@ class _RunRecorder:
         self._progress = Progress(sys.stderr) if wanted else None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # Here, not in `conform run`: under xdist the checks stream in the workers, which collect.
+        exempt_startup_objects()  # a collection pause in the middle of a stream would count as its latency
         if self._progress is not None:
             self._progress.total = len(session.items)
 

@@ -16,7 +16,7 @@ import re
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -286,15 +286,16 @@ class StreamPlan:
     the stub would stop streaming to its client while it encodes.
     """
 
-    token_count: int
-    token_frame: Callable[[int], bytes]
-    """The wire bytes of token frame k."""
+    tokens: Sequence[StubToken]
+    """The tokens that get a token frame each."""
+    token_frame: Callable[[StubToken, int], bytes]
+    """The wire bytes of a token's frame, given the token and its position."""
     final_frames: list[bytes]
     lead: bytes = b""
     """Bytes that travel with the first token frame (a chat role chunk, Anthropic's message_start)."""
 
     def frame(self, k: int) -> bytes:
-        data = self.token_frame(k)
+        data = self.token_frame(self.tokens[k], k)
         return self.lead + data if k == 0 and self.lead else data
 
 
@@ -317,7 +318,7 @@ def _apply_faults(
     plan: StreamPlan, faults: list[Fault], wire: WireFormat, render: Callable[[str], str]
 ) -> tuple[list[_Step], _Ending | None]:
     """The sequence of writes, and how it ends when it is cut short in its last step (close_early, reset)."""
-    steps = [_Step(None, i) for i in range(plan.token_count)]
+    steps = [_Step(None, i) for i in range(len(plan.tokens))]
     tail = [_Step(frame) for frame in plan.final_frames]
     ending: _Ending | None = None
     for fault in faults:

@@ -163,7 +163,7 @@ async def _messages(request: web.Request, context: StubContext) -> web.StreamRes
         ),
         wire.event({"type": "message_stop"}),
     ]
-    plan = StreamPlan(len(tokens), lambda k: wire.token_frame(tokens[k]), final, lead=lead)
+    plan = StreamPlan(tokens, lambda token, _: wire.token_frame(token), final, lead=lead)
     return await play_stream(request, context, generation, plan, wire)
 
 

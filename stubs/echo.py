@@ -96,9 +96,7 @@ async def _generate(request: web.Request, context: StubContext) -> web.StreamRes
         usage = {"prompt_tokens": words, "completion_tokens": len(tokens)}
         whole = {"text": "".join(t.text for t in tokens), "finish_reason": reason, "usage": usage}
         return await answer_whole(request, context, generation, wire, whole)
-    plan = StreamPlan(
-        len(tokens), lambda k: wire.token_frame(tokens[k], k), [wire.done_frame(reason, words, len(tokens))]
-    )
+    plan = StreamPlan(tokens, wire.token_frame, [wire.done_frame(reason, words, len(tokens))])
     return await play_stream(request, context, generation, plan, wire)
 
 

@@ -156,8 +156,8 @@ async def _completion(request: web.Request, context: StubContext) -> web.StreamR
         return await answer_whole(request, context, generation, wire, final)
     n_prompt, n_probs = prompt_tokens(prompt), int(body.get("n_probs") or 0)
     plan = StreamPlan(
-        len(tokens),
-        lambda k: wire.token_frame(tokens[k], k, n_prompt, n_probs=n_probs),
+        tokens,
+        lambda token, k: wire.token_frame(token, k, n_prompt, n_probs=n_probs),
         [encode_sse(dumps(_final(context, body, tokens, generation.seed, prompt, True)), context.script.framing)],
     )
     return await play_stream(request, context, generation, plan, wire)

@@ -125,7 +125,7 @@ async def _generate(request: web.Request, context: StubContext, chat: bool) -> w
     if body.get("stream", True) is False:
         return await answer_whole(request, context, generation, wire, wire.final(tokens, prompt, reason, whole=True))
     final = [_line(wire.final(tokens, prompt, reason, whole=False))]
-    plan = StreamPlan(len(tokens), lambda k: wire.token_frame(tokens[k]), final)
+    plan = StreamPlan(tokens, lambda token, _: wire.token_frame(token), final)
     return await play_stream(request, context, generation, plan, wire)
 
 

@@ -290,8 +290,8 @@ async def generate(
         final.append(wire.usage_frame(n_prompt, len(tokens)))
     final.append(wire.done())
     plan = StreamPlan(
-        len(tokens),
-        lambda k: wire.token_frame(tokens[k], ids=parsed.token_ids, logprobs=parsed.logprobs),
+        tokens,
+        lambda token, _: wire.token_frame(token, ids=parsed.token_ids, logprobs=parsed.logprobs),
         final,
         lead=wire.role_frame() if chat else b"",
     )

@@ -155,8 +155,8 @@ async def _generate(request: web.Request, context: StubContext, stream: bool | N
     details = dumps(_details(tokens, generation.seed, parsed.prompt, whole=False)) if parsed.details else "null"
     last = len(tokens) - 1
     plan = StreamPlan(
-        last,
-        lambda k: wire.token_frame(tokens[k], k),
+        tokens[:last],
+        wire.token_frame,
         [wire.token_frame(tokens[last], last, f'"generated_text":{dumps(text)},"details":{details}')],
     )
     return await play_stream(request, context, generation, plan, wire)

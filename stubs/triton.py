@@ -95,7 +95,7 @@ async def _generate(request: web.Request, context: StubContext, stream: bool) ->
         if "id" in body:
             reply = {"id": body["id"], **reply}
         return await answer_whole(request, context, generation, wire, reply)
-    plan = StreamPlan(len(tokens), lambda k: wire.token_frame(tokens[k]), [])
+    plan = StreamPlan(tokens, lambda token, _: wire.token_frame(token), [])
     return await play_stream(request, context, generation, plan, wire)
 
 
