@@ -8,6 +8,15 @@ Here a protocol buffers what arrives and a read takes it; nothing else runs.
 The protocol also notes when bytes arrive (``ARRIVED_AT``): the time a token
 reached the harness, before httpcore, httpx and a busy event loop had their turn.
 
+On Linux a plain TCP connection is read with ``recvmsg`` and asks the kernel
+to stamp what it receives (``SO_TIMESTAMPNS``), so that time is when the bytes
+reached this host, not when this process woke up to read them: neither a
+sleeping vCPU nor the event loop's other work on 50 streams moves a token's
+time. A read that takes bytes which arrived at different times (the kernel
+merges them) carries the newest one's stamp: a token is never stamped early. A
+TLS connection is handed to asyncio's transports (no stamps there) and is
+stamped when its bytes reach the protocol.
+
 The methods take httpcore's ``timeout`` arguments (its interface), hence the
 ``noqa: ASYNC109``. Errors are httpcore's own (``ConnectError``, ``ReadError``…),
 which httpx maps to its exception tree as it does for any backend. Only plain
@@ -20,9 +29,11 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import struct
+import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httpcore
 import httpx
@@ -38,6 +49,38 @@ _HIGH_WATER = 256 * 1024
 SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 """httpcore's socket option shape."""
 
+_KERNEL_STAMPS = sys.platform == "linux"
+"""Whether plain TCP connections are read with kernel receive timestamps."""
+
+_SO_TIMESTAMPNS = 35
+"""``SO_TIMESTAMPNS_OLD`` (<asm-generic/socket.h>), also its control message's type; Python does not name it."""
+
+_TIMESPEC = struct.Struct("@ll")
+"""``struct timespec`` of the old option: seconds and nanoseconds of the realtime clock, both C longs."""
+
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
+_READ_SIZE = 256 * 1024
+"""What one ``recvmsg`` takes at most: as much as asyncio's transports take in one read."""
+
+_MAX_STAMP_AGE_NS = 60 * 1_000_000_000
+"""A kernel stamp older than this, or in the future, means the realtime clock was set meanwhile: not used."""
+
+
+def kernel_arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """When the kernel received the newest bytes of a read (monotonic seconds); now if it did not say.
+
+    The kernel stamps with the realtime clock; the stamp's age, taken on that
+    clock, is subtracted from the monotonic now.
+    """
+    now = time.monotonic()
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            age_ns: int = time.time_ns() - (seconds * 1_000_000_000 + nanoseconds)
+            if 0 <= age_ns < _MAX_STAMP_AGE_NS:
+                return now - age_ns / 1e9
+    return now
+
 
 @contextlib.contextmanager
 def _mapped(error: type[Exception], timeout: type[Exception]) -> Iterator[None]:
@@ -49,14 +92,24 @@ def _mapped(error: type[Exception], timeout: type[Exception]) -> Iterator[None]:
         raise error(str(exc) or type(exc).__name__) from exc
 
 
+class _ReadControl(Protocol):
+    """What the protocol asks of what feeds it: an asyncio transport, or a `_StampedReader`."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
 class _Protocol(asyncio.Protocol):
     """Buffers what arrives; wakes the one reader waiting for it."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        self.transport: _ReadControl | None = None
         self.buffer = bytearray()
         self.arrived_at = 0.0
         """When the oldest buffered bytes arrived (monotonic seconds)."""
+        self.last_arrived_at = 0.0
+        """When the newest buffered bytes arrived."""
         self.read_arrived_at: float | None = None
         """When the bytes of the last read arrived: a token's arrival, before any parsing."""
         self.eof = False
@@ -72,8 +125,13 @@ class _Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.received(data, time.monotonic())
+
+    def received(self, data: bytes, at: float) -> None:
+        """`data` reached this host at `at`."""
         if not self.buffer:
-            self.arrived_at = time.monotonic()
+            self.arrived_at = at
+        self.last_arrived_at = at
         self.buffer += data
         if len(self.buffer) > _HIGH_WATER and not self._paused_reading and self.transport is not None:
             self._paused_reading = True
@@ -116,7 +174,7 @@ class _Protocol(asyncio.Protocol):
         del self.buffer[:max_bytes]
         self.read_arrived_at = self.arrived_at
         if self.buffer:
-            self.arrived_at = time.monotonic()  # unknown, but no earlier than now
+            self.arrived_at = self.last_arrived_at  # unknown, but no later than that
         if self._paused_reading and len(self.buffer) < _HIGH_WATER // 2 and self.transport is not None:
             self._paused_reading = False
             self.transport.resume_reading()
@@ -128,9 +186,10 @@ class _Protocol(asyncio.Protocol):
             await self._writable
 
 
-class _Stream(httpcore.AsyncNetworkStream):
-    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
-        self._transport = transport
+class _BufferedStream(httpcore.AsyncNetworkStream):
+    """Reads what a `_Protocol` buffered; what it is connected through is the subclass's."""
+
+    def __init__(self, protocol: _Protocol) -> None:
         self._protocol = protocol
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
@@ -139,6 +198,39 @@ class _Stream(httpcore.AsyncNetworkStream):
         with _mapped(httpcore.ReadError, httpcore.ReadTimeout):
             async with asyncio.timeout(timeout):
                 return await self._protocol.read(max_bytes)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == ARRIVED_AT:  # first: asked once per read
+            return self._protocol.read_arrived_at
+        if info == "is_readable":
+            # httpcore asks before reusing an idle connection: anything arrived (an EOF, a stray byte)
+            # means the server has given it up. The protocol has already read it: no poll needed.
+            protocol = self._protocol
+            return bool(protocol.buffer) or protocol.eof or protocol.closed
+        if info == "ssl_object":
+            return self._ssl_object()
+        sock = self._socket()
+        if info == "socket":
+            return sock
+        if info == "client_addr":
+            return sock.getsockname() if sock is not None else None
+        if info == "server_addr":
+            return sock.getpeername() if sock is not None else None
+        return None
+
+    def _ssl_object(self) -> ssl.SSLObject | None:
+        return None
+
+    def _socket(self) -> socket.socket | None:
+        raise NotImplementedError
+
+
+class _Stream(_BufferedStream):
+    """A connection through an asyncio transport: TLS, a Unix socket, or TCP where the kernel does not stamp."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        super().__init__(protocol)
+        self._transport = transport
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
         if not buffer:
@@ -173,23 +265,123 @@ class _Stream(httpcore.AsyncNetworkStream):
         self._protocol.transport = transport
         return _Stream(transport, self._protocol)
 
-    def get_extra_info(self, info: str) -> Any:
-        if info == ARRIVED_AT:  # first: asked once per read
-            return self._protocol.read_arrived_at
-        if info == "ssl_object":
-            return self._transport.get_extra_info("ssl_object")
-        if info == "client_addr":
-            return self._transport.get_extra_info("sockname")
-        if info == "server_addr":
-            return self._transport.get_extra_info("peername")
-        if info == "socket":
-            return self._transport.get_extra_info("socket")
-        if info == "is_readable":
-            # httpcore asks before reusing an idle connection: anything arrived (an EOF, a stray byte)
-            # means the server has given it up. The protocol has already read it: no poll needed.
-            protocol = self._protocol
-            return bool(protocol.buffer) or protocol.eof or protocol.closed
-        return None
+    def _ssl_object(self) -> ssl.SSLObject | None:
+        return cast("ssl.SSLObject | None", self._transport.get_extra_info("ssl_object"))
+
+    def _socket(self) -> socket.socket | None:
+        return cast("socket.socket | None", self._transport.get_extra_info("socket"))
+
+
+class _StampedReader:
+    """Reads a connected socket with ``recvmsg`` and gives each read to the protocol with its kernel stamp."""
+
+    def __init__(self, sock: socket.socket, protocol: _Protocol) -> None:
+        self._sock = sock
+        self._protocol = protocol
+        self._loop = asyncio.get_running_loop()
+        self._reading = False
+        self._done = False
+        """EOF, an error, or detached: nothing more is read."""
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        protocol.transport = self
+        self.resume_reading()
+
+    def _read_ready(self) -> None:
+        try:
+            data, ancillary, _, _ = self._sock.recvmsg(_READ_SIZE, _ANCILLARY_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.detach()
+            self._protocol.connection_lost(exc)
+            return
+        if data:
+            self._protocol.received(data, kernel_arrival(ancillary))
+        else:
+            self.detach()
+            self._protocol.eof_received()
+
+    def pause_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._sock.fileno())
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._done:
+            self._reading = True
+            self._loop.add_reader(self._sock.fileno(), self._read_ready)
+
+    def detach(self) -> None:
+        """Read no more from the socket (which stays open)."""
+        self.pause_reading()
+        self._done = True
+
+
+class _StampedStream(_BufferedStream):
+    """A plain TCP connection whose reads carry the kernel's arrival time (Linux)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(_Protocol())
+        self._sock = sock
+        self._reader = _StampedReader(sock, self._protocol)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        if not buffer:
+            return
+        if self._protocol.closed:
+            raise httpcore.WriteError("the connection is closed")
+        with _mapped(httpcore.WriteError, httpcore.WriteTimeout):
+            async with asyncio.timeout(timeout):
+                await asyncio.get_running_loop().sock_sendall(self._sock, buffer)
+
+    async def aclose(self) -> None:
+        self._reader.detach()
+        if not self._protocol.closed:
+            self._protocol.connection_lost(None)
+        self._sock.close()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        # The socket goes to asyncio's transports, which do TLS: it is read without stamps from here on.
+        self._reader.detach()
+        loop = asyncio.get_running_loop()
+        with _mapped(httpcore.ConnectError, httpcore.ConnectTimeout):
+            transport, protocol = await loop.create_connection(_Protocol, sock=self._sock)
+        return await _Stream(transport, protocol).start_tls(ssl_context, server_hostname, timeout)
+
+    def _socket(self) -> socket.socket | None:
+        return self._sock
+
+
+async def _connected_socket(host: str, port: int, local_address: str | None) -> socket.socket:
+    """A non-blocking TCP socket connected to host:port, trying each of its addresses in turn."""
+    loop = asyncio.get_running_loop()
+    addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not addresses:
+        raise OSError(f"no address for {host}")
+    errors: list[OSError] = []
+    for family, kind, proto, _, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            if local_address:
+                sock.bind((local_address, 0))
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+        except BaseException:
+            sock.close()
+            raise
+        else:
+            return sock
+    if len(errors) == 1:
+        raise errors[0]
+    raise OSError("; ".join(dict.fromkeys(str(e) for e in errors)))
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
@@ -201,16 +393,23 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        local = (local_address, 0) if local_address else None
         with _mapped(httpcore.ConnectError, httpcore.ConnectTimeout):
             async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(_Protocol, host, port, local_addr=local)
-        sock = transport.get_extra_info("socket")
+                stream = await self._connect(host, port, local_address)
+        sock = stream.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return stream
+
+    @staticmethod
+    async def _connect(host: str, port: int, local_address: str | None) -> _BufferedStream:
+        if _KERNEL_STAMPS:
+            return _StampedStream(await _connected_socket(host, port, local_address))
+        local = (local_address, 0) if local_address else None
+        transport, protocol = await asyncio.get_running_loop().create_connection(
+            _Protocol, host, port, local_addr=local
+        )
         return _Stream(transport, protocol)
 
     async def connect_unix_socket(

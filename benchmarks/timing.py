@@ -8,9 +8,10 @@ stream's duration, so that requests keep arriving one at a time, each while
 is not measured.
 
 The alternative, measured the same way in the same run, is what a user would
-write by hand: raw httpx, a stamp before sending and one at each chunk. It
-shows how much of the error is this machine's (two processes waking each other
-on two cores) and how much the harness's.
+write by hand: raw httpx, a stamp before sending and one at each chunk. Its
+error is mostly the time a process takes to wake up and read what arrived; the
+harness takes its tokens' times from the kernel's receive stamps instead. What
+remains is the stub's: its scheduling, on a loop whose timers are exact.
 
 A burst (all 50 requests sent in the same instant, on new connections) is
 reported beside it, without a target: there the stub and the client each set

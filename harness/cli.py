@@ -36,7 +36,7 @@ from reports import (
     write_json_report,
     write_markdown_report,
 )
-from stubs import STUB_ENGINES, Script, ScriptError, StubServer, load_script
+from stubs import STUB_ENGINES, Script, ScriptError, StubServer, load_script, precise_event_loop
 
 from .determinism import CorpusError, SuiteOptions, TargetUnreachable, run_suite
 from .matrix import render_determinism, render_matrix
@@ -530,7 +530,9 @@ def _stub(args: argparse.Namespace) -> int:
         if args.token_delay_ms < 0:
             raise UsageError(f"--token-delay-ms must be >= 0, got {args.token_delay_ms:g}")
         script = script.model_copy(update={"token_delay_ms": args.token_delay_ms})
-    asyncio.run(_serve(args, script))
+    # Scripted delays are kept to the microsecond, not rounded up to the millisecond as asyncio's own loop does.
+    with asyncio.Runner(loop_factory=precise_event_loop) as runner:
+        runner.run(_serve(args, script))
     return EXIT_OK
 
 

@@ -1,6 +1,7 @@
 """Stub engines: fake inference servers that speak each engine's wire format, with scripted faults."""
 
 from ._engine import Generation, StubState
+from ._precise_loop import precise_event_loop
 from .script import Fault, Framing, Script, ScriptError, load_script
 from .server import STUB_ENGINES, StubServer, UnknownEngineError, start_stub
 from .tokens import StubToken, generate_tokens
@@ -18,5 +19,6 @@ __all__ = [
     "UnknownEngineError",
     "generate_tokens",
     "load_script",
+    "precise_event_loop",
     "start_stub",
 ]

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from ._arrival import ARRIVED_AT
 from .script import (
     CloseEarlyFault,
     ContentTypeFault,
@@ -172,8 +173,6 @@ def _diverge(tokens: list[StubToken], at: int, seed: int, prompt: str, salt: str
 
 
 STUB_KEY = web.AppKey("conform_stub", StubContext)
-ARRIVED_AT = web.RequestKey("conform_arrived_at", float)
-"""When a generation request reached its handler (event-loop clock)."""
 
 GenerationHandler = Callable[[web.Request, StubContext], Awaitable[web.StreamResponse]]
 
@@ -182,7 +181,8 @@ def generation_route(handle: GenerationHandler) -> Handler:
     """The aiohttp handler of a generation route: the request counts as admitted while `handle` answers it."""
 
     async def route(request: web.Request) -> web.StreamResponse:
-        request[ARRIVED_AT] = asyncio.get_running_loop().time()
+        if ARRIVED_AT not in request:  # an app served without StubServer: its bytes were not stamped
+            request[ARRIVED_AT] = asyncio.get_running_loop().time()
         context = request.app[STUB_KEY]
         async with context.admission():
             return await handle(request, context)
@@ -554,11 +554,6 @@ class _Writer:
         transport.close()
 
 
-_TIMER_LEAD_S = 0.0005
-"""How early a token's timer is set. epoll waits in whole milliseconds, rounded up, so a timer set for
-the due time fires 0 to 1 ms late; set half a millisecond early, it fires within half a millisecond of it."""
-
-
 @dataclass(frozen=True, slots=True)
 class _Pace:
     start: float
@@ -582,7 +577,9 @@ async def _run_steps(
     Token k is due `delay * (k + 1)` after the generation began, on a fixed cadence:
     sleeping `delay` after each write would add the write and scheduling time of every
     token to the next gap, and counting from the first write would add the time the
-    stub took to parse the request and send headers to the first token.
+    stub took to parse the request and send headers to the first token. A token is never
+    written early: on the loop `conform stub` runs (`precise_event_loop`) it is written
+    when due; asyncio's default loop rounds every wait up to a whole millisecond.
     """
     # Keep-alives are SSE comments; NDJSON has no such thing, so an NDJSON engine never sends one.
     keepalive_every = writer.framing.keepalive_every if writer.sse else None
@@ -597,7 +594,7 @@ async def _run_steps(
                 due = loop.time()
             if delay:
                 due += delay
-                await asyncio.sleep(max(0.0, due - loop.time() - _TIMER_LEAD_S))
+                await asyncio.sleep(max(0.0, due - loop.time()))
             generation.tokens_sent += 1
         if keepalive_every and number % keepalive_every == 0:
             await writer.send(_keepalive(writer.framing))

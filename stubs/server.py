@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from types import TracebackType
 from aiohttp import web
 
 from . import anthropic, echo, llamacpp, llamaswap, ollama, openai, tgi, triton
+from ._arrival import ArrivalStamps, stamp_arrival
 from ._engine import StubContext, StubState
 from .script import Script
 
@@ -56,6 +58,7 @@ class StubServer:
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self._ssl = ssl_context
         self.url = ""
 
@@ -75,10 +78,20 @@ class StubServer:
             raise
         sock.setblocking(False)
         port = sock.getsockname()[1]
+        app.middlewares.insert(0, stamp_arrival)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.SockSite(runner, sock, ssl_context=self._ssl)
-        await site.start()
+        protocols = runner.server
+        assert protocols is not None, "set up just above"
+        # Not a SockSite: each connection's protocol is wrapped, so that requests carry their bytes' arrival.
+        try:
+            self._listener = await asyncio.get_running_loop().create_server(
+                lambda: ArrivalStamps(protocols()), sock=sock, ssl=self._ssl
+            )
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
         self._runner = runner
         self.url = f"{'https' if self._ssl else 'http'}://{self._host}:{port}"
         return self
@@ -89,6 +102,9 @@ class StubServer:
             return
         for task in list(self.state.background):
             task.cancel()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()  # no new connections; the runner closes the open ones
         await runner.cleanup()
 
     async def __aenter__(self) -> StubServer:

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import socket
 import struct
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -13,7 +15,7 @@ import httpx
 import pytest
 
 from adapters import LlamaCppAdapter, TaskRequest
-from adapters._network import ARRIVED_AT, AsyncioTransport
+from adapters._network import ARRIVED_AT, AsyncioTransport, kernel_arrival
 from harness.stream import collect
 from stubs import StubServer
 
@@ -142,3 +144,70 @@ async def test_a_read_tells_when_its_bytes_arrived_not_when_it_was_read() -> Non
         assert await response.aread() == b"body"
         arrived = response.extensions["network_stream"].get_extra_info(ARRIVED_AT)
     assert read_at - 0.3 < arrived < read_at - 0.1
+
+
+def timespec_message(realtime_ns: int) -> list[tuple[int, int, bytes]]:
+    """The control message the kernel attaches to a read with SO_TIMESTAMPNS on (SCM_TIMESTAMPNS = 35)."""
+    return [(socket.SOL_SOCKET, 35, struct.pack("@ll", *divmod(realtime_ns, 1_000_000_000)))]
+
+
+def test_a_kernel_stamp_becomes_the_monotonic_time_of_its_arrival() -> None:
+    before = time.monotonic()
+    at = kernel_arrival(timespec_message(time.time_ns() - 5_000_000))  # 5 ms ago
+    assert before - 0.0051 < at < time.monotonic() - 0.0049
+
+
+@pytest.mark.parametrize(
+    "age_ns",
+    [
+        None,
+        -(10**9),  # in the future: the clock was set back since
+        3600 * 10**9,  # an hour old: the clock was set forward since
+    ],
+    ids=["no stamp", "future", "stale"],
+)
+def test_without_a_usable_kernel_stamp_a_read_arrived_now(age_ns: int | None) -> None:
+    ancillary = [] if age_ns is None else timespec_message(time.time_ns() - age_ns)
+    before = time.monotonic()
+    assert before <= kernel_arrival(ancillary) <= time.monotonic()
+
+
+def test_other_control_messages_are_not_taken_for_a_stamp() -> None:
+    (_, _, five_ms_old) = timespec_message(time.time_ns() - 5_000_000)[0]
+    before = time.monotonic()
+    assert before <= kernel_arrival([(socket.SOL_SOCKET, 99, five_ms_old)])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="kernel receive timestamps (SO_TIMESTAMPNS) are read on Linux only")
+async def test_a_token_keeps_its_arrival_time_while_the_event_loop_is_busy() -> None:
+    """The kernel stamps the bytes: a loop blocked when they arrive does not make them late."""
+    read = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+                time.sleep(0.05)
+                connection.sendall(b"body")
+                # Open until read: a FIN that came meanwhile would join the body's buffer, and its stamp.
+                read.wait(5)
+
+        server = threading.Thread(target=serve)
+        server.start()
+        try:
+            async with (
+                httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client,
+                client.stream("GET", f"http://127.0.0.1:{port}/") as response,
+            ):
+                headers_at = time.monotonic()
+                time.sleep(0.3)  # the whole loop is blocked while the body arrives  # noqa: ASYNC251
+                assert await response.aread() == b"body"
+                read.set()
+                arrived = response.extensions["network_stream"].get_extra_info(ARRIVED_AT)
+        finally:
+            read.set()
+            server.join()
+    assert headers_at + 0.03 < arrived < headers_at + 0.2

@@ -1,0 +1,54 @@
+"""The stub's event loop: timers end when due, not at the next whole millisecond, and I/O runs as usual."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+
+import httpx
+import pytest
+
+from stubs import StubServer, precise_event_loop
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the precise loop uses a timerfd, Linux only")
+
+
+def lateness_of_short_sleeps(loop: asyncio.AbstractEventLoop, seconds: float, count: int) -> list[float]:
+    async def sleeps() -> list[float]:
+        late = []
+        for _ in range(count):
+            due = loop.time() + seconds
+            await asyncio.sleep(seconds)
+            late.append(loop.time() - due)
+        return late
+
+    return loop.run_until_complete(sleeps())
+
+
+def test_a_sub_millisecond_sleep_is_not_rounded_up_to_a_millisecond() -> None:
+    # On asyncio's own loop every one of these 0.2 ms sleeps lasts at least 1 ms (epoll's whole milliseconds).
+    loop = precise_event_loop()
+    try:
+        late = lateness_of_short_sleeps(loop, 0.0002, 21)
+    finally:
+        loop.close()
+    assert min(late) >= 0, "a timer fired early"
+    assert statistics.median(late) < 0.0005
+
+
+def test_it_serves_a_stub_and_closes_its_timer() -> None:
+    fds_before = len(os.listdir("/proc/self/fd"))
+    loop = precise_event_loop()
+
+    async def stream() -> int:
+        async with StubServer("llamacpp") as stub, httpx.AsyncClient() as client:
+            response = await client.post(stub.url + "/completion", json={"prompt": "hi", "n_predict": 3})
+            return len(response.json()["tokens"])
+
+    try:
+        assert loop.run_until_complete(stream()) == 3
+    finally:
+        loop.close()
+    assert len(os.listdir("/proc/self/fd")) == fds_before
