@@ -199,6 +199,41 @@ class _BufferedStream(httpcore.AsyncNetworkStream):
             async with asyncio.timeout(timeout):
                 return await self._protocol.read(max_bytes)
 
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        if not buffer:
+            return
+        if self._protocol.closed or self._closing():
+            raise httpcore.WriteError("the connection is closed")
+        with _mapped(httpcore.WriteError, httpcore.WriteTimeout):
+            async with asyncio.timeout(timeout):
+                await self._send(buffer)
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        with _mapped(httpcore.ConnectError, httpcore.ConnectTimeout):
+            transport, protocol = await self._transport_for_tls()
+            tls = await asyncio.get_running_loop().start_tls(
+                transport, protocol, ssl_context, server_hostname=server_hostname, ssl_handshake_timeout=timeout
+            )
+        if tls is None:
+            raise httpcore.ConnectError("the connection closed during the TLS handshake")
+        protocol.transport = tls
+        return _Stream(tls, protocol)
+
+    def _closing(self) -> bool:
+        return False
+
+    async def _send(self, buffer: bytes) -> None:
+        raise NotImplementedError
+
+    async def _transport_for_tls(self) -> tuple[asyncio.Transport, _Protocol]:
+        """The asyncio transport and protocol to start TLS on."""
+        raise NotImplementedError
+
     def get_extra_info(self, info: str) -> Any:
         if info == ARRIVED_AT:  # first: asked once per read
             return self._protocol.read_arrived_at
@@ -232,38 +267,18 @@ class _Stream(_BufferedStream):
         super().__init__(protocol)
         self._transport = transport
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        if not buffer:
-            return
-        if self._protocol.closed or self._transport.is_closing():
-            raise httpcore.WriteError("the connection is closed")
-        with _mapped(httpcore.WriteError, httpcore.WriteTimeout):
-            self._transport.write(buffer)
-            async with asyncio.timeout(timeout):
-                await self._protocol.drain()
+    def _closing(self) -> bool:
+        return self._transport.is_closing()
+
+    async def _send(self, buffer: bytes) -> None:
+        self._transport.write(buffer)
+        await self._protocol.drain()
 
     async def aclose(self) -> None:
         self._transport.close()
 
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        with _mapped(httpcore.ConnectError, httpcore.ConnectTimeout):
-            transport = await loop.start_tls(
-                self._transport,
-                self._protocol,
-                ssl_context,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=timeout,
-            )
-        if transport is None:
-            raise httpcore.ConnectError("the connection closed during the TLS handshake")
-        self._protocol.transport = transport
-        return _Stream(transport, self._protocol)
+    async def _transport_for_tls(self) -> tuple[asyncio.Transport, _Protocol]:
+        return self._transport, self._protocol
 
     def _ssl_object(self) -> ssl.SSLObject | None:
         return cast("ssl.SSLObject | None", self._transport.get_extra_info("ssl_object"))
@@ -325,14 +340,8 @@ class _StampedStream(_BufferedStream):
         self._sock = sock
         self._reader = _StampedReader(sock, self._protocol)
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        if not buffer:
-            return
-        if self._protocol.closed:
-            raise httpcore.WriteError("the connection is closed")
-        with _mapped(httpcore.WriteError, httpcore.WriteTimeout):
-            async with asyncio.timeout(timeout):
-                await asyncio.get_running_loop().sock_sendall(self._sock, buffer)
+    async def _send(self, buffer: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(self._sock, buffer)
 
     async def aclose(self) -> None:
         self._reader.detach()
@@ -340,18 +349,10 @@ class _StampedStream(_BufferedStream):
             self._protocol.connection_lost(None)
         self._sock.close()
 
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> httpcore.AsyncNetworkStream:
+    async def _transport_for_tls(self) -> tuple[asyncio.Transport, _Protocol]:
         # The socket goes to asyncio's transports, which do TLS: it is read without stamps from here on.
         self._reader.detach()
-        loop = asyncio.get_running_loop()
-        with _mapped(httpcore.ConnectError, httpcore.ConnectTimeout):
-            transport, protocol = await loop.create_connection(_Protocol, sock=self._sock)
-        return await _Stream(transport, protocol).start_tls(ssl_context, server_hostname, timeout)
+        return await asyncio.get_running_loop().create_connection(_Protocol, sock=self._sock)
 
     def _socket(self) -> socket.socket | None:
         return self._sock
