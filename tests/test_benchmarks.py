@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from benchmarks import sse
+from benchmarks._machine import CpuTicks, steal_between
 
 
 def test_every_benchmark_runs_on_tiny_inputs() -> None:
@@ -25,3 +26,11 @@ def test_the_three_decoders_agree_on_every_recorded_stream() -> None:
         assert len(reference) >= 50
         assert sse.decode_openai(chunks) == reference
         assert sse.decode_httpx_sse(chunks) == reference
+
+
+def test_steal_is_the_hypervisors_share_of_the_cpu_time_between_two_readings() -> None:
+    before, after = CpuTicks(steal=10, total=1000), CpuTicks(steal=60, total=2000)
+    assert after.steal_since(before) == 0.05
+    assert steal_between(before, after) == "CPU steal 5.0%"
+    assert steal_between(None, after) == ""  # no /proc/stat: nothing is claimed
+    assert before.steal_since(before) is None
