@@ -297,7 +297,9 @@ class _StampedReader:
         self._reading = False
         self._done = False
         """EOF, an error, or detached: nothing more is read."""
-        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        # Where the kernel refuses (a sandbox's own network stack), reads are stamped when they are made.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         protocol.transport = self
         self.resume_reading()
 

@@ -64,10 +64,14 @@ class _TimerFd:
 
 class _PreciseEpollSelector(selectors.EpollSelector):
     def __init__(self, libc: Any) -> None:
+        self._timer = _TimerFd(libc)  # first: if it fails, there is no epoll object yet to close
         super().__init__()
-        self._timer = _TimerFd(libc)
         epoll: select.epoll = self._selector  # type: ignore[attr-defined]  # the selector's own epoll object
-        epoll.register(self._timer.fd, select.EPOLLIN | select.EPOLLET)
+        try:
+            epoll.register(self._timer.fd, select.EPOLLIN | select.EPOLLET)
+        except OSError:
+            self.close()
+            raise
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is not None and timeout > 0:
@@ -95,4 +99,8 @@ def precise_event_loop() -> asyncio.AbstractEventLoop:
     libc = _libc()
     if libc is None:
         return asyncio.new_event_loop()
-    return asyncio.SelectorEventLoop(_PreciseEpollSelector(libc))
+    try:
+        selector = _PreciseEpollSelector(libc)
+    except OSError:  # no timerfd here (a sandbox may refuse it): millisecond timers, as asyncio has them
+        return asyncio.new_event_loop()
+    return asyncio.SelectorEventLoop(selector)

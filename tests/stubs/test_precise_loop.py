@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from stubs import StubServer, precise_event_loop
+from stubs import _precise_loop as precise_loop
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the precise loop uses a timerfd, Linux only")
 
@@ -49,6 +50,25 @@ def test_it_serves_a_stub_and_closes_its_timer() -> None:
 
     try:
         assert loop.run_until_complete(stream()) == 3
+    finally:
+        loop.close()
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_where_the_kernel_refuses_a_timerfd_the_loop_is_asyncios_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Refusing:
+        def timerfd_create(self, clock: int, flags: int) -> int:
+            return -1  # what libc returns when a sandbox forbids the call
+
+        def timerfd_settime(self, fd: int, flags: int, new: object, old: object) -> int:
+            raise AssertionError("a timer that was never made is never armed")
+
+    monkeypatch.setattr(precise_loop, "_libc", Refusing)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    loop = precise_event_loop()
+    try:
+        assert loop.run_until_complete(asyncio.sleep(0.001, "slept")) == "slept"
+        assert not isinstance(loop._selector, precise_loop._PreciseEpollSelector)  # type: ignore[attr-defined]
     finally:
         loop.close()
     assert len(os.listdir("/proc/self/fd")) == fds_before
