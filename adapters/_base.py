@@ -6,7 +6,7 @@ import abc
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -42,7 +42,15 @@ class Read(NamedTuple, Generic[T]):
     at: float
     """Monotonic seconds. The frames of a read arrived together: their tokens carry this time, not the
     (later, and for a large read much later) time each was parsed."""
-    frames: list[T]
+    frames: Iterator[T]
+    """They stop at a cancel: the rest of the read arrived before it, but is not delivered after it."""
+
+
+def _until_cancelled(frames: list[T], task_id: str, cancelled: set[str]) -> Iterator[T]:
+    for frame in frames:
+        if task_id in cancelled:
+            return
+        yield frame
 
 
 _NOT_READY = frozenset({400, 503})
@@ -229,7 +237,7 @@ class HttpAdapter(abc.ABC):
                     if transcript is not None:
                         for frame in frames:
                             transcript.frame(frame if isinstance(frame, str) else _event_text(frame))
-                    yield Read(at, frames)
+                    yield Read(at, _until_cancelled(frames, task_id, self._cancelled))
                 if task_id in self._cancelled:
                     break
         except WorkerError:

@@ -288,8 +288,6 @@ class OpenAIAdapter(HttpAdapter):
             yield self.started(req.task_id)
             async for read in batches:
                 for event in read.frames:
-                    if req.task_id in self._cancelled:
-                        break  # the rest of this read arrived before the cancel, but is not delivered after it
                     if event.data == DONE:
                         stream.done_marker = True
                         break

@@ -108,8 +108,6 @@ class AnthropicAdapter(HttpAdapter):
             yield self.started(req.task_id)
             async for read in batches:
                 for event in read.frames:
-                    if req.task_id in self._cancelled:
-                        break  # the rest of this read arrived before the cancel, but is not delivered after it
                     frame = self.parse_json_event(event, url, stream.events + 1)
                     for folded in stream.fold(event.event, frame, read.at):
                         yield folded

@@ -67,8 +67,6 @@ class EchoAdapter(HttpAdapter):
             yield self.started(req.task_id)
             async for read in batches:
                 for event in read.frames:
-                    if req.task_id in self._cancelled:
-                        break
                     number += 1
                     frame = self.parse_object(event.data, url, number)
                     if "error" in frame:

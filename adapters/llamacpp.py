@@ -142,11 +142,9 @@ class LlamaCppAdapter(HttpAdapter):
             number = 0
             url = self.base_url + "/completion"
             # Locals, not attribute look-ups: the loop runs once per token.
-            task_id, cancelled, parse_object = req.task_id, self._cancelled, self.parse_object
+            parse_object = self.parse_object
             async for read in batches:
                 for event in read.frames:
-                    if task_id in cancelled:
-                        break  # the rest of this read arrived before the cancel, but is not delivered after it
                     number += 1
                     frame = parse_object(event.data, url, number)
                     if "error" in frame:

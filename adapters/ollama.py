@@ -95,8 +95,6 @@ class OllamaAdapter(HttpAdapter):
             yield self.started(req.task_id)
             async for read in batches:
                 for line in read.frames:
-                    if req.task_id in self._cancelled:
-                        break
                     position += 1
                     if not line.strip():
                         raise WorkerError(

@@ -114,8 +114,6 @@ class TgiAdapter(HttpAdapter):
             yield self.started(req.task_id)
             async for read in batches:
                 for event in read.frames:
-                    if req.task_id in self._cancelled:
-                        break
                     number += 1
                     frame = self.parse_object(event.data, url, number)
                     if "error" in frame:

@@ -88,8 +88,6 @@ class TritonAdapter(HttpAdapter):
             yield self.started(req.task_id)
             async for read in batches:
                 for event in read.frames:
-                    if req.task_id in self._cancelled:
-                        break
                     frame = self.parse_object(event.data, url, position + 1)
                     if "error" in frame:
                         message = self.http.redact(f"error inside the stream: {frame['error']}")
