@@ -36,7 +36,8 @@ def test_a_sub_millisecond_sleep_is_not_rounded_up_to_a_millisecond() -> None:
     finally:
         loop.close()
     assert min(late) >= 0, "a timer fired early"
-    assert statistics.median(late) < 0.0005
+    # Rounded up to 1 ms, each would be at least 0.8 ms late: the bound leaves room for a slow wake-up.
+    assert statistics.median(late) < 0.0007
 
 
 def test_it_serves_a_stub_and_closes_its_timer() -> None:
