@@ -226,8 +226,7 @@ class HttpAdapter(abc.ABC):
                 self._open.pop(task_id, None)
 
     async def _frame_batches(self, task_id: str, stream: StreamResponse, decoder: Decoder[T]) -> AsyncIterator[Read[T]]:
-        """The frames of each read, as one list, and when the read arrived: one async hop per read rather
-        than per token."""
+        """The frames of each read, and when the read arrived: one async hop per read rather than per token."""
         transcript = self.options.transcript
         try:
             async for chunk in stream.chunks():

@@ -206,8 +206,9 @@ class StreamResponse:
         return str(self.headers.get("content-type", "")).split(";")[0].strip().lower()
 
     def arrived_at(self) -> float:
-        """When the bytes of the chunk just read reached this process: from the socket layer, where it
-        records that, so that neither parsing nor a busy event loop delays the stamp; else now."""
+        """When the bytes of the chunk just read arrived: from the socket layer, where it records that
+        (the kernel's receive stamp, or when the bytes reached the process), so that neither parsing
+        nor a busy event loop delays the stamp; else now."""
         network = self._network
         at = network.get_extra_info(ARRIVED_AT) if network is not None else None
         return at if isinstance(at, float) else time.monotonic()

@@ -74,8 +74,9 @@ def run(quick: bool = False) -> list[Row]:
         for _ in range(rounds):  # alternated, so that a change in machine load falls on both alike
             raw_runs.append(asyncio.run(_raw(url, tokens)))
             our_runs.append(asyncio.run(_full_path(url, tokens)))
-    raw, ours = _median(raw_runs).tokens_per_s, _median(our_runs).tokens_per_s
-    raw_cpu, our_cpu = _median(raw_runs).cpu_us_per_token, _median(our_runs).cpu_us_per_token
+    raw_median, our_median = _median(raw_runs), _median(our_runs)
+    raw, ours = raw_median.tokens_per_s, our_median.tokens_per_s
+    raw_cpu, our_cpu = raw_median.cpu_us_per_token, our_median.cpu_us_per_token
     return [
         Row(
             "harness path (adapter + checks)",

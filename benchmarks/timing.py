@@ -41,6 +41,9 @@ __all__ = ["run"]
 DELAY_S = 0.010
 """The stub waits this long before every token, the first included."""
 
+SCRIPT = {"token_delay_ms": DELAY_S * 1000}
+"""The stub's script in every measurement."""
+
 
 Timed = tuple[float, list[float]]
 """When a request was sent, and when each of its tokens arrived (monotonic seconds)."""
@@ -145,7 +148,7 @@ class _Run:
 
 def _measured(side: Callable[[str, int, int, int], Awaitable[list[Timed]]], sizes: tuple[int, int, int]) -> _Run:
     before = CpuTicks.now()
-    with serve("stub", {"token_delay_ms": DELAY_S * 1000}) as (url, _):
+    with serve("stub", SCRIPT) as (url, _):
         ttft, itl = _errors(asyncio.run(side(url, *sizes)))
     return _Run(ttft, itl, steal_between(before, CpuTicks.now()))
 
@@ -166,7 +169,7 @@ def run(quick: bool = False) -> list[Row]:
         ours_runs.append(_measured(_ours, sizes))
         raw_runs.append(_measured(_raw_httpx, sizes))
     (ours, ours_each), (raw, raw_each) = _quietest(ours_runs), _quietest(raw_runs)
-    with serve("stub", {"token_delay_ms": DELAY_S * 1000}) as (url, _):
+    with serve("stub", SCRIPT) as (url, _):
         burst_ttft, _ = _errors(asyncio.run(_burst(url, streams, tokens)))
     note = (
         f"{streams} concurrent streams in a closed loop, {len(ours.ttft)} measured requests of {tokens} tokens, "

@@ -34,9 +34,6 @@ class ArrivalStamps(asyncio.Protocol):
         self.taken = False
         """A handler took the stamp and has not finished: what arrives now is its request's body."""
 
-    def loop_time(self) -> float:
-        return self._loop.time()
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._inner.connection_made(transport)
 
@@ -69,7 +66,7 @@ async def stamp_arrival(request: web.Request, handler: Handler) -> web.StreamRes
     if stamps is None:
         return await handler(request)
     arrived_at, stamps.arrived_at, stamps.taken = stamps.arrived_at, None, True
-    request[ARRIVED_AT] = arrived_at if arrived_at is not None else stamps.loop_time()
+    request[ARRIVED_AT] = arrived_at if arrived_at is not None else asyncio.get_running_loop().time()
     try:
         return await handler(request)
     finally:

@@ -135,6 +135,7 @@ class StubContext:
         batching scheduler does, and changes the tokens if other requests arrived.
         """
         behaviour = self.script.determinism
+        # Stamped by StubServer; an app served some other way starts the schedule here.
         started_at = request.get(ARRIVED_AT, asyncio.get_running_loop().time())
         if behaviour.batch_variant_at is not None:
             await asyncio.sleep(BATCH_WINDOW_S)
@@ -181,8 +182,6 @@ def generation_route(handle: GenerationHandler) -> Handler:
     """The aiohttp handler of a generation route: the request counts as admitted while `handle` answers it."""
 
     async def route(request: web.Request) -> web.StreamResponse:
-        if ARRIVED_AT not in request:  # an app served without StubServer: its bytes were not stamped
-            request[ARRIVED_AT] = asyncio.get_running_loop().time()
         context = request.app[STUB_KEY]
         async with context.admission():
             return await handle(request, context)
