@@ -12,6 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from reports import write_atomic
+
 from . import overhead, sse, stub_throughput, timing, wall
 from ._machine import CpuTicks, steal_between
 from ._table import Row, render
@@ -53,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     if target is not None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         machine = f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
-        target.write_text(
+        write_atomic(
+            target,
             f"# Latest benchmark results\n\n`python -m benchmarks` on {stamp} ({machine}, "
             f"2 cores), {elapsed:.0f} s" + (f", {steal} over the run" if steal else "") + "."
-            f"\n\n{render(rows, markdown=True)}\n"
+            f"\n\n{render(rows, markdown=True)}\n",
         )
     return 0
 

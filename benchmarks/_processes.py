@@ -17,8 +17,11 @@ __all__ = ["FrameCounter", "peak_rss_mib", "serve"]
 
 
 @contextlib.contextmanager
-def serve(kind: str, script: dict[str, Any] | None = None) -> Iterator[tuple[str, int]]:
-    """(url, pid) of `conform stub llamacpp` (kind "stub") or of the plain aiohttp reference ("plain")."""
+def serve(kind: str, script: dict[str, Any] | None = None, timeline: Path | None = None) -> Iterator[tuple[str, int]]:
+    """(url, pid) of `conform stub llamacpp` (kind "stub") or of the plain aiohttp reference ("plain").
+
+    With `timeline`, the stub writes there when it wrote each token, once it has stopped (on leaving).
+    """
     with tempfile.TemporaryDirectory() as scratch:
         if kind == "stub":
             args = [sys.executable, "-m", "harness.cli", "stub", "llamacpp", "--port", "0"]
@@ -26,6 +29,8 @@ def serve(kind: str, script: dict[str, Any] | None = None) -> Iterator[tuple[str
                 path = Path(scratch) / "script.json"
                 path.write_text(json.dumps(script))
                 args += ["--script", str(path)]
+            if timeline is not None:
+                args += ["--timeline", str(timeline)]
         else:
             args = [sys.executable, "-m", "benchmarks._plain_server"]
         process = subprocess.Popen(

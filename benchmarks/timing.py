@@ -1,4 +1,4 @@
-"""Timing accuracy: the TTFT and inter-token latency the harness reports vs what the stub was scripted to do.
+"""Timing accuracy: the TTFT and inter-token latency the harness reports vs what the stub did.
 
 The target is measured at 50 concurrent streams in steady state: 50 clients,
 each sending its next request as soon as its previous stream ends (a closed
@@ -7,11 +7,20 @@ stream's duration, so that requests keep arriving one at a time, each while
 49 other streams run. The first round ramps up and opens the connections; it
 is not measured.
 
+Two references. The script: every token is due 10 ms after the previous one
+(the first, 10 ms after the request's first bytes arrived). And the stub's own
+timeline (`conform stub --timeline`): when it really wrote each token, on the
+same monotonic clock. On a shared VM the stub wakes up late now and then (its
+vCPU waits on the hypervisor, measured at up to 10 ms, with the stub neither
+busy nor waiting for a CPU in this guest); a harness that reports that
+lateness is right, not wrong. So the targets apply to the error against the
+stub's writes, the harness's own error; the error against the script, which
+adds the stub's lateness, is shown beside it, and so is the lateness itself.
+
 The alternative, measured the same way in the same run, is what a user would
 write by hand: raw httpx, a stamp before sending and one at each chunk. Its
 error is mostly the time a process takes to wake up and read what arrived; the
-harness takes its tokens' times from the kernel's receive stamps instead. What
-remains is the stub's: its scheduling, on a loop whose timers are exact.
+harness takes its tokens' times from the kernel's receive stamps instead.
 
 A burst (all 50 requests sent in the same instant, on new connections) is
 reported beside it, without a target: there the stub and the client each set
@@ -22,15 +31,19 @@ figure says how much such a burst delays first tokens, in both processes.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 
 from adapters import LlamaCppAdapter, TaskRequest
 from harness.stream import StreamRecord, collect
 from harness.timing import exempt_startup_objects, percentile, stream_timing
+from stubs import Timeline, load_timeline
 
 from ._machine import CpuTicks, steal_between
 from ._processes import FrameCounter, serve
@@ -45,8 +58,8 @@ SCRIPT = {"token_delay_ms": DELAY_S * 1000}
 """The stub's script in every measurement."""
 
 
-Timed = tuple[float, list[float]]
-"""When a request was sent, and when each of its tokens arrived (monotonic seconds)."""
+Timed = tuple[str, float, list[float]]
+"""A request's prompt, when it was sent, and when each of its tokens arrived (monotonic seconds)."""
 
 StreamOnce = Callable[[str, int], Awaitable[Timed]]
 """Stream one request (prompt, max tokens) and time it."""
@@ -76,7 +89,7 @@ async def _ours(url: str, streams: int, rounds: int, tokens: int) -> list[Timed]
     async def stream(prompt: str, max_tokens: int) -> Timed:
         record = await collect(adapter, TaskRequest(prompt=prompt, max_tokens=max_tokens, seed=1))
         assert record.error is None, record.error
-        return record.sent_at, [t.at for t in record.tokens]
+        return prompt, record.sent_at, [t.at for t in record.tokens]
 
     try:
         return await _closed_loop(stream, streams, rounds, tokens)
@@ -98,7 +111,7 @@ async def _raw_httpx(url: str, streams: int, rounds: int, tokens: int) -> list[T
                     counter.feed(chunk)
                     times += [at] * (counter.frames - before)
             assert len(times) == max_tokens + 1, f"{len(times) - 1} tokens, {max_tokens} asked"
-            return sent, times[:-1]  # the last frame is llama.cpp's final one, not a token
+            return prompt, sent, times[:-1]  # the last frame is llama.cpp's final one, not a token
 
         return await _closed_loop(stream, streams, rounds, tokens)
 
@@ -107,24 +120,54 @@ async def _burst(url: str, streams: int, tokens: int) -> list[Timed]:
     adapter = LlamaCppAdapter(url)
     try:
         await collect(adapter, TaskRequest(prompt="warm-up", max_tokens=2))
-        requests = [TaskRequest(prompt=f"burst {n}", max_tokens=tokens, seed=n) for n in range(streams)]
+        prompts = [f"burst {n}" for n in range(streams)]
+        requests = [TaskRequest(prompt=p, max_tokens=tokens, seed=n) for n, p in enumerate(prompts)]
         records: list[StreamRecord] = await asyncio.gather(*(collect(adapter, r) for r in requests))
     finally:
         await adapter.aclose()
     assert all(r.error is None for r in records)
-    return [(r.sent_at, [t.at for t in r.tokens]) for r in records]
+    return [(p, r.sent_at, [t.at for t in r.tokens]) for p, r in zip(prompts, records, strict=True)]
 
 
-def _errors(streams: list[Timed]) -> tuple[list[float], list[float]]:
-    """Sorted absolute errors, in seconds, of every first token and every inter-token gap."""
-    ttft_errors: list[float] = []
-    itl_errors: list[float] = []
-    for sent, token_times in streams:
+@dataclass(frozen=True, slots=True)
+class _Errors:
+    """Sorted absolute errors, in seconds, of every first token and of every inter-token gap."""
+
+    ttft: list[float]
+    itl: list[float]
+
+
+def _against_script(streams: list[Timed]) -> _Errors:
+    ttft: list[float] = []
+    itl: list[float] = []
+    for _, sent, token_times in streams:
         timing = stream_timing(sent, token_times)
         assert timing is not None
-        ttft_errors.append(abs(timing.ttft_s - DELAY_S))
-        itl_errors.extend(abs(gap - DELAY_S) for gap in timing.itl_s)
-    return sorted(ttft_errors), sorted(itl_errors)
+        ttft.append(abs(timing.ttft_s - DELAY_S))
+        itl.extend(abs(gap - DELAY_S) for gap in timing.itl_s)
+    return _Errors(sorted(ttft), sorted(itl))
+
+
+def _against_stub(streams: list[Timed], timeline: Timeline) -> tuple[_Errors, list[float]]:
+    """The errors against what the stub did, and the stub's lateness (its writes minus their due times, sorted).
+
+    The stub's TTFT runs from the request's arrival (as its process read it) to the first token's write:
+    the time the request took to reach the stub counts against the harness, not for it.
+    """
+    did = {g.prompt: g for g in timeline.generations}
+    ttft: list[float] = []
+    itl: list[float] = []
+    lateness: list[float] = []
+    for prompt, sent, token_times in streams:
+        generation = did[prompt]
+        written = generation.written_at
+        assert len(written) == len(token_times), f"{prompt}: {len(written)} written, {len(token_times)} read"
+        timing = stream_timing(sent, token_times)
+        assert timing is not None
+        ttft.append(abs(timing.ttft_s - (written[0] - generation.started_at)))
+        itl.extend(abs(gap - (b - a)) for gap, a, b in zip(timing.itl_s, written, written[1:], strict=False))
+        lateness.extend(at - (generation.started_at + DELAY_S * (k + 1)) for k, at in enumerate(written))
+    return _Errors(sorted(ttft), sorted(itl)), sorted(lateness)
 
 
 def _ms(errors: list[float], fraction: float) -> float:
@@ -137,31 +180,47 @@ RUNS = 3
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    ttft: list[float]
-    itl: list[float]
+    script: _Errors
+    """Against the script: the harness's error and the stub's lateness together."""
+    stub: _Errors
+    """Against the stub's timeline: the harness's own error."""
+    lateness: list[float]
     steal: str
 
     @property
-    def ttft_median(self) -> float:
-        return percentile(self.ttft, 0.5)
+    def noise(self) -> float:
+        """The TTFT median against the script: how much this run's machine got in the way."""
+        return percentile(self.script.ttft, 0.5)
 
 
-def _measured(side: Callable[[str, int, int, int], Awaitable[list[Timed]]], sizes: tuple[int, int, int]) -> _Run:
+Side = Callable[[str, int, int, int], Coroutine[Any, Any, list[Timed]]]
+"""One side of the comparison: (url, streams, rounds, tokens) -> the measured requests."""
+
+
+def _measured(side: Side, sizes: tuple[int, int, int]) -> _Run:
     before = CpuTicks.now()
-    with serve("stub", SCRIPT) as (url, _):
-        ttft, itl = _errors(asyncio.run(side(url, *sizes)))
-    return _Run(ttft, itl, steal_between(before, CpuTicks.now()))
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "timeline.json"
+        with serve("stub", SCRIPT, timeline=path) as (url, _):
+            streams = asyncio.run(side(url, *sizes))
+        timeline = load_timeline(path)  # written when the stub stopped
+    stub, lateness = _against_stub(streams, timeline)
+    return _Run(_against_script(streams), stub, lateness, steal_between(before, CpuTicks.now()))
 
 
 def _quietest(runs: list[_Run]) -> tuple[_Run, str]:
     """The run with the lowest TTFT median, and a note of every run's (this VM's neighbours come and go)."""
-    best = min(runs, key=lambda r: r.ttft_median)
-    each = ", ".join(f"{r.ttft_median * 1000:.2f} ms" + (f" ({r.steal})" if r.steal else "") for r in runs)
+    best = min(runs, key=lambda r: r.noise)
+    each = ", ".join(f"{r.noise * 1000:.2f} ms" + (f" ({r.steal})" if r.steal else "") for r in runs)
     return best, each
 
 
+PERCENTILES = (("median", 0.5, 1.0), ("p99", 0.99, 5.0))
+"""(label, fraction, the target's bound in ms)."""
+
+
 def run(quick: bool = False) -> list[Row]:
-    streams, _, tokens = sizes = (5, 2, 10) if quick else (50, 4, 50)
+    streams, _, tokens = sizes = (5, 2, 10) if quick else (50, 8, 50)
     exempt_startup_objects()  # as conform run and conform determinism do before they measure
     ours_runs: list[_Run] = []
     raw_runs: list[_Run] = []
@@ -170,37 +229,55 @@ def run(quick: bool = False) -> list[Row]:
         raw_runs.append(_measured(_raw_httpx, sizes))
     (ours, ours_each), (raw, raw_each) = _quietest(ours_runs), _quietest(raw_runs)
     with serve("stub", SCRIPT) as (url, _):
-        burst_ttft, _ = _errors(asyncio.run(_burst(url, streams, tokens)))
-    note = (
-        f"{streams} concurrent streams in a closed loop, {len(ours.ttft)} measured requests of {tokens} tokens, "
-        f"stub scripted at {DELAY_S * 1000:g} ms per token; the quietest of {len(ours_runs)} runs per side"
+        burst = _against_script(asyncio.run(_burst(url, streams, tokens)))
+    method = (
+        f"{streams} concurrent streams in a closed loop, {len(ours.stub.ttft)} measured requests of {tokens} "
+        f"tokens, stub scripted at {DELAY_S * 1000:g} ms per token; the quietest of {len(ours_runs)} runs per side. "
+        "The stub's writes: its timeline (`conform stub --timeline`), when it really wrote each token"
     )
-    spread = f"TTFT medians of the runs: ours {ours_each}; raw httpx {raw_each}"
-    notes = {("ITL", "median"): note, ("TTFT", "median"): spread}
+    spread = (
+        "the stub's own lateness (row below) is in it. "
+        f"TTFT medians of the runs: ours {ours_each}; raw httpx {raw_each}"
+    )
     rows = []
-    for name, errors, theirs in (("ITL", ours.itl, raw.itl), ("TTFT", ours.ttft, raw.ttft)):
-        for label, fraction, bound in (("median", 0.5, 1.0), ("p99", 0.99, 5.0)):
-            figure = _ms(errors, fraction)
-            rows.append(
-                Row(
-                    f"{name} error, {label}",
-                    figure,
-                    "ms",
-                    f"< {bound:g} ms",
-                    figure < bound,
-                    _ms(theirs, fraction),
-                    "raw httpx, stamped by hand",
-                    notes.get((name, label), ""),
+    references = (("stub", "the stub's writes", method), ("script", "the script", spread))
+    for reference, title, first_note in references:
+        for name in ("ITL", "TTFT"):
+            for label, fraction, bound in PERCENTILES:
+                figure = _ms(getattr(getattr(ours, reference), name.lower()), fraction)
+                theirs = _ms(getattr(getattr(raw, reference), name.lower()), fraction)
+                targeted = reference == "stub"  # the harness's own error; the script's adds the stub's lateness
+                rows.append(
+                    Row(
+                        f"{name} error vs {title}, {label}",
+                        figure,
+                        "ms",
+                        f"< {bound:g} ms" if targeted else "",
+                        figure < bound if targeted else None,
+                        theirs,
+                        "raw httpx, stamped by hand",
+                        first_note if (name, label) == ("ITL", "median") else "",
+                    )
                 )
-            )
+    late_p99, worst = _ms(ours.lateness, 0.99), ours.lateness[-1] * 1000
     rows.append(
         Row(
-            f"TTFT error, {streams} sent at once",
-            _ms(burst_ttft, 0.5),
+            "stub lateness (its writes vs its script), median",
+            _ms(ours.lateness, 0.5),
             "ms",
             "",
             None,
-            note=f"median; p99 {_ms(burst_ttft, 0.99):.1f} ms. All requests in one instant, on new connections: "
+            note=f"in the run of ours shown; p99 {late_p99:.2f} ms, worst {worst:.1f} ms",
+        )
+    )
+    rows.append(
+        Row(
+            f"TTFT error, {streams} sent at once",
+            _ms(burst.ttft, 0.5),
+            "ms",
+            "",
+            None,
+            note=f"median; p99 {_ms(burst.ttft, 0.99):.1f} ms. All requests in one instant, on new connections: "
             f"stub and client each set up {streams} requests on one event loop while the first tokens fall due",
         )
     )

@@ -228,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     stub.add_argument("--model", default="stub-model", help="model name the stub reports")
     stub.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate (and --tls-key)")
     stub.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
+    stub.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="FILE",
+        help="on stop, write when each token frame was written (JSON, monotonic clock): the ground truth to "
+        "check a client's latency figures against",
+    )
     stub.set_defaults(handler=_stub)
     return parser
 
@@ -530,6 +537,8 @@ def _stub(args: argparse.Namespace) -> int:
         if args.token_delay_ms < 0:
             raise UsageError(f"--token-delay-ms must be >= 0, got {args.token_delay_ms:g}")
         script = script.model_copy(update={"token_delay_ms": args.token_delay_ms})
+    if args.timeline is not None and args.timeline.is_dir():
+        raise UsageError(f"--timeline {args.timeline} is a directory, not a file")
     # Scripted delays are kept to the microsecond, not rounded up to the millisecond as asyncio's own loop does.
     with asyncio.Runner(loop_factory=precise_event_loop) as runner:
         runner.run(_serve(args, script))
@@ -558,6 +567,7 @@ async def _serve(args: argparse.Namespace, script: Script) -> None:
         port=args.port,
         model=args.model,
         ssl_context=_tls_context(args),
+        keep_timeline=args.timeline is not None,
     )
     try:
         await server.start()
@@ -574,6 +584,15 @@ async def _serve(args: argparse.Namespace, script: Script) -> None:
         await stop.wait()
     finally:
         await server.close()
+        if args.timeline is not None:
+            _write_timeline(args.timeline, server)
+
+
+def _write_timeline(path: Path, server: StubServer) -> None:
+    try:
+        write_atomic(path, server.timeline().model_dump_json(indent=1))
+    except OSError as error:
+        raise UsageError(f"cannot write the timeline {path}: {error.strerror}") from None
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from ._engine import Generation, StubState
 from ._precise_loop import precise_event_loop
 from .script import Fault, Framing, Script, ScriptError, load_script
 from .server import STUB_ENGINES, StubServer, UnknownEngineError, start_stub
+from .timeline import Timeline, TimelineError, TimelineGeneration, load_timeline
 from .tokens import StubToken, generate_tokens
 
 __all__ = [
@@ -16,9 +17,13 @@ __all__ = [
     "StubServer",
     "StubState",
     "StubToken",
+    "Timeline",
+    "TimelineError",
+    "TimelineGeneration",
     "UnknownEngineError",
     "generate_tokens",
     "load_script",
+    "load_timeline",
     "precise_event_loop",
     "start_stub",
 ]

@@ -78,6 +78,8 @@ class Generation:
     started_at: float = 0.0
     """When the stub began generating (event-loop clock): token k is due `token_delay_ms * (k + 1)` after it."""
     tokens_sent: int = 0
+    written_at: list[float] | None = None
+    """When each token frame was handed to the connection (event-loop clock), if the stub keeps a timeline."""
     finished: bool = False
     cancelled: bool = False
     """The client left before the end and the stub stopped generating."""
@@ -111,6 +113,8 @@ class StubContext:
     state: StubState = field(default_factory=StubState)
     generator: TokenGenerator = generate_tokens
     """Where tokens come from: seeded random words, or (the echo engine) the prompt itself."""
+    keep_timeline: bool = False
+    """Record when each token frame was written (`Generation.written_at`); off, nothing accumulates."""
 
     def faults_for(self, generation: Generation) -> list[Fault]:
         return [f for f in self.script.faults if f.times is None or generation.number <= f.times]
@@ -148,6 +152,8 @@ class StubContext:
         if any(isinstance(f, EndlessFault) and (f.times is None or number <= f.times) for f in self.script.faults):
             limit = ENDLESS_TOKENS  # the budget is ignored: the client has to stop reading
         generation = Generation(number, prompt, effective_seed, limit, started_at)
+        if self.keep_timeline:
+            generation.written_at = []
         in_flight = self.state.admitted - 1
         self.state.generations.append(generation)
         salt = self.salt + behaviour.generator
@@ -585,6 +591,7 @@ async def _run_steps(
     loop = asyncio.get_running_loop()
     delay = pace.delay
     due = pace.start
+    written_at = generation.written_at
     for number, step in enumerate(steps):
         if step.token is not None:
             if stall is not None and step.token == stall.at_token:
@@ -603,6 +610,8 @@ async def _run_steps(
             await writer.write(data[: max(1, len(data) // 2)])
             writer.abort(reset=ending.reset)
             return True
+        if written_at is not None and step.token is not None:
+            written_at.append(loop.time())
         await writer.send(data)
         if writer.broken and not survive_disconnect:
             return False

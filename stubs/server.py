@@ -14,6 +14,7 @@ from . import anthropic, echo, llamacpp, llamaswap, ollama, openai, tgi, triton
 from ._arrival import ArrivalStamps, stamp_arrival
 from ._engine import StubContext, StubState
 from .script import Script
+from .timeline import Timeline, timeline_of
 
 __all__ = ["STUB_ENGINES", "StubServer", "UnknownEngineError", "start_stub"]
 
@@ -49,12 +50,15 @@ class StubServer:
         model: str = "stub-model",
         salt: str = "",
         ssl_context: ssl.SSLContext | None = None,
+        keep_timeline: bool = False,
     ) -> None:
         if engine not in STUB_ENGINES:
             known = ", ".join(sorted(STUB_ENGINES))
             raise UnknownEngineError(f"no stub for engine {engine!r} (stubs exist for: {known})")
         self.engine = engine
-        self.context = StubContext(engine=engine, script=script or Script(), seed=seed, model=model, salt=salt)
+        self.context = StubContext(
+            engine=engine, script=script or Script(), seed=seed, model=model, salt=salt, keep_timeline=keep_timeline
+        )
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -65,6 +69,10 @@ class StubServer:
     @property
     def state(self) -> StubState:
         return self.context.state
+
+    def timeline(self) -> Timeline:
+        """When each token of each generation so far was written (empty lists unless `keep_timeline`)."""
+        return timeline_of(self.engine, self.state)
 
     async def start(self) -> StubServer:
         app = STUB_ENGINES[self.engine](self.context)

@@ -22,11 +22,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 @pytest.fixture
 def stub_process(tmp_path: Path) -> Iterator[Callable[..., RunningProcess]]:
-    """Factory: start `conform stub llamacpp --port 0 [--script ...]` and return its URL (first stdout line)."""
+    """Factory: start `conform stub llamacpp --port 0 [flags] [--script ...]` and return its URL (first stdout line)."""
     started: list[RunningProcess] = []
 
-    def start(script: dict[str, Any] | None = None, engine: str = "llamacpp") -> RunningProcess:
-        args = [*CONFORM, "stub", engine, "--port", "0"]
+    def start(script: dict[str, Any] | None = None, engine: str = "llamacpp", *flags: str) -> RunningProcess:
+        args = [*CONFORM, "stub", engine, "--port", "0", *flags]
         if script is not None:
             path = tmp_path / f"script-{len(started)}.json"
             path.write_text(json.dumps(script), encoding="utf-8")
