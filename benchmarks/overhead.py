@@ -3,6 +3,13 @@
 Tokens/s through either path is bounded by the stub, which streams from the
 other core; the client's own CPU time per token says what the harness costs
 whatever the engine's speed, and is printed beside it.
+
+A control runs beside them: raw httpx that also spends, per token, as much CPU
+as the harness does beyond raw httpx, in plain arithmetic that touches no
+memory. On this VM the stub streams slower whenever its client uses CPU (in
+spells when the stub is fast, by up to a fifth); when the control falls as far
+as the harness, that is what the ratio measured, not what the harness does
+with the tokens.
 """
 
 from __future__ import annotations
@@ -32,14 +39,21 @@ class _Measured:
     """The client process's CPU time (user and system) per token."""
 
 
-async def _raw(url: str, tokens: int) -> _Measured:
+async def _raw(url: str, tokens: int, busy_us_per_token: float = 0.0) -> _Measured:
+    """Raw httpx counting frames; with `busy_us_per_token`, it also spins that long per token it read."""
     body = {"prompt": "overhead", "n_predict": tokens, "stream": True, "seed": 1}
+    busy_s = busy_us_per_token * 1e-6
     async with httpx.AsyncClient(timeout=120) as client:
         start, cpu = time.perf_counter(), time.process_time()
         counter = FrameCounter()
         async with client.stream("POST", url + "/completion", json=body) as response:
             async for chunk in response.aiter_bytes():
+                before = counter.frames
                 counter.feed(chunk)
+                if busy_s:
+                    until = time.perf_counter() + (counter.frames - before) * busy_s
+                    while time.perf_counter() < until:
+                        pass
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert counter.frames - 1 == tokens, f"{counter.frames - 1} tokens received, {tokens} asked"
     return _Measured(tokens / elapsed, cpu / tokens * 1e6)
@@ -70,11 +84,14 @@ def run(quick: bool = False) -> list[Row]:
     tokens, rounds = (1_000, 1) if quick else (50_000, 11)
     exempt_startup_objects()  # as conform run and conform determinism do before they stream
     with serve("stub") as (url, _):
-        raw_runs, our_runs = [], []
-        for _ in range(rounds):  # alternated, so that a change in machine load falls on both alike
+        raw_runs, our_runs, control_runs, extras = [], [], [], []
+        for _ in range(rounds):  # alternated, so that a change in machine load falls on all alike
             raw_runs.append(asyncio.run(_raw(url, tokens)))
             our_runs.append(asyncio.run(_full_path(url, tokens)))
-    raw_median, our_median = _median(raw_runs), _median(our_runs)
+            extra_us = max(0.0, our_runs[-1].cpu_us_per_token - raw_runs[-1].cpu_us_per_token)
+            control_runs.append(asyncio.run(_raw(url, tokens, busy_us_per_token=extra_us)))
+            extras.append(extra_us)
+    raw_median, our_median, control = _median(raw_runs), _median(our_runs), _median(control_runs)
     raw, ours = raw_median.tokens_per_s, our_median.tokens_per_s
     raw_cpu, our_cpu = raw_median.cpu_us_per_token, our_median.cpu_us_per_token
     return [
@@ -97,5 +114,17 @@ def run(quick: bool = False) -> list[Row]:
             raw_cpu,
             "raw httpx bytes",
             "the same streams; what the harness adds is decoding, parsing, events and checks",
+        ),
+        Row(
+            "control: raw httpx + as much CPU as the harness",
+            control.tokens_per_s,
+            "tokens/s",
+            "",
+            None,
+            raw,
+            "raw httpx bytes",
+            f"each round, raw httpx also spins for the harness's extra CPU per token (median "
+            f"{statistics.median(extras):.2f} us) in arithmetic: how much the stub slows down because "
+            "its client uses CPU at all",
         ),
     ]
