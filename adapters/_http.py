@@ -254,7 +254,21 @@ class StreamResponse:
         )
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        await _close_response(self._response)
+
+
+_CLOSED_BODY = httpx.ByteStream(b"")
+
+
+async def _close_response(response: httpx.Response) -> None:
+    """Close a response, and let go of its body stream: httpx's stream refers back to the response.
+
+    That cycle would leave every finished response, and the whole connection it came on, to the
+    garbage collector; with one connection per stream, a collection of them took over 10 ms, and
+    stopped every other stream for as long.
+    """
+    await response.aclose()
+    response.stream = _CLOSED_BODY
 
 
 def _describe_exc(exc: BaseException) -> str:
@@ -341,7 +355,7 @@ class HttpClient:
         try:
             body = await self._read_body(response, deadline, url)
         finally:
-            await response.aclose()
+            await _close_response(response)
         if self.transcript is not None:
             self.transcript.body(body.decode("utf-8", "replace"))
         if response.is_success or (ok_statuses is not None and response.status_code in ok_statuses):
@@ -368,7 +382,7 @@ class HttpClient:
                 self._redact,
             )
         finally:
-            await response.aclose()
+            await _close_response(response)
 
     async def _open_once(
         self, method: str, path: str, json_body: Any, deadline: Deadline
@@ -382,7 +396,7 @@ class HttpClient:
         try:
             body = await self._read_body(response, deadline, url)
         finally:
-            await response.aclose()
+            await _close_response(response)
         if self.transcript is not None:
             self.transcript.body(body.decode("utf-8", "replace"))
         raise self._status_error(response.status_code, response.headers, body, url)

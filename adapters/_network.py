@@ -329,9 +329,15 @@ class _StampedReader:
             self._loop.add_reader(self._sock.fileno(), self._read_ready)
 
     def detach(self) -> None:
-        """Read no more from the socket (which stays open)."""
+        """Read no more from the socket (which stays open).
+
+        The protocol lets go of this reader too: the two refer to each other, and a cycle would keep a
+        closed connection's objects for the garbage collector, whose pass then stops every stream.
+        """
         self.pause_reading()
         self._done = True
+        if self._protocol.transport is self:
+            self._protocol.transport = None
 
 
 class _StampedStream(_BufferedStream):

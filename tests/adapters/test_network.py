@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 import struct
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -211,3 +213,37 @@ async def test_a_token_keeps_its_arrival_time_while_the_event_loop_is_busy() -> 
             read.set()
             server.join()
     assert headers_at + 0.03 < arrived < headers_at + 0.2
+
+
+async def test_finished_streams_leave_nothing_to_the_garbage_collector(stub_process: Any) -> None:
+    """A reference cycle would leave each response and its connection to a collection that stops every stream.
+
+    The stub runs in its own process, so that the only garbage here is the client's.
+    """
+    stub = stub_process()
+    adapter = LlamaCppAdapter(stub.url)
+    try:
+        await collect(adapter, TaskRequest(prompt="warm-up", max_tokens=2))
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for n in range(5):
+                record = await collect(adapter, TaskRequest(prompt=f"freed {n}", max_tokens=3))
+                assert record.error is None
+            gc.collect()
+            ours = sorted(
+                {f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage if _of_the_client(type(o))}
+            )
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    finally:
+        await adapter.aclose()
+    assert ours == [], f"left in reference cycles: {ours}"
+
+
+def _of_the_client(kind: type) -> bool:
+    """A type the client side of a stream is made of: the HTTP layers' or ours."""
+    return kind.__module__.split(".")[0] in {"httpx", "httpcore", "h11", "adapters"}
