@@ -29,14 +29,14 @@ import asyncio
 import contextlib
 import socket
 import ssl
-import struct
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, cast
 
 import httpcore
 import httpx
+
+from .kernel_stamps import ANCILLARY_SIZE, KERNEL_STAMPS, kernel_arrival, stamp_receives
 
 __all__ = ["ARRIVED_AT", "AsyncioBackend", "AsyncioTransport"]
 
@@ -49,37 +49,8 @@ _HIGH_WATER = 256 * 1024
 SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 """httpcore's socket option shape."""
 
-_KERNEL_STAMPS = sys.platform == "linux"
-"""Whether plain TCP connections are read with kernel receive timestamps."""
-
-_SO_TIMESTAMPNS = 35
-"""``SO_TIMESTAMPNS_OLD`` (<asm-generic/socket.h>), also its control message's type; Python does not name it."""
-
-_TIMESPEC = struct.Struct("@ll")
-"""``struct timespec`` of the old option: seconds and nanoseconds of the realtime clock, both C longs."""
-
-_ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
 _READ_SIZE = 256 * 1024
 """What one ``recvmsg`` takes at most: as much as asyncio's transports take in one read."""
-
-_MAX_STAMP_AGE_NS = 60 * 1_000_000_000
-"""A kernel stamp older than this, or in the future, means the realtime clock was set meanwhile: not used."""
-
-
-def kernel_arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
-    """When the kernel received the newest bytes of a read (monotonic seconds); now if it did not say.
-
-    The kernel stamps with the realtime clock; the stamp's age, taken on that
-    clock, is subtracted from the monotonic now.
-    """
-    now = time.monotonic()
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-            age_ns: int = time.time_ns() - (seconds * 1_000_000_000 + nanoseconds)
-            if 0 <= age_ns < _MAX_STAMP_AGE_NS:
-                return now - age_ns / 1e9
-    return now
 
 
 @contextlib.contextmanager
@@ -297,15 +268,13 @@ class _StampedReader:
         self._reading = False
         self._done = False
         """EOF, an error, or detached: nothing more is read."""
-        # Where the kernel refuses (a sandbox's own network stack), reads are stamped when they are made.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        stamp_receives(sock)
         protocol.transport = self
         self.resume_reading()
 
     def _read_ready(self) -> None:
         try:
-            data, ancillary, _, _ = self._sock.recvmsg(_READ_SIZE, _ANCILLARY_SIZE)
+            data, ancillary, _, _ = self._sock.recvmsg(_READ_SIZE, ANCILLARY_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -413,7 +382,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     @staticmethod
     async def _connect(host: str, port: int, local_address: str | None) -> _BufferedStream:
-        if _KERNEL_STAMPS:
+        if KERNEL_STAMPS:
             return _StampedStream(await _connected_socket(host, port, local_address))
         local = (local_address, 0) if local_address else None
         transport, protocol = await asyncio.get_running_loop().create_connection(

@@ -151,7 +151,7 @@ def _against_script(streams: list[Timed]) -> _Errors:
 def _against_stub(streams: list[Timed], timeline: Timeline) -> tuple[_Errors, list[float]]:
     """The errors against what the stub did, and the stub's lateness (its writes minus their due times, sorted).
 
-    The stub's TTFT runs from the request's arrival (as its process read it) to the first token's write:
+    The stub's TTFT runs from the request's arrival (the kernel's receive stamp) to the first token's write:
     the time the request took to reach the stub counts against the harness, not for it.
     """
     did = {g.prompt: g for g in timeline.generations}
@@ -241,8 +241,8 @@ def run(quick: bool = False) -> list[Row]:
     )
     rows = []
     ttft_truth = (
-        "the stub's TTFT runs from the request's arrival (when its process read it, so that the stub's own "
-        "late wake-ups count against the harness here) to its first write"
+        "the stub's TTFT runs from its request's arrival (the kernel's receive stamp) to its first write: "
+        "the request's way from the harness to the stub counts against the harness"
     )
     notes = {
         ("stub", "ITL", "median"): method,

@@ -11,7 +11,7 @@ from types import TracebackType
 from aiohttp import web
 
 from . import anthropic, echo, llamacpp, llamaswap, ollama, openai, tgi, triton
-from ._arrival import ArrivalStamps, stamp_arrival
+from ._arrival import ArrivalStamps, StampedListener, stamp_arrival
 from ._engine import StubContext, StubState
 from .script import Script
 from .timeline import Timeline, timeline_of
@@ -77,7 +77,7 @@ class StubServer:
     async def start(self) -> StubServer:
         app = STUB_ENGINES[self.engine](self.context)
         # Bind first, then read the real port back: never "find a free port, bind it later".
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = StampedListener()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self._host, self._port))
@@ -94,7 +94,7 @@ class StubServer:
         # Not a SockSite: each connection's protocol is wrapped, so that requests carry their bytes' arrival.
         try:
             self._listener = await asyncio.get_running_loop().create_server(
-                lambda: ArrivalStamps(protocols()), sock=sock, ssl=self._ssl
+                lambda: ArrivalStamps(protocols(), sock), sock=sock, ssl=self._ssl
             )
         except BaseException:
             sock.close()

@@ -30,7 +30,8 @@ class TimelineGeneration(_Frozen):
     """1 for the stub's first generation request, in arrival order."""
     prompt: str
     started_at: float
-    """When generation began: the arrival of the request's first bytes (or the end of a batch window)."""
+    """When generation began: the arrival of the request's first bytes, as the kernel stamped them on Linux
+    (or the end of a batch window)."""
     written_at: list[float]
     """When each token frame was written. An unpaced script (no `token_delay_ms`) gathers frames into
     large writes: then this is when each frame was made, and its bytes may leave a little later."""

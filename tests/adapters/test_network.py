@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from adapters import LlamaCppAdapter, TaskRequest
-from adapters._network import ARRIVED_AT, AsyncioTransport, kernel_arrival
+from adapters._network import ARRIVED_AT, AsyncioTransport
+from adapters.kernel_stamps import kernel_arrival
 from harness.stream import collect
 from stubs import StubServer
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from urllib.parse import urlsplit
 
+import pytest
+
+from adapters.kernel_stamps import KERNEL_STAMPS
 from stubs import StubServer
 
 
@@ -70,3 +74,17 @@ async def test_body_bytes_that_come_later_do_not_restart_the_clock() -> None:
     first, second = stub.state.generations
     assert sent_at <= first.started_at < sent_at + 0.05
     assert second_at <= second.started_at < second_at + 0.05
+
+
+@pytest.mark.skipif(not KERNEL_STAMPS, reason="kernel receive stamps are Linux's (SO_TIMESTAMPNS)")
+async def test_a_request_counts_from_when_it_reached_the_machine_not_from_when_the_stub_read_it() -> None:
+    async with StubServer("llamacpp") as stub:
+        reader, writer = await open_connection(stub.url)
+        head, body = completion_request()
+        writer.write(head + body)  # sent at once: nothing is queued on the connection
+        sent = time.monotonic()
+        time.sleep(0.1)  # noqa: ASYNC251  # the stub's loop (this one) is busy while the request arrives
+        assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
+        writer.close()
+    (generation,) = stub.state.generations
+    assert sent - 0.01 < generation.started_at < sent + 0.05, generation.started_at - sent
