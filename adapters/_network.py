@@ -36,7 +36,7 @@ from typing import Any, Protocol, cast
 import httpcore
 import httpx
 
-from .kernel_stamps import ANCILLARY_SIZE, KERNEL_STAMPS, kernel_arrival, stamp_receives
+from .kernel_stamps import KERNEL_STAMPS, receive, stamp_receives
 
 __all__ = ["ARRIVED_AT", "AsyncioBackend", "AsyncioTransport"]
 
@@ -274,7 +274,7 @@ class _StampedReader:
 
     def _read_ready(self) -> None:
         try:
-            data, ancillary, _, _ = self._sock.recvmsg(_READ_SIZE, ANCILLARY_SIZE)
+            data, at = receive(self._sock, _READ_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -282,7 +282,7 @@ class _StampedReader:
             self._protocol.connection_lost(exc)
             return
         if data:
-            self._protocol.received(data, kernel_arrival(ancillary))
+            self._protocol.received(data, at)
         else:
             self.detach()
             self._protocol.eof_received()

@@ -16,7 +16,7 @@ import struct
 import sys
 import time
 
-__all__ = ["ANCILLARY_SIZE", "KERNEL_STAMPS", "kernel_arrival", "stamp_receives"]
+__all__ = ["ANCILLARY_SIZE", "KERNEL_STAMPS", "kernel_arrival", "receive", "stamp_receives"]
 
 KERNEL_STAMPS = sys.platform == "linux"
 """Whether this system stamps receives (the option below is Linux's)."""
@@ -59,3 +59,9 @@ def kernel_arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
             if 0 <= age_ns < _MAX_STAMP_AGE_NS:
                 return now - age_ns / 1e9
     return now
+
+
+def receive(sock: socket.socket, size: int) -> tuple[bytes, float]:
+    """Up to `size` bytes from `sock`, and when the kernel received the newest of them (`kernel_arrival`)."""
+    data, ancillary, _, _ = sock.recvmsg(size, ANCILLARY_SIZE)
+    return data, kernel_arrival(ancillary)

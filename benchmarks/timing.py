@@ -249,12 +249,14 @@ def run(quick: bool = False) -> list[Row]:
         ("stub", "TTFT", "median"): ttft_truth,
         ("script", "ITL", "median"): spread,
     }
-    for reference, title in (("stub", "the stub's writes"), ("script", "the script")):
+    # The targets apply to the harness's own error; the error against the script adds the stub's lateness.
+    references = (("stub", "the stub's writes", ours.stub, raw.stub), ("script", "the script", ours.script, raw.script))
+    for reference, title, our_errors, raw_errors in references:
+        targeted = reference == "stub"
         for name in ("ITL", "TTFT"):
             for label, fraction, bound in PERCENTILES:
-                figure = _ms(getattr(getattr(ours, reference), name.lower()), fraction)
-                theirs = _ms(getattr(getattr(raw, reference), name.lower()), fraction)
-                targeted = reference == "stub"  # the harness's own error; the script's adds the stub's lateness
+                figure = _ms(getattr(our_errors, name.lower()), fraction)
+                theirs = _ms(getattr(raw_errors, name.lower()), fraction)
                 rows.append(
                     Row(
                         f"{name} error vs {title}, {label}",

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from adapters.kernel_stamps import ANCILLARY_SIZE, kernel_arrival, stamp_receives
+from adapters.kernel_stamps import ANCILLARY_SIZE, kernel_arrival, receive, stamp_receives
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -48,8 +48,7 @@ class _StampedConnection(socket.socket):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if flags:
             return super().recv(bufsize, flags)
-        data, ancillary, _, _ = self.recvmsg(bufsize, ANCILLARY_SIZE)
-        self.arrived_at = kernel_arrival(ancillary)
+        data, self.arrived_at = receive(self, bufsize)
         return data
 
     def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:

@@ -62,7 +62,7 @@ class StubServer:
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
-        self._listener: asyncio.Server | None = None
+        self._server: asyncio.Server | None = None
         self._ssl = ssl_context
         self.url = ""
 
@@ -93,7 +93,7 @@ class StubServer:
         assert protocols is not None, "set up just above"
         # Not a SockSite: each connection's protocol is wrapped, so that requests carry their bytes' arrival.
         try:
-            self._listener = await asyncio.get_running_loop().create_server(
+            self._server = await asyncio.get_running_loop().create_server(
                 lambda: ArrivalStamps(protocols(), sock), sock=sock, ssl=self._ssl
             )
         except BaseException:
@@ -110,9 +110,9 @@ class StubServer:
             return
         for task in list(self.state.background):
             task.cancel()
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()  # no new connections; the runner closes the open ones
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()  # no new connections; the runner closes the open ones
         await runner.cleanup()
 
     async def __aenter__(self) -> StubServer:
