@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
+import httpx
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adapters import (
     AdapterOptions,
@@ -21,6 +26,7 @@ from adapters import (
     Token,
     TokenEvent,
     WorkerError,
+    llamacpp,
 )
 from stubs import Script, StubServer, generate_tokens
 
@@ -230,3 +236,103 @@ async def test_chat_messages_are_rendered_by_the_engine_template() -> None:
     assert sum(isinstance(e, Token) for e in events) == 2
     assert [r[1] for r in stub.state.requests] == ["/apply-template", "/completion"]
     assert stub.state.requests[-1][2]["prompt"] == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+_TWISTS: dict[str, list[Any]] = {
+    "tokens": [[], [5, 6], [True], [1.0], "x", None, [None], [2**70]],
+    "tokens_predicted": [True, 1.5, None, "3", -1, 0],
+    "content": [None, 5, ["a"], "", "é"],
+    "stop": [True, None, "no", 0, False],
+    "error": [None, {"message": "boom", "code": 500}, "boom"],
+    "completion_probabilities": [[], [{"logprob": -0.5}], "x", None],
+}
+"""Values the fast path must refuse, or take exactly as the general path does, field by field."""
+
+
+_PLAIN = {"index": 0, "content": " a", "tokens": [7], "stop": False, "id_slot": 0, "tokens_predicted": 1}
+
+
+def _twisted(key: str, value: Any, predicted: int = 1) -> str:
+    """A plain token frame with one field set to `value`, or left out (_MISSING)."""
+    frame = {**_PLAIN, "tokens_predicted": predicted}
+    if value is _MISSING:
+        frame.pop(key, None)
+    else:
+        frame[key] = value
+    return json.dumps(frame)
+
+
+_MISSING = object()
+_SINGLE_TWISTS = [(key, value) for key, values in _TWISTS.items() for value in [*values, _MISSING]]
+
+
+@st.composite
+def llamacpp_frames(draw: st.DrawFn) -> str:
+    """One frame's data: a plain token frame, mostly with one field set to an odd value or left out; now and
+    then a second twist, or a frame that is not a JSON object at all."""
+    if draw(st.integers(0, 19)) == 0:
+        return draw(st.sampled_from(["[1]", "7", "null", '"x"', "not json", '{"tokens":[1', "1e400", '"\\ud800"']))
+    frame = dict(_PLAIN, content=draw(st.text(max_size=3)), tokens=[draw(st.integers(0, 262_143))])
+    frame["tokens_predicted"] = draw(st.integers(1, 100))
+    for _ in range(draw(st.sampled_from([0, 1, 1, 1, 2]))):
+        key, value = draw(st.sampled_from(_SINGLE_TWISTS))
+        if value is _MISSING:
+            frame.pop(key, None)
+        else:
+            frame[key] = value
+    return json.dumps(frame)
+
+
+async def _outcome(frames: list[str]) -> tuple[list[tuple[Any, ...]], tuple[ErrorKind, str] | None]:
+    """What the adapter makes of these frames (and a final one), every time stamp left out."""
+    final = '{"content":"","stop":true,"stop_type":"limit","tokens_predicted":9,"tokens_evaluated":2}'
+    body = "".join(f"data: {frame}\n\n" for frame in [*frames, final]).encode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    adapter = LlamaCppAdapter("http://engine.test", AdapterOptions(transport=httpx.MockTransport(handler)))
+    events: list[tuple[Any, ...]] = []
+    try:
+        async with contextlib.aclosing(adapter.submit(TaskRequest(prompt="p", max_tokens=9))) as submitted:
+            async for event in submitted:
+                if isinstance(event, Token):
+                    events.append((event.index, event.text, event.token_id, event.logprob))
+                elif isinstance(event, End):
+                    events.append((event.finish_reason, event.usage))
+                else:
+                    events.append((type(event).__name__,))
+    except WorkerError as error:
+        return events, (error.kind, error.message)
+    finally:
+        await adapter.aclose()
+    return events, None
+
+
+def _assert_paths_agree(frames: list[str]) -> None:
+    """The adapter as it is, and with its typed fast path switched off, make the same of `frames`."""
+    fast = asyncio.run(_outcome(frames))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(llamacpp, "_decode_token_frame", _refuse)
+        general = asyncio.run(_outcome(frames))
+    assert fast == general
+
+
+def _refuse(data: str) -> Any:
+    raise msgspec.DecodeError("the fast path is switched off")
+
+
+def _twist_id(value: Any) -> str:
+    return "missing" if value is _MISSING else json.dumps(value)
+
+
+@pytest.mark.parametrize(("key", "value"), _SINGLE_TWISTS, ids=_twist_id)
+def test_the_typed_fast_path_agrees_with_the_general_path_on_every_twist(key: str, value: Any) -> None:
+    """Each odd field (a frame the typed decoder must refuse, or take as the general path does), between plain ones."""
+    _assert_paths_agree([_twisted("index", 0, 1), _twisted(key, value, 2), _twisted("index", 0, 3)])
+
+
+@given(st.lists(llamacpp_frames(), max_size=6))
+def test_the_typed_fast_path_agrees_with_the_general_path(frames: list[str]) -> None:
+    """Every frame the typed decoder takes must give what reading it as a dict gives: same tokens, same error."""
+    _assert_paths_agree(frames)
