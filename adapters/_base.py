@@ -6,7 +6,7 @@ import abc
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -28,7 +28,9 @@ T = TypeVar("T")
 
 
 class Decoder(Protocol[T]):
-    """Bytes in, frames out (SSEDecoder, NDJSONDecoder); `pending` is true inside an unfinished frame."""
+    """Bytes in, frames out (SSEDecoder, NDJSONDecoder); `pending` is true inside an unfinished frame.
+
+    Each `feed` returns a list of its own, which its caller may change (a cancel empties it)."""
 
     @property
     def pending(self) -> bool: ...
@@ -42,15 +44,9 @@ class Read(NamedTuple, Generic[T]):
     at: float
     """Monotonic seconds. The frames of a read arrived together: their tokens carry this time, not the
     (later, and for a large read much later) time each was parsed."""
-    frames: Iterator[T]
-    """They stop at a cancel: the rest of the read arrived before it, but is not delivered after it."""
-
-
-def _until_cancelled(frames: list[T], task_id: str, cancelled: set[str]) -> Iterator[T]:
-    for frame in frames:
-        if task_id in cancelled:
-            return
-        yield frame
+    frames: list[T]
+    """Iterate it once, in order. It stops at a cancel: the rest of the read arrived before it, but is not
+    delivered after it (cancel() empties the list, and its iterator then finds no next frame)."""
 
 
 _decode_json = msgspec.json.Decoder().decode
@@ -109,6 +105,8 @@ class HttpAdapter(abc.ABC):
         self._default_model: str | None = None
         self._open: dict[str, StreamResponse] = {}
         self._cancelled: set[str] = set()
+        self._delivering: dict[str, list[Any]] = {}
+        """The frames of the read each open stream is delivering, which a cancel cuts short."""
 
     def auth_headers(self, api_key: str | None) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -184,6 +182,9 @@ class HttpAdapter(abc.ABC):
     async def cancel(self, task_id: str) -> None:
         """Stop a running stream by closing its connection (the engine-side cancel signal)."""
         self._cancelled.add(task_id)
+        frames = self._delivering.pop(task_id, None)
+        if frames is not None:
+            frames.clear()  # what is left of the read being delivered arrived before the cancel: not delivered
         stream = self._open.get(task_id)
         if stream is not None:
             await stream.aclose()
@@ -228,6 +229,7 @@ class HttpAdapter(abc.ABC):
                 yield self._frame_batches(task_id, stream, decoder)
             finally:
                 self._open.pop(task_id, None)
+                self._delivering.pop(task_id, None)
 
     async def _frame_batches(self, task_id: str, stream: StreamResponse, decoder: Decoder[T]) -> AsyncIterator[Read[T]]:
         """The frames of each read, and when the read arrived: one async hop per read rather than per token."""
@@ -240,7 +242,9 @@ class HttpAdapter(abc.ABC):
                     if transcript is not None:
                         for frame in frames:
                             transcript.frame(frame if isinstance(frame, str) else _event_text(frame))
-                    yield Read(at, _until_cancelled(frames, task_id, self._cancelled))
+                    # The decoder's own new list: a cancel may empty it (one check per read, none per frame).
+                    self._delivering[task_id] = frames
+                    yield Read(at, frames)
                 if task_id in self._cancelled:
                     break
         except WorkerError:
