@@ -197,16 +197,24 @@ class HttpAdapter(abc.ABC):
         return Started(task_id, time.monotonic(), self._open[task_id].sent_at)
 
     @contextlib.asynccontextmanager
-    async def open_sse(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[Read[SSEEvent]]]:
-        """POST body, check for an SSE response, and yield its events, a read's worth at a time."""
-        decoder = SSEDecoder(self.options.max_event_bytes, strict_utf8=True)
+    async def open_sse(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[Read[str]]]:
+        """POST body, check for an SSE response, and yield the data of its events, a read's worth at a time:
+        for an adapter that reads nothing else of an event (its type, id or retry)."""
+        decoder = _EventData(SSEDecoder(self.options.max_event_bytes, strict_utf8=True), self.options.transcript)
+        async with self.open_decoded(task_id, path, body, "text/event-stream", decoder) as batches:
+            yield batches
+
+    @contextlib.asynccontextmanager
+    async def open_sse_events(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[Read[SSEEvent]]]:
+        """POST body, check for an SSE response, and yield its whole events, a read's worth at a time."""
+        decoder = _transcribed(SSEDecoder(self.options.max_event_bytes, strict_utf8=True), self.options.transcript)
         async with self.open_decoded(task_id, path, body, "text/event-stream", decoder) as batches:
             yield batches
 
     @contextlib.asynccontextmanager
     async def open_ndjson(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[Read[str]]]:
         """POST body, check for an NDJSON response, and yield its lines, a read's worth at a time."""
-        decoder = NDJSONDecoder(self.options.max_event_bytes)
+        decoder = _transcribed(NDJSONDecoder(self.options.max_event_bytes), self.options.transcript)
         async with self.open_decoded(task_id, path, body, "application/x-ndjson", decoder) as batches:
             yield batches
 
@@ -233,15 +241,11 @@ class HttpAdapter(abc.ABC):
 
     async def _frame_batches(self, task_id: str, stream: StreamResponse, decoder: Decoder[T]) -> AsyncIterator[Read[T]]:
         """The frames of each read, and when the read arrived: one async hop per read rather than per token."""
-        transcript = self.options.transcript
         try:
             async for chunk in stream.chunks():
                 at = stream.arrived_at()
                 frames = decoder.feed(chunk)
                 if frames:
-                    if transcript is not None:
-                        for frame in frames:
-                            transcript.frame(frame if isinstance(frame, str) else _event_text(frame))
                     # The decoder's own new list: a cancel may empty it (one check per read, none per frame).
                     self._delivering[task_id] = frames
                     yield Read(at, frames)
@@ -293,8 +297,51 @@ class HttpAdapter(abc.ABC):
             ) from None
 
 
-def _event_text(event: Any) -> str:
+class _Transcribed(Generic[T]):
+    """A decoder whose every frame is also written to the transcript, as it came off the wire."""
+
+    __slots__ = ("_decoder", "_transcript")
+
+    def __init__(self, decoder: Decoder[T], transcript: Transcript) -> None:
+        self._decoder = decoder
+        self._transcript = transcript
+
+    @property
+    def pending(self) -> bool:
+        return self._decoder.pending
+
+    def feed(self, chunk: bytes) -> list[T]:
+        frames = self._decoder.feed(chunk)
+        for frame in frames:
+            self._transcript.frame(_event_text(frame) if isinstance(frame, SSEEvent) else str(frame))
+        return frames
+
+
+def _transcribed(decoder: Decoder[T], transcript: Transcript | None) -> Decoder[T]:
+    """The decoder, writing each frame to the transcript where there is one."""
+    return decoder if transcript is None else _Transcribed(decoder, transcript)
+
+
+class _EventData:
+    """A decoder of the data of each SSE event. Without a transcript, a read of plain events is cut into its
+    data with no event object made (`SSEDecoder.feed_data`); with one, the whole events go to it first."""
+
+    __slots__ = ("_events", "_transcribed")
+
+    def __init__(self, events: SSEDecoder, transcript: Transcript | None) -> None:
+        self._events = events
+        self._transcribed = None if transcript is None else _Transcribed(events, transcript)
+
+    @property
+    def pending(self) -> bool:
+        return self._events.pending
+
+    def feed(self, chunk: bytes) -> list[str]:
+        if self._transcribed is None:
+            return self._events.feed_data(chunk)
+        return [event.data for event in self._transcribed.feed(chunk)]
+
+
+def _event_text(event: SSEEvent) -> str:
     """An SSE event as its wire fields, for a transcript."""
-    if isinstance(event, SSEEvent):
-        return f"event: {event.event}\ndata: {event.data}" if event.event != "message" else f"data: {event.data}"
-    return str(event)
+    return f"event: {event.event}\ndata: {event.data}" if event.event != "message" else f"data: {event.data}"

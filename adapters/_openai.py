@@ -287,11 +287,11 @@ class OpenAIAdapter(HttpAdapter):
         async with self.open_sse(req.task_id, path, body) as batches:
             yield self.started(req.task_id)
             async for read in batches:
-                for event in read.frames:
-                    if event.data == DONE:
+                for data in read.frames:
+                    if data == DONE:
                         stream.done_marker = True
                         break
-                    frame = self.parse_json_event(event, stream.url, stream.chunks + 1)
+                    frame = self.parse_json(data, stream.url, stream.chunks + 1)
                     for token in stream.fold(frame, redact, read.at):
                         yield token
                 if stream.done_marker:

@@ -74,21 +74,43 @@ class SSEDecoder:
         return bool(self._buffer) or self._data is not None or bool(self._event)
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        if not chunk:
+        """The events that this chunk completes."""
+        text = self._complete_lines(chunk)
+        return self._blocks(text) if text else []
+
+    def feed_data(self, chunk: bytes) -> list[str]:
+        """The data of each event that this chunk completes, for a reader that needs nothing else of an event
+        (not its type, id or retry): a read of plain data events is cut into its data by one split, and no
+        event object is made for them. The same decoding as `feed` in every other respect."""
+        text = self._complete_lines(chunk)
+        if not text:
             return []
+        plain = self._plain_data(text)
+        if plain is None:
+            return [event.data for event in self._blocks(text)]
+        values, end = plain
+        if end < len(text):
+            self._lines(text[end:].split("\n")[:-1])  # an event begun, not finished: none is dispatched
+        return values
+
+    def _complete_lines(self, chunk: bytes) -> str:
+        """The complete lines that the buffer and this chunk make, decoded, with every line ended by LF;
+        what follows the last line end is kept for the next chunk."""
+        if not chunk:
+            return ""
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
                 if not chunk:
-                    return []
+                    return ""
         buffer = self._buffer + chunk if self._buffer else chunk
         end = max(buffer.rfind(b"\n"), buffer.rfind(b"\r"))
         if end < 0:
             if len(buffer) > self._max:
                 raise SSEError(f"SSE line exceeds {self._max} bytes without a line end")
             self._buffer = buffer
-            return []
+            return ""
         self._buffer = buffer[end + 1 :]
         if len(self._buffer) > self._max:
             raise SSEError(f"SSE line exceeds {self._max} bytes without a line end")
@@ -109,29 +131,39 @@ class SSEDecoder:
             self._started = True
             if text.startswith(_BOM):
                 text = text[1:]
-        return self._blocks(text)
+        return text
+
+    def _plain_data(self, text: str) -> tuple[list[str], int] | None:
+        """The reads of a token stream: one-line ``data: `` events, perhaps the start of the next. Their data,
+        and where the text after the last of them starts; None for any other read.
+
+        One split cuts the events out; the count of line ends proves that none of
+        them had a second line or another field.
+        """
+        end = text.rfind("\n\n") + 2
+        if end > 2 and text.startswith("data: ") and self._data is None and not self._event:
+            values = text[6 : end - 2].split("\n\ndata: ")
+            if text.count("\n", 0, end) == 2 * len(values):
+                return values, end
+        return None
 
     def _blocks(self, text: str) -> list[SSEEvent]:
         """Events from complete lines, one blank-line-separated block at a time.
 
         Nearly every event on the wire is one ``data:`` line and a blank line; a read
-        of nothing else is cut into events by one split, and such a block among others
-        becomes an event with one check and one slice. Anything else (other fields,
-        several data lines, an event begun in an earlier read) takes the general
-        line-by-line path, which the fast paths must always agree with.
+        of nothing else is cut into events by one split (`_plain_data`), and such a
+        block among others becomes an event with one check and one slice. Anything
+        else (other fields, several data lines, an event begun in an earlier read)
+        takes the general line-by-line path, which the fast paths must always agree with.
         """
-        end = text.rfind("\n\n") + 2
-        if end > 2 and text.startswith("data: ") and self._data is None and not self._event:
-            # The reads of a token stream: one-line "data: " events, perhaps the start of the next.
-            # One split cuts the events out; the count of line ends proves that none of them had a
-            # second line or another field. The lines after the last blank one go the general way.
-            values = text[6 : end - 2].split("\n\ndata: ")
-            if text.count("\n", 0, end) == 2 * len(values):
-                last_id, retry = self._last_id, self._retry
-                cut = [_new_event(SSEEvent, ("message", value, last_id, retry)) for value in values]
-                if end < len(text):
-                    cut += self._lines(text[end:].split("\n")[:-1])
-                return cut
+        plain = self._plain_data(text)
+        if plain is not None:
+            values, end = plain
+            last_id, retry = self._last_id, self._retry
+            cut = [_new_event(SSEEvent, ("message", value, last_id, retry)) for value in values]
+            if end < len(text):
+                cut += self._lines(text[end:].split("\n")[:-1])
+            return cut
         blocks = text.split("\n\n")
         tail = blocks.pop()  # lines after the last blank line: an event still open (or "")
         events: list[SSEEvent] = []

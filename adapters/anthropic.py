@@ -104,7 +104,7 @@ class AnthropicAdapter(HttpAdapter):
         body = self.request_body(req, await self.model_for(req), stream=True)
         url = self.base_url + "/v1/messages"
         stream = _MessageStream(url, self.http.redact)
-        async with self.open_sse(req.task_id, "/v1/messages", body) as batches:
+        async with self.open_sse_events(req.task_id, "/v1/messages", body) as batches:
             yield self.started(req.task_id)
             async for read in batches:
                 for event in read.frames:

@@ -66,9 +66,9 @@ class EchoAdapter(HttpAdapter):
         async with self.open_sse(req.task_id, "/generate", self.request_body(req, stream=True)) as batches:
             yield self.started(req.task_id)
             async for read in batches:
-                for event in read.frames:
+                for data in read.frames:
                     number += 1
-                    frame = self.parse_object(event.data, url, number)
+                    frame = self.parse_object(data, url, number)
                     if "error" in frame:
                         message = self.http.redact(f"error inside the stream: {self.describe_error(200, frame)}")
                         raise WorkerError(ErrorKind.ENGINE_ERROR, message, status=200, in_stream=True)

@@ -146,10 +146,10 @@ class LlamaCppAdapter(HttpAdapter):
             decode_token_frame = _decode_token_frame  # a local: the loop runs once per token
             async for read in batches:
                 at = read.at
-                for event in read.frames:
+                for data in read.frames:
                     number += 1
                     try:
-                        plain = decode_token_frame(event.data)
+                        plain = decode_token_frame(data)
                     except (msgspec.DecodeError, UnicodeEncodeError):
                         pass
                     else:
@@ -162,7 +162,7 @@ class LlamaCppAdapter(HttpAdapter):
                             position = plain.tokens_predicted
                             yield Token(position - 1, plain.content, plain.tokens[0], at)
                             continue
-                    frame = self.parse_object(event.data, url, number)
+                    frame = self.parse_object(data, url, number)
                     if "error" in frame:
                         raise WorkerError(
                             ErrorKind.ENGINE_ERROR,

@@ -113,9 +113,9 @@ class TgiAdapter(HttpAdapter):
         async with self.open_sse(req.task_id, "/generate_stream", self.request_body(req)) as batches:
             yield self.started(req.task_id)
             async for read in batches:
-                for event in read.frames:
+                for data in read.frames:
                     number += 1
-                    frame = self.parse_object(event.data, url, number)
+                    frame = self.parse_object(data, url, number)
                     if "error" in frame:
                         raise self._stream_error(frame)
                     yield _token(frame, number, url, read.at)

@@ -87,8 +87,8 @@ class TritonAdapter(HttpAdapter):
         async with self.open_sse(req.task_id, path, self.request_body(req)) as batches:
             yield self.started(req.task_id)
             async for read in batches:
-                for event in read.frames:
-                    frame = self.parse_object(event.data, url, position + 1)
+                for data in read.frames:
+                    frame = self.parse_object(data, url, position + 1)
                     if "error" in frame:
                         message = self.http.redact(f"error inside the stream: {frame['error']}")
                         raise WorkerError(ErrorKind.ENGINE_ERROR, message, status=200, in_stream=True)

@@ -186,3 +186,19 @@ def test_a_read_of_many_events_decodes_as_the_same_bytes_one_at_a_time(lines: li
     whole, _ = decode_all([data])
     bytewise, _ = decode_all([data[i : i + 1] for i in range(len(data))])
     assert whole == bytewise
+
+
+@given(st.lists(_line, max_size=30), st.lists(st.integers(0, 400), max_size=6))
+@example(["data: a", "", "data: b", "", "data: c"], [])
+@example(["data: a", "", "data: b", "", "data: c", "", "event: delta", "data: d", ""], [9])
+@example(["data: a", "", "id: 7", "data: b", ""], [])
+def test_feed_data_gives_the_data_of_the_events_that_feed_gives(lines: list[str], cuts: list[int]) -> None:
+    """Oracle for the data-only reader: on any lines, however cut, the data of each event and nothing else,
+    with the same state carried from read to read (a read's fast path must not lose an event begun in it)."""
+    data = ("\n".join(lines) + "\n").encode()
+    chunks = _chunks(data, sorted(c for c in cuts if c <= len(data)))
+    note(f"chunks={chunks!r}")
+    events, data_only = SSEDecoder(), SSEDecoder()
+    for chunk in chunks:
+        assert data_only.feed_data(chunk) == [event.data for event in events.feed(chunk)]
+    assert data_only.pending == events.pending

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
 import pytest
 
-from adapters import ENGINE_NAMES, AdapterOptions, ErrorKind, TaskRequest, create_adapter
+from adapters import ENGINE_NAMES, AdapterOptions, ErrorKind, TaskRequest, Transcript, create_adapter
 from harness.stream import collect
 from stubs import StubServer
 
@@ -69,3 +70,35 @@ async def test_after_a_cancel_no_token_of_the_same_read_is_delivered(engine: str
     assert len(record.tokens) == 1
     assert record.tokens_after_cancel == 0
     assert record.error is not None and record.error.kind is ErrorKind.CANCELLED
+
+
+_WIRE_FRAME_START = {"anthropic": "event: ", "ollama": "{"}
+"""How a frame starts in a transcript, where not with ``data: `` (an SSE event with a name carries it; an
+NDJSON line is the JSON itself)."""
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+async def test_a_transcript_keeps_every_frame_once_as_it_came(engine: str) -> None:
+    """Whatever the adapter reads of a frame, the transcript has the whole frame, in its wire form, once:
+    as many frames as the same request, sent again to the same (seeded) stub, gets on the wire."""
+    transcript = Transcript()
+    async with StubServer(engine) as stub:
+        adapter = create_adapter(engine, stub.url, AdapterOptions(transcript=transcript))
+        try:
+            record = await collect(adapter, TaskRequest(prompt="keep a record", max_tokens=3))
+            headers = dict(adapter.auth_headers(None))  # what an API asks of every request (anthropic-version)
+        finally:
+            await adapter.aclose()
+        entries = [json.loads(line) for line in transcript.to_ndjson().splitlines()]
+        sent = [entry for entry in entries if entry["kind"] == "request"][-1]
+        async with httpx.AsyncClient() as client:
+            wire = (await client.post(sent["url"], json=sent["body"], headers=headers)).text
+    assert record.error is None, record.error
+    frames = [entry["data"] for entry in entries if entry["kind"] == "frame"]
+    on_the_wire = wire.count("\n") if engine == "ollama" else wire.count("\n\n")
+    assert len(frames) == on_the_wire
+    start = _WIRE_FRAME_START.get(engine, "data: ")
+    assert all(frame.startswith(start) for frame in frames), frames
+    if engine == "anthropic":
+        assert [f.split("\n")[0] for f in frames[:2]] == ["event: message_start", "event: content_block_start"]
+    assert all(token.text in "".join(frames) for token in record.tokens)
