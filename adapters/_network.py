@@ -338,7 +338,12 @@ class _StampedStream(_BufferedStream):
 async def _connected_socket(host: str, port: int, local_address: str | None) -> socket.socket:
     """A non-blocking TCP socket connected to host:port, trying each of its addresses in turn."""
     loop = asyncio.get_running_loop()
-    addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        # An address needs no lookup: resolved here, not in the executor's thread (some 140 us of CPU for the
+        # round trip, and every stream opens a connection of its own).
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not addresses:
         raise OSError(f"no address for {host}")
     errors: list[OSError] = []

@@ -127,6 +127,33 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
                 await client.get(f"http://127.0.0.1:{port}/")
 
 
+async def test_an_address_is_not_looked_up_and_a_host_name_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An IP address connects without the loop's resolver (a thread round trip per connection); a name uses it."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ANSWER)
+        await writer.drain()
+        writer.close()
+
+    loop = asyncio.get_running_loop()
+    looked_up: list[str] = []
+    resolve = loop.getaddrinfo
+
+    async def counted(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(str(host))
+        return await resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", counted)
+    async with raw_server(serve) as url:
+        port = url.rsplit(":", 1)[1]
+        async with httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client:
+            assert (await client.get(url)).text == "ok"
+            assert looked_up == []
+            assert (await client.get(f"http://localhost:{port}/", headers={"Connection": "close"})).text == "ok"
+    assert looked_up == ["localhost"]
+
+
 async def test_a_read_tells_when_its_bytes_arrived_not_when_it_was_read() -> None:
     async def answer_after(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
