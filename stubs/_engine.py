@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
@@ -196,8 +197,9 @@ def generation_route(handle: GenerationHandler) -> Handler:
 
 
 def dumps(obj: Any) -> str:
-    """Compact JSON, as engines write it."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON, as engines write it (UTF-8, not escaped to ASCII). Encoded in C: it runs at least once a
+    token, and the stdlib's encoder took a quarter of a zero-delay stub's time."""
+    return msgspec.json.encode(obj).decode()
 
 
 def prompt_tokens(prompt: str) -> int:
