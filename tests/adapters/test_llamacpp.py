@@ -251,18 +251,25 @@ _TWISTS: dict[str, list[Any]] = {
 
 _PLAIN = {"index": 0, "content": " a", "tokens": [7], "stop": False, "id_slot": 0, "tokens_predicted": 1}
 
+_MISSING = object()
+"""A twist that leaves the field out."""
 
-def _twisted(key: str, value: Any, predicted: int = 1) -> str:
-    """A plain token frame with one field set to `value`, or left out (_MISSING)."""
-    frame = {**_PLAIN, "tokens_predicted": predicted}
+
+def _twist(frame: dict[str, Any], key: str, value: Any) -> None:
+    """Set one field of `frame` to `value`, or leave it out (_MISSING)."""
     if value is _MISSING:
         frame.pop(key, None)
     else:
         frame[key] = value
+
+
+def _twisted(key: str, value: Any, predicted: int = 1) -> str:
+    """A plain token frame with one twist."""
+    frame = {**_PLAIN, "tokens_predicted": predicted}
+    _twist(frame, key, value)
     return json.dumps(frame)
 
 
-_MISSING = object()
 _SINGLE_TWISTS = [(key, value) for key, values in _TWISTS.items() for value in [*values, _MISSING]]
 
 
@@ -275,11 +282,7 @@ def llamacpp_frames(draw: st.DrawFn) -> str:
     frame = dict(_PLAIN, content=draw(st.text(max_size=3)), tokens=[draw(st.integers(0, 262_143))])
     frame["tokens_predicted"] = draw(st.integers(1, 100))
     for _ in range(draw(st.sampled_from([0, 1, 1, 1, 2]))):
-        key, value = draw(st.sampled_from(_SINGLE_TWISTS))
-        if value is _MISSING:
-            frame.pop(key, None)
-        else:
-            frame[key] = value
+        _twist(frame, *draw(st.sampled_from(_SINGLE_TWISTS)))
     return json.dumps(frame)
 
 
