@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import random
 import ssl
@@ -22,8 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import httpx
+import msgspec
 
 from ._network import ARRIVED_AT, AsyncioTransport
+from ._own_connection import OwnConnections, OwnResponse
 from ._redact import Redactor
 from ._transcript import Transcript
 from .errors import ErrorKind, WorkerError
@@ -44,6 +47,21 @@ __all__ = [
 T = TypeVar("T")
 
 _MAX_ERROR_BODY = 64 * 1024
+
+
+def _user_agent() -> str:
+    try:
+        return f"conform/{importlib.metadata.version('conform')}"
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "conform"
+
+
+_STREAM_HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity"}
+"""Headers of every streamed request: an encoded stream would be held back by the encoder, and its times
+with it."""
+
+Response = httpx.Response | OwnResponse
+"""A response through httpx (a transport of the caller's), or on a connection of its own (`_own_connection`)."""
 _LOAD_WORDS = ("busy", "overload", "capacity", "slow down", "too many")
 
 
@@ -191,7 +209,7 @@ class StreamResponse:
     url: str
     sent_at: float
     """When the request that this answers was written to the connection (monotonic seconds)."""
-    _response: httpx.Response
+    _response: Response
     _deadline: Deadline
     _idle: float
     _redact: Redactor
@@ -199,7 +217,10 @@ class StreamResponse:
     """The connection's network stream, which knows when each read's bytes arrived (if it is ours)."""
 
     def __post_init__(self) -> None:
-        self._network = self._response.extensions.get("network_stream")
+        response = self._response
+        self._network = (
+            response.network if isinstance(response, OwnResponse) else response.extensions.get("network_stream")
+        )
 
     @property
     def content_type(self) -> str:
@@ -260,15 +281,16 @@ class StreamResponse:
 _CLOSED_BODY = httpx.ByteStream(b"")
 
 
-async def _close_response(response: httpx.Response) -> None:
-    """Close a response, and let go of its body stream: httpx's stream refers back to the response.
+async def _close_response(response: Response) -> None:
+    """Close a response, and let go of an httpx body stream: it refers back to the response.
 
     That cycle would leave every finished response, and the whole connection it came on, to the
     garbage collector; with one connection per stream, a collection of them took over 10 ms, and
     stopped every other stream for as long.
     """
     await response.aclose()
-    response.stream = _CLOSED_BODY
+    if isinstance(response, httpx.Response):
+        response.stream = _CLOSED_BODY
 
 
 def _describe_exc(exc: BaseException) -> str:
@@ -307,10 +329,23 @@ class HttpClient:
             verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
         )
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=64)
+        user_agent = {"User-Agent": _user_agent()}
+        own_transport = AsyncioTransport(verify=verify_arg, limits=limits) if transport is None else None
+        self._own: OwnConnections | None = None
+        """Where streams go, unless the caller gave a transport (then they go through it, with the rest)."""
+        if own_transport is not None:
+            self._own = OwnConnections(
+                own_transport.backend,
+                own_transport.ssl_context,
+                {**user_agent, **_STREAM_HEADERS, **self._auth_headers},
+                connect_timeout=timeouts.connect,
+                write_timeout=timeouts.idle,
+            )
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
+            headers=user_agent,
             timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=timeouts.idle, pool=timeouts.total),
-            transport=transport or AsyncioTransport(verify=verify_arg, limits=limits),
+            transport=transport or own_transport,
             follow_redirects=False,
             trust_env=False,
         )
@@ -384,15 +419,21 @@ class HttpClient:
         finally:
             await _close_response(response)
 
-    async def _open_once(
-        self, method: str, path: str, json_body: Any, deadline: Deadline
-    ) -> tuple[httpx.Response, float]:
+    async def _open_once(self, method: str, path: str, json_body: Any, deadline: Deadline) -> tuple[Response, float]:
         """A response with a 2xx status, still open for streaming, and when its request was sent;
         any other status becomes a WorkerError."""
-        response, sent_at = await self._send(method, path, json_body, deadline)
-        if response.is_success:
-            return response, sent_at
+        response, sent_at = await self._send(method, path, json_body, deadline, stream=True)
         url = self.base_url + path
+        if response.is_success:
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if isinstance(response, OwnResponse) and encoding != "identity":
+                await _close_response(response)
+                raise WorkerError(
+                    ErrorKind.PROTOCOL_VIOLATION,
+                    f"{url} streamed with content encoding {encoding!r}, although the request asked for identity",
+                    status=response.status_code,
+                )
+            return response, sent_at
         try:
             body = await self._read_body(response, deadline, url)
         finally:
@@ -401,22 +442,28 @@ class HttpClient:
             self.transcript.body(body.decode("utf-8", "replace"))
         raise self._status_error(response.status_code, response.headers, body, url)
 
-    async def _send(self, method: str, path: str, json_body: Any, deadline: Deadline) -> tuple[httpx.Response, float]:
+    async def _send(
+        self, method: str, path: str, json_body: Any, deadline: Deadline, *, stream: bool = False
+    ) -> tuple[Response, float]:
         """Send and wait for the response headers: the response, which the caller owns (and must close),
-        and when the request was written to the connection."""
+        and when the request was written to the connection. A stream goes on a connection of its own,
+        which closes with it (a cancel closes it early, and the engine sees that), unless the caller gave
+        a transport."""
         url = self.base_url + path
-        clock = _SendClock()
-        request = self._client.build_request(
-            method, path, json=json_body, headers=self._auth_headers, extensions={"trace": clock.trace}
-        )
         if self.transcript is not None:
             self.transcript.request(method, url, json_body)
         try:
             async with asyncio.timeout_at(deadline.at):
-                response = await self._client.send(request, stream=True)
+                response: Response
+                if stream and self._own is not None:
+                    body = b"" if json_body is None else msgspec.json.encode(json_body)
+                    response = await self._own.open(method, url, "application/json", body)
+                    sent_at = response.sent_at
+                else:
+                    response, sent_at = await self._send_through_httpx(method, path, json_body)
             if self.transcript is not None:
                 self.transcript.response(response.status_code, dict(response.headers))
-            return response, clock.at
+            return response, sent_at
         except TimeoutError:
             raise WorkerError(
                 ErrorKind.DEADLINE_UNMET, f"{method} {url} got no response headers within the total deadline"
@@ -432,7 +479,15 @@ class HttpClient:
                 self._redact(f"{method} {url} failed before a response: {_describe_exc(exc)}"),
             ) from None
 
-    async def _read_body(self, response: httpx.Response, deadline: Deadline, url: str) -> bytes:
+    async def _send_through_httpx(self, method: str, path: str, json_body: Any) -> tuple[httpx.Response, float]:
+        clock = _SendClock()
+        request = self._client.build_request(
+            method, path, json=json_body, headers=self._auth_headers, extensions={"trace": clock.trace}
+        )
+        response = await self._client.send(request, stream=True)
+        return response, clock.at
+
+    async def _read_body(self, response: Response, deadline: Deadline, url: str) -> bytes:
         parts: list[bytes] = []
         size = 0
         try:
