@@ -29,6 +29,7 @@ from ._network import ARRIVED_AT, AsyncioTransport
 from ._own_connection import OwnConnections, OwnResponse
 from ._redact import Redactor
 from ._transcript import Transcript
+from ._watchdog import Watchdog
 from .errors import ErrorKind, WorkerError
 
 __all__ = [
@@ -235,29 +236,33 @@ class StreamResponse:
         return at if isinstance(at, float) else time.monotonic()
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Body chunks; raises decode_timeout, deadline_unmet or worker_reset."""
-        loop = asyncio.get_running_loop()
-        idle = self._idle
-        deadline = self._deadline.at
+        """Body chunks; raises decode_timeout, deadline_unmet or worker_reset. The task that iterates it is
+        the one its limits cancel (and turn into those errors)."""
+        watchdog = Watchdog(self._idle, self._deadline.at)
         iterator = cast(AsyncGenerator[bytes, None], self._response.aiter_bytes())
-        async with contextlib.aclosing(iterator):
-            while True:
-                idle_at = loop.time() + idle
-                try:
-                    async with asyncio.timeout_at(min(idle_at, deadline)):
+        try:
+            async with contextlib.aclosing(iterator):
+                while True:
+                    watchdog.waiting()
+                    try:
                         chunk = await anext(iterator)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    raise self._timeout_error(idle_at <= deadline) from None
-                except httpx.HTTPError as exc:
-                    raise WorkerError(
-                        ErrorKind.WORKER_RESET,
-                        self._redact(f"connection to {self.url} broke mid-stream: {_describe_exc(exc)}"),
-                        status=self.status,
-                        in_stream=True,
-                    ) from None
-                yield chunk
+                    except StopAsyncIteration:
+                        return
+                    except asyncio.CancelledError:
+                        if watchdog.expired():
+                            raise self._timeout_error(watchdog.idle_expired) from None
+                        raise
+                    except httpx.HTTPError as exc:
+                        raise WorkerError(
+                            ErrorKind.WORKER_RESET,
+                            self._redact(f"connection to {self.url} broke mid-stream: {_describe_exc(exc)}"),
+                            status=self.status,
+                            in_stream=True,
+                        ) from None
+                    watchdog.done_waiting()
+                    yield chunk
+        finally:
+            watchdog.close()
 
     def _timeout_error(self, idle_expired: bool) -> WorkerError:
         if idle_expired:

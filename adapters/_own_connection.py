@@ -72,6 +72,15 @@ class _Target:
     the last constant header (Host first)."""
 
 
+def _sendable(name: str, value: str) -> bool:
+    headers = [(name, value)] if name.lower() == "host" else [("Host", "-"), (name, value)]
+    try:
+        h11.Connection(h11.CLIENT).send(h11.Request(method="M", target="/", headers=headers))
+    except h11.LocalProtocolError:
+        return False
+    return True
+
+
 class OwnResponse:
     """A response whose head arrived; its body is read a read's worth at a time, and closing it closes
     the connection."""
@@ -168,8 +177,12 @@ class OwnConnections:
         headers = [("Host", parsed.netloc.decode("ascii")), *self._headers.items()]
         try:
             head = h11.Connection(h11.CLIENT).send(h11.Request(method="M", target=parsed.raw_path, headers=headers))
-        except h11.LocalProtocolError as exc:
-            raise httpx.LocalProtocolError(f"{url}: {exc}") from None
+        except h11.LocalProtocolError:
+            # Not h11's message: it quotes the header, which may hold a secret in a form the redactor misses.
+            bad = next((name for name, value in headers if not _sendable(name, value)), "?")
+            raise httpx.LocalProtocolError(
+                f"{url}: the header {bad} is not valid HTTP (a line break or a control character in it)"
+            ) from None
         assert head is not None and head.startswith(b"M ")
         return _Target(parsed.host, parsed.port or (443 if tls else 80), tls, head[1:-2])
 
@@ -220,10 +233,18 @@ async def _read_head(
     connection: h11.Connection, network: httpcore.AsyncNetworkStream, write_error: httpcore.WriteError | None
 ) -> h11.Response:
     """The final response head (informational ones are skipped)."""
+    received = False
     while True:
-        event = connection.next_event()
+        try:
+            event = connection.next_event()
+        except h11.RemoteProtocolError:
+            if received:
+                raise
+            event = h11.ConnectionClosed()  # closed before a byte: h11's word for it names its state machine
         if event is h11.NEED_DATA:
-            connection.receive_data(await network.read(_READ_SIZE))
+            data = await network.read(_READ_SIZE)
+            received = received or bool(data)
+            connection.receive_data(data)
         elif isinstance(event, h11.Response):
             return event
         elif isinstance(event, h11.ConnectionClosed):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -10,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,3 +175,23 @@ def start_triton(log_path: Path) -> RunningProcess:
         time.sleep(0.5)
     stop_group(process)
     raise TimeoutError(f"the Triton server was not ready within {TRITON_READY_TIMEOUT_S:g} s; see {log_path}")
+
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+"""A raw server's handling of one connection."""
+
+
+@contextlib.asynccontextmanager
+async def raw_server(serve: Serve) -> AsyncIterator[str]:
+    """A TCP server on 127.0.0.1 that answers each connection with `serve`: for wire-level cases."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """A request's head, as sent."""
+    return await reader.readuntil(b"\r\n\r\n")

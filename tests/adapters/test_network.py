@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import socket
 import struct
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -21,25 +19,10 @@ from adapters._network import ARRIVED_AT, AsyncioTransport
 from adapters.kernel_stamps import kernel_arrival
 from harness.stream import collect
 from stubs import StubServer
+from tests.helpers import Serve, raw_server, read_request
 
 LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8)
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
-
-Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@contextlib.asynccontextmanager
-async def raw_server(serve: Serve) -> AsyncIterator[str]:
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-async def read_request(reader: asyncio.StreamReader) -> None:
-    await reader.readuntil(b"\r\n\r\n")
 
 
 async def test_the_adapters_stream_over_it() -> None:
