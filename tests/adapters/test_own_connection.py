@@ -10,7 +10,7 @@ import pytest
 
 from adapters import ErrorKind, RetryPolicy, WorkerError
 from adapters._http import HttpClient
-from tests.helpers import raw_server, read_request
+from tests.helpers import Serve, raw_server, read_request
 
 SECRET = "sk-own-connection-secret"
 
@@ -23,6 +23,18 @@ async def stream_body(url: str, path: str = "/v1/stream", **kwargs: object) -> b
             return b"".join([chunk async for chunk in stream.chunks()])
     finally:
         await client.aclose()
+
+
+def answering(answer: bytes) -> Serve:
+    """A server that reads a request's head, writes `answer` and closes the connection."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    return serve
 
 
 async def test_the_request_on_the_wire_is_whole_and_says_what_it_carries() -> None:
@@ -86,13 +98,7 @@ async def test_each_stream_has_a_connection_of_its_own_which_closes_with_it() ->
     ids=["informational-skipped", "until-close", "length", "chunked-with-extensions-and-trailers"],
 )
 async def test_each_framing_gives_its_body_and_nothing_after_it(answer: bytes, body: bytes) -> None:
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(answer)
-        await writer.drain()
-        writer.close()
-
-    async with raw_server(serve) as url:
+    async with raw_server(answering(answer)) as url:
         assert await stream_body(url) == body
 
 
@@ -110,13 +116,7 @@ async def test_each_framing_gives_its_body_and_nothing_after_it(answer: bytes, b
 async def test_a_broken_answer_is_one_error_kind_that_says_what_broke(
     answer: bytes, kind: ErrorKind, words: str
 ) -> None:
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(answer)
-        await writer.drain()
-        writer.close()
-
-    async with raw_server(serve) as url:
+    async with raw_server(answering(answer)) as url:
         with pytest.raises(WorkerError) as caught:
             await stream_body(url)
     assert caught.value.kind is kind, caught.value
