@@ -48,6 +48,7 @@ __all__ = [
 T = TypeVar("T")
 
 _MAX_ERROR_BODY = 64 * 1024
+_LOAD_WORDS = ("busy", "overload", "capacity", "slow down", "too many")
 
 
 def _user_agent() -> str:
@@ -63,7 +64,6 @@ with it."""
 
 Response = httpx.Response | OwnResponse
 """A response through httpx (a transport of the caller's), or on a connection of its own (`_own_connection`)."""
-_LOAD_WORDS = ("busy", "overload", "capacity", "slow down", "too many")
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,7 +184,8 @@ class OwnConnections:
                 f"{url}: the header {bad} is not valid HTTP (a line break or a control character in it)"
             ) from None
         assert head is not None and head.startswith(b"M ")
-        return _Target(parsed.host, parsed.port or (443 if tls else 80), tls, head[1:-2])
+        host = parsed.raw_host.decode("ascii")  # an international name in its IDNA form, an IPv6 one bare
+        return _Target(host, parsed.port or (443 if tls else 80), tls, head[1:-2])
 
     async def open(self, method: str, url: str, content_type: str, body: bytes) -> OwnResponse:
         """Send a request on a new connection; the response once its head arrived."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 
 import pytest
 
 from adapters import ErrorKind, RetryPolicy, WorkerError
 from adapters._http import HttpClient
+from adapters._network import AsyncioBackend
+from adapters._own_connection import OwnConnections
 from tests.helpers import Serve, raw_server, read_request
 
 SECRET = "sk-own-connection-secret"
@@ -142,3 +145,20 @@ async def test_a_refused_connection_is_upstream_unavailable_and_names_the_url() 
             await stream_body(url)
     assert caught.value.kind is ErrorKind.UPSTREAM_UNAVAILABLE
     assert url in caught.value.message and "ConnectError" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "tls", "host_header"),
+    [
+        ("https://bücher.example/v1", "xn--bcher-kva.example", 443, True, "xn--bcher-kva.example"),
+        ("http://[::1]:8080/v1", "::1", 8080, False, "[::1]:8080"),
+        ("http://10.0.0.1/v1", "10.0.0.1", 80, False, "10.0.0.1"),
+    ],
+)
+def test_a_url_is_connected_to_and_named_in_its_ascii_form(
+    url: str, host: str, port: int, tls: bool, host_header: str
+) -> None:
+    connections = OwnConnections(AsyncioBackend(), ssl.create_default_context(), {}, connect_timeout=1, write_timeout=1)
+    target = connections._target(url)
+    assert (target.host, target.port, target.tls) == (host, port, tls)
+    assert target.head == f" /v1 HTTP/1.1\r\nHost: {host_header}\r\n".encode()
