@@ -370,6 +370,8 @@ class HttpClient:
         return self._redact
 
     async def aclose(self) -> None:
+        if self._own is not None:
+            await self._own.aclose()
         await self._client.aclose()
 
     async def request(

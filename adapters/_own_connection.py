@@ -49,6 +49,7 @@ _ERRORS: dict[type[Exception], type[httpx.HTTPError]] = {
 
 
 _STAND_IN_HEADERS = [("Host", "-"), ("Content-Length", "0")]
+"""The request h11 is told of before it reads a response (it reads one only after its side sent one)."""
 
 
 @contextlib.contextmanager
@@ -85,7 +86,7 @@ class OwnResponse:
     """A response whose head arrived; its body is read a read's worth at a time, and closing it closes
     the connection."""
 
-    __slots__ = ("_closed", "_decoder", "_leftover", "headers", "network", "sent_at", "status_code")
+    __slots__ = ("_closed", "_decoder", "_leftover", "_open", "headers", "network", "sent_at", "status_code")
 
     def __init__(
         self,
@@ -95,6 +96,7 @@ class OwnResponse:
         leftover: bytes,
         closed: bool,
         sent_at: float,
+        open_responses: set[OwnResponse],
     ) -> None:
         self.status_code: int = head.status_code
         self.headers = httpx.Headers(head.headers.raw_items())
@@ -106,6 +108,9 @@ class OwnResponse:
         self._leftover = leftover
         """What came with the head, past its end."""
         self._closed = closed
+        self._open = open_responses
+        """Its client's open responses, which it is one of until it is closed."""
+        open_responses.add(self)
 
     @property
     def is_success(self) -> bool:
@@ -139,6 +144,7 @@ class OwnResponse:
             raise httpx.RemoteProtocolError(decoder.error)
 
     async def aclose(self) -> None:
+        self._open.discard(self)
         await self.network.aclose()
 
 
@@ -160,6 +166,12 @@ class OwnConnections:
         self._connect_timeout = connect_timeout
         self._write_timeout = write_timeout
         self._targets: dict[str, _Target] = {}
+        self._open: set[OwnResponse] = set()
+
+    async def aclose(self) -> None:
+        """Close the connections of responses still open: a stream its reader left without closing it."""
+        for response in list(self._open):
+            await response.aclose()
 
     def _target(self, url: str) -> _Target:
         target = self._targets.get(url)
@@ -227,7 +239,7 @@ class OwnConnections:
         head = await _read_head(connection, network, write_error)
         leftover, closed = connection.trailing_data
         decoder = body_decoder(method, head.status_code, list(head.headers))
-        return OwnResponse(head, network, decoder, leftover, closed, sent_at)
+        return OwnResponse(head, network, decoder, leftover, closed, sent_at, self._open)
 
 
 async def _read_head(

@@ -162,3 +162,24 @@ def test_a_url_is_connected_to_and_named_in_its_ascii_form(
     target = connections._target(url)
     assert (target.host, target.port, target.tls) == (host, port, tls)
     assert target.head == f" /v1 HTTP/1.1\r\nHost: {host_header}\r\n".encode()
+
+
+async def test_closing_the_client_closes_a_stream_its_reader_left_open() -> None:
+    closed = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.readexactly(2)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n")  # and no end
+        await writer.drain()
+        if await reader.read() == b"":
+            closed.set()
+        writer.close()
+
+    async with raw_server(serve) as url:
+        client = HttpClient(url, retry=RetryPolicy.none())
+        opened = client.open_stream("POST", "/s", json_body={})
+        stream = await opened.__aenter__()  # left open: its reader went away without closing it
+        assert await anext(aiter(stream.chunks())) == b"ok"
+        await client.aclose()
+        await asyncio.wait_for(closed.wait(), 5)
