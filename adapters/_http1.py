@@ -190,13 +190,14 @@ class ChunkedBody(BodyDecoder):
         fields: list[bytes] = []
         for line in lines:
             line = line.removesuffix(b"\r")
-            if _FOLD.match(line):  # an obsolete line folding: continues the previous field
-                if not fields:
-                    self.error = "continuation line at start of headers"
-                    return blank.end()
-                fields[-1] += b" " + line[_FOLD.match(line).end() :]  # type: ignore[union-attr]
-            else:
+            fold = _FOLD.match(line)  # an obsolete line folding: the line continues the previous field
+            if fold is None:
                 fields.append(line)
+            elif fields:
+                fields[-1] += b" " + line[fold.end() :]
+            else:
+                self.error = "continuation line at start of headers"
+                return blank.end()
         for field in fields:
             if _TRAILER_FIELD.fullmatch(field) is None:
                 self.error = f"illegal header line: {field!r}"
