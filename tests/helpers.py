@@ -195,3 +195,15 @@ async def raw_server(serve: Serve) -> AsyncIterator[str]:
 async def read_request(reader: asyncio.StreamReader) -> bytes:
     """A request's head, as sent."""
     return await reader.readuntil(b"\r\n\r\n")
+
+
+def answering(answer: bytes) -> Serve:
+    """A raw server's handling that reads a request's head, writes `answer` and closes the connection."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    return serve

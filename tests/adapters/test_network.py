@@ -19,7 +19,7 @@ from adapters._network import ARRIVED_AT, AsyncioTransport
 from adapters.kernel_stamps import kernel_arrival
 from harness.stream import collect
 from stubs import StubServer
-from tests.helpers import Serve, raw_server, read_request
+from tests.helpers import Serve, answering, raw_server, read_request
 
 LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8)
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
@@ -113,12 +113,6 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
 async def test_an_address_is_not_looked_up_and_a_host_name_is(monkeypatch: pytest.MonkeyPatch) -> None:
     """An IP address connects without the loop's resolver (a thread round trip per connection); a name uses it."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(ANSWER)
-        await writer.drain()
-        writer.close()
-
     loop = asyncio.get_running_loop()
     looked_up: list[str] = []
     resolve = loop.getaddrinfo
@@ -128,7 +122,7 @@ async def test_an_address_is_not_looked_up_and_a_host_name_is(monkeypatch: pytes
         return await resolve(host, *args, **kwargs)
 
     monkeypatch.setattr(loop, "getaddrinfo", counted)
-    async with raw_server(serve) as url:
+    async with raw_server(answering(ANSWER)) as url:
         port = url.rsplit(":", 1)[1]
         async with httpx.AsyncClient(transport=AsyncioTransport(verify=True, limits=LIMITS)) as client:
             assert (await client.get(url)).text == "ok"

@@ -13,7 +13,7 @@ from adapters import ErrorKind, RetryPolicy, WorkerError
 from adapters._http import HttpClient
 from adapters._network import AsyncioBackend
 from adapters._own_connection import OwnConnections
-from tests.helpers import Serve, raw_server, read_request
+from tests.helpers import answering, raw_server, read_request
 
 SECRET = "sk-own-connection-secret"
 
@@ -26,18 +26,6 @@ async def stream_body(url: str, path: str = "/v1/stream", **kwargs: object) -> b
             return b"".join([chunk async for chunk in stream.chunks()])
     finally:
         await client.aclose()
-
-
-def answering(answer: bytes) -> Serve:
-    """A server that reads a request's head, writes `answer` and closes the connection."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(answer)
-        await writer.drain()
-        writer.close()
-
-    return serve
 
 
 async def test_the_request_on_the_wire_is_whole_and_says_what_it_carries() -> None:
