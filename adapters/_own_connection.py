@@ -132,7 +132,7 @@ class OwnResponse:
         while not decoder.finished:
             try:
                 chunk = await read(_READ_SIZE)
-            except httpcore.ReadError as exc:
+            except httpcore.ReadError as exc:  # _as_httpx_errors's mapping, without a context manager per read
                 raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
             if not chunk:
                 decoder.end()
