@@ -4,11 +4,12 @@ The public API is what this module exports; ``_http``, ``_sse`` and the engine
 modules are private.
 """
 
-from ._base import AdapterOptions, HttpAdapter
+from ._base import AdapterOptions, FrameFold, Generation, HttpAdapter, StreamFold
+from ._engines import ENTRY_POINT_GROUP, EngineDescriptor, UnknownEngineError, create_adapter, engine_names, engines
 from ._http import RetryPolicy, Timeouts, classify_status
 from ._openai import OpenAIAdapter
+from ._proxy import ProxyConfig
 from ._redact import Redactor, fingerprint
-from ._registry import ADAPTERS, ENGINE_NAMES, UnknownEngineError, create_adapter
 from ._sse import SSEDecoder, SSEError, SSEEvent
 from ._transcript import Transcript
 from ._types import (
@@ -37,16 +38,18 @@ from .triton import TritonAdapter
 from .vllm import VllmAdapter
 
 __all__ = [
-    "ADAPTERS",
-    "ENGINE_NAMES",
+    "ENTRY_POINT_GROUP",
     "AdapterOptions",
     "AnthropicAdapter",
     "Capability",
     "ChatMessage",
     "EchoAdapter",
     "End",
+    "EngineDescriptor",
     "EngineVersion",
     "ErrorKind",
+    "FrameFold",
+    "Generation",
     "Health",
     "HttpAdapter",
     "LlamaCppAdapter",
@@ -55,12 +58,14 @@ __all__ = [
     "OllamaAdapter",
     "OpenAIAdapter",
     "Props",
+    "ProxyConfig",
     "Redactor",
     "RetryPolicy",
     "SSEDecoder",
     "SSEError",
     "SSEEvent",
     "Started",
+    "StreamFold",
     "TaskRequest",
     "TgiAdapter",
     "Timeouts",
@@ -75,6 +80,8 @@ __all__ = [
     "WorkerError",
     "classify_status",
     "create_adapter",
+    "engine_names",
+    "engines",
     "fingerprint",
     "split_llamaswap_url",
 ]

@@ -6,15 +6,15 @@ import abc
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
-import httpx
 import msgspec
 
 from ._http import HttpClient, RetryPolicy, StreamResponse, Timeouts, classify_status, default_describer
 from ._ndjson import NDJSONDecoder, NDJSONError
+from ._proxy import ProxyConfig
 from ._redact import Redactor
 from ._sse import SSEDecoder, SSEError, SSEEvent
 from ._transcript import Transcript
@@ -22,7 +22,7 @@ from ._types import EngineVersion, Health, Props, Started, TaskRequest, TokenEve
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
-__all__ = ["AdapterOptions", "Decoder", "HttpAdapter", "Read"]
+__all__ = ["AdapterOptions", "Decoder", "FrameFold", "Generation", "HttpAdapter", "Read", "StreamFold"]
 
 T = TypeVar("T")
 
@@ -49,6 +49,38 @@ class Read(NamedTuple, Generic[T]):
     delivered after it (cancel() empties the list, and its iterator then finds no next frame)."""
 
 
+class StreamFold(Protocol):
+    """Folds one stream's frames into token events: each engine's reading of its own wire, and nothing else.
+
+    `fold` takes each frame as it comes (an SSE event's data, a whole SSEEvent, or an NDJSON line, per the
+    Generation's `framing`) with the time its read arrived, and returns the events it completes; it raises
+    WorkerError for an error frame or a frame that breaks the wire's grammar. Once it has folded the last
+    frame (an End among its events) `finished` is true and nothing more is read. `end` is called when the
+    body ends before that: it returns the events a stream without a terminator ends with, or raises the
+    protocol violation of a stream cut short.
+    """
+
+    finished: bool
+
+    def fold(self, frame: Any, at: float) -> Iterable[TokenEvent]: ...
+
+    def end(self) -> Iterable[TokenEvent]: ...
+
+
+Framing = Literal["sse", "sse_events", "ndjson"]
+"""How a streamed body is cut into frames: SSE events' data strings, whole SSE events, or NDJSON lines."""
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One streamed request of an engine: where it goes, what it sends, and how its frames fold."""
+
+    path: str
+    body: Any
+    fold: StreamFold
+    framing: Framing = "sse"
+
+
 _decode_json = msgspec.json.Decoder().decode
 """Any JSON value, as dicts and lists; several times faster than the stdlib's parser, and exact for integers
 of any size (a token id too large for 64 bits stays an int)."""
@@ -67,7 +99,8 @@ class AdapterOptions:
     verify: bool | str = True
     """True, False (insecure), or the path of a CA bundle."""
     redactor: Redactor = field(default_factory=Redactor)
-    transport: httpx.AsyncBaseTransport | None = None
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    """The HTTP proxy to go through, by the target's scheme (the CLI reads HTTP_PROXY/NO_PROXY; adapters never do)."""
     model: str | None = None
     """The model to use when a request names none (else the first the engine lists, where it lists them)."""
     transcript: Transcript | None = None
@@ -97,7 +130,7 @@ class HttpAdapter(abc.ABC):
             auth_headers=self.auth_headers(self.options.api_key),
             redactor=self.options.redactor,
             verify=self.options.verify,
-            transport=self.options.transport,
+            proxy=self.options.proxy,
             describe_error=self.describe_error,
             classify_error=self.classify_error,
             transcript=self.options.transcript,
@@ -126,8 +159,30 @@ class HttpAdapter(abc.ABC):
     async def engine_version(self) -> EngineVersion: ...
 
     @abc.abstractmethod
-    def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+    async def generation(self, req: TaskRequest) -> Generation:
+        """The streamed request for `req`, and the fold that reads its answer."""
+
+    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
         """Stream one generation; close the iterator (``contextlib.aclosing``) to disconnect early."""
+        generation = await self.generation(req)
+        fold = generation.fold
+        async with self._open_frames(req.task_id, generation) as batches:
+            yield self.started(req.task_id)
+            async for read in batches:
+                at = read.at
+                for frame in read.frames:
+                    for event in fold.fold(frame, at):
+                        yield event
+                    if fold.finished:
+                        return
+        for event in fold.end():
+            yield event
+
+    def stream_error(self, message: str) -> WorkerError:
+        """An error the engine reported inside a 200 stream, in its own words (redacted)."""
+        return WorkerError(
+            ErrorKind.ENGINE_ERROR, self.http.redact(f"error inside the stream: {message}"), status=200, in_stream=True
+        )
 
     async def props(self) -> Props:
         """What an engine without a props endpoint can say: the first model it lists."""
@@ -196,26 +251,20 @@ class HttpAdapter(abc.ABC):
         """The Started event of the stream open for `task_id`: now, and when its request was sent."""
         return Started(task_id, time.monotonic(), self._open[task_id].sent_at)
 
-    @contextlib.asynccontextmanager
-    async def open_sse(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[Read[str]]]:
-        """POST body, check for an SSE response, and yield the data of its events, a read's worth at a time:
-        for an adapter that reads nothing else of an event (its type, id or retry)."""
-        decoder = _EventData(SSEDecoder(self.options.max_event_bytes, strict_utf8=True), self.options.transcript)
-        async with self.open_decoded(task_id, path, body, "text/event-stream", decoder) as batches:
-            yield batches
+    def _decoder(self, framing: Framing) -> tuple[Decoder[Any], str]:
+        """The decoder of a framing, writing to the transcript where there is one, and its content type."""
+        transcript = self.options.transcript
+        if framing == "ndjson":
+            return _transcribed(NDJSONDecoder(self.options.max_event_bytes), transcript), "application/x-ndjson"
+        events = SSEDecoder(self.options.max_event_bytes, strict_utf8=True)
+        if framing == "sse_events":
+            return _transcribed(events, transcript), "text/event-stream"
+        return _EventData(events, transcript), "text/event-stream"
 
     @contextlib.asynccontextmanager
-    async def open_sse_events(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[Read[SSEEvent]]]:
-        """POST body, check for an SSE response, and yield its whole events, a read's worth at a time."""
-        decoder = _transcribed(SSEDecoder(self.options.max_event_bytes, strict_utf8=True), self.options.transcript)
-        async with self.open_decoded(task_id, path, body, "text/event-stream", decoder) as batches:
-            yield batches
-
-    @contextlib.asynccontextmanager
-    async def open_ndjson(self, task_id: str, path: str, body: Any) -> AsyncIterator[AsyncIterator[Read[str]]]:
-        """POST body, check for an NDJSON response, and yield its lines, a read's worth at a time."""
-        decoder = _transcribed(NDJSONDecoder(self.options.max_event_bytes), self.options.transcript)
-        async with self.open_decoded(task_id, path, body, "application/x-ndjson", decoder) as batches:
+    async def _open_frames(self, task_id: str, generation: Generation) -> AsyncIterator[AsyncIterator[Read[Any]]]:
+        decoder, content_type = self._decoder(generation.framing)
+        async with self.open_decoded(task_id, generation.path, generation.body, content_type, decoder) as batches:
             yield batches
 
     @contextlib.asynccontextmanager
@@ -266,10 +315,6 @@ class HttpAdapter(abc.ABC):
             )
 
     @staticmethod
-    def parse_json_event(event: SSEEvent, url: str, number: int) -> Any:
-        return HttpAdapter.parse_json(event.data, url, number)
-
-    @staticmethod
     def parse_object(data: str, url: str, number: int) -> dict[str, Any]:
         """One frame that must be a JSON object (every engine's token frames are)."""
         frame = HttpAdapter.parse_json(data, url, number)
@@ -295,6 +340,30 @@ class HttpAdapter(abc.ABC):
                 f"{url}: frame {number} is not JSON ({exc.msg} at column {exc.pos + 1}): {data[:120]!r}",
                 in_stream=True,
             ) from None
+
+
+class FrameFold:
+    """What the folds of most wires share: the frame count, JSON objects named by their number in errors,
+    and, for a wire whose last frame says it is the last, a body that ends before it is cut short."""
+
+    terminator = "its final frame"
+    """What the last frame is, in the words of the error when it never comes."""
+
+    def __init__(self, adapter: HttpAdapter, url: str) -> None:
+        self.adapter = adapter
+        self.url = url
+        self.frames = 0
+        self.finished = False
+
+    def object(self, data: str) -> dict[str, Any]:
+        """The next frame, which must be a JSON object."""
+        self.frames += 1
+        return HttpAdapter.parse_object(data, self.url, self.frames)
+
+    def end(self) -> Iterable[TokenEvent]:
+        raise WorkerError(
+            ErrorKind.PROTOCOL_VIOLATION, f"{self.url}: the stream ended without {self.terminator}", in_stream=True
+        )
 
 
 class _Transcribed(Generic[T]):

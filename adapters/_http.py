@@ -1,12 +1,19 @@
-"""The one HTTP layer every engine module uses.
+"""The one HTTP layer every engine module uses, on aiohttp's client.
 
-- explicit timeouts (connect, total deadline, inter-chunk idle), enforced with
-  asyncio timers so that each expiry maps to its own error kind;
-- TLS verification on unless the caller turns it off;
+- explicit timeouts (connect, total deadline, inter-chunk idle), each expiry
+  mapped to its own error kind;
+- TLS verification on unless the caller turns it off, or a CA bundle of its own;
+- an HTTP proxy where the caller names one (`ProxyConfig`; never read from the
+  environment here);
 - auth headers injected per request, never read from the environment here;
 - every error message redacted;
 - retries with full-jitter exponential backoff, honouring ``retry-after`` and
-  ``retry-after-ms``, only before the first byte of a response body.
+  ``retry-after-ms``, only before the first byte of a response body;
+- redirects never followed nor retried: a 3xx is a failed request that names
+  where it points, so a wrong URL or a gateway's redirect shows at once.
+
+Why aiohttp's client rather than httpx (alone or over ``httpx-aiohttp``):
+docs/architecture.md, "The HTTP path"; ``python -m benchmarks`` measures all three.
 """
 
 from __future__ import annotations
@@ -18,15 +25,15 @@ import json
 import random
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 import msgspec
 
-from ._network import ARRIVED_AT, AsyncioTransport
-from ._own_connection import OwnConnections, OwnResponse
+from ._proxy import ProxyConfig
 from ._redact import Redactor
 from ._transcript import Transcript
 from ._watchdog import Watchdog
@@ -49,6 +56,8 @@ T = TypeVar("T")
 
 _MAX_ERROR_BODY = 64 * 1024
 _LOAD_WORDS = ("busy", "overload", "capacity", "slow down", "too many")
+_READ_SIZE = 64 * 1024
+"""The most one read of a streamed body takes (``StreamReader.readany`` returns what is buffered)."""
 
 
 def _user_agent() -> str:
@@ -61,9 +70,6 @@ def _user_agent() -> str:
 _STREAM_HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity"}
 """Headers of every streamed request: an encoded stream would be held back by the encoder, and its times
 with it."""
-
-Response = httpx.Response | OwnResponse
-"""A response through httpx (a transport of the caller's), or on a connection of its own (`_own_connection`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +166,7 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 @dataclass(slots=True)
 class HttpReply:
     status: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]
     body: bytes
     url: str
 
@@ -182,85 +188,74 @@ class HttpReply:
             ) from None
 
 
-class _SendClock:
-    """When a request's first byte went to the connection (monotonic seconds), from httpx's trace hook.
+async def _headers_sent(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
+    """aiohttp's trace signal: the request's head went to the connection. Time to first token counts from
+    here, not from before the connection pool, the connect and the TLS handshake."""
+    clock = context.trace_request_ctx
+    if isinstance(clock, dict):
+        clock["sent_at"] = time.monotonic()
 
-    Stamping before ``send`` would count the connection pool, the TCP connect and
-    the client's own event-loop backlog as engine latency; under a burst of
-    concurrent requests those are most of a small time to first token. A
-    transport that does not trace (a mock) leaves the stamp taken before ``send``.
+
+class StreamResponse:
+    """A response whose head arrived with a 2xx status; the body is read chunk by chunk.
+
+    Each chunk is stamped when the read that took it returned: when its bytes reached the process
+    (``arrived_at``), before any parsing. A busy event loop that reads late stamps late; the report's
+    latency section says so (``token_times``).
     """
 
-    __slots__ = ("at",)
+    __slots__ = ("_deadline", "_idle", "_last_read_at", "_response", "sent_at", "status", "url")
 
-    def __init__(self) -> None:
-        self.at = time.monotonic()
+    def __init__(
+        self, response: aiohttp.ClientResponse, url: str, sent_at: float, deadline: Deadline, idle: float
+    ) -> None:
+        self._response = response
+        self.status = response.status
+        self.url = url
+        self.sent_at = sent_at
+        """When the request that this answers was written to the connection (monotonic seconds)."""
+        self._deadline = deadline
+        self._idle = idle
+        self._last_read_at = time.monotonic()
 
-    async def trace(self, event: str, info: Any) -> None:
-        if event.endswith(".send_request_headers.started"):
-            self.at = time.monotonic()
-
-
-@dataclass(slots=True)
-class StreamResponse:
-    """A response whose headers arrived with a 2xx status; the body is read chunk by chunk."""
-
-    status: int
-    headers: httpx.Headers
-    url: str
-    sent_at: float
-    """When the request that this answers was written to the connection (monotonic seconds)."""
-    _response: Response
-    _deadline: Deadline
-    _idle: float
-    _redact: Redactor
-    _network: Any = field(init=False)
-    """The connection's network stream, which knows when each read's bytes arrived (if it is ours)."""
-
-    def __post_init__(self) -> None:
-        response = self._response
-        self._network = (
-            response.network if isinstance(response, OwnResponse) else response.extensions.get("network_stream")
-        )
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
 
     @property
     def content_type(self) -> str:
-        return str(self.headers.get("content-type", "")).split(";")[0].strip().lower()
+        return str(self._response.headers.get("content-type", "")).split(";")[0].strip().lower()
 
     def arrived_at(self) -> float:
-        """When the bytes of the chunk just read arrived: from the socket layer, where it records that
-        (the kernel's receive stamp, or when the bytes reached the process), so that neither parsing
-        nor a busy event loop delays the stamp; else now."""
-        network = self._network
-        at = network.get_extra_info(ARRIVED_AT) if network is not None else None
-        return at if isinstance(at, float) else time.monotonic()
+        """When the bytes of the chunk just read reached the process (monotonic seconds)."""
+        return self._last_read_at
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body chunks; raises decode_timeout, deadline_unmet or worker_reset. The task that iterates it is
         the one its limits cancel (and turn into those errors)."""
         watchdog = Watchdog(self._idle, self._deadline.at)
-        iterator = cast(AsyncGenerator[bytes, None], self._response.aiter_bytes())
+        read = self._response.content.readany
         try:
-            async with contextlib.aclosing(iterator):
-                while True:
-                    watchdog.waiting()
-                    try:
-                        chunk = await anext(iterator)
-                    except StopAsyncIteration:
-                        return
-                    except asyncio.CancelledError:
-                        if watchdog.expired():
-                            raise self._timeout_error(watchdog.idle_expired) from None
-                        raise
-                    except httpx.HTTPError as exc:
-                        raise WorkerError(
-                            ErrorKind.WORKER_RESET,
-                            self._redact(f"connection to {self.url} broke mid-stream: {_describe_exc(exc)}"),
-                            status=self.status,
-                            in_stream=True,
-                        ) from None
-                    watchdog.done_waiting()
-                    yield chunk
+            while True:
+                watchdog.waiting()
+                try:
+                    chunk = await read()
+                except asyncio.CancelledError:
+                    if watchdog.expired():
+                        raise self._timeout_error(watchdog.idle_expired) from None
+                    raise
+                except (aiohttp.ClientError, OSError) as exc:
+                    raise WorkerError(
+                        ErrorKind.WORKER_RESET,
+                        f"connection to {self.url} broke mid-stream: {_describe_exc(exc)}",
+                        status=self.status,
+                        in_stream=True,
+                    ) from None
+                self._last_read_at = time.monotonic()
+                watchdog.done_waiting()
+                if not chunk:
+                    return
+                yield chunk
         finally:
             watchdog.close()
 
@@ -280,22 +275,8 @@ class StreamResponse:
         )
 
     async def aclose(self) -> None:
-        await _close_response(self._response)
-
-
-_CLOSED_BODY = httpx.ByteStream(b"")
-
-
-async def _close_response(response: Response) -> None:
-    """Close a response, and let go of an httpx body stream: it refers back to the response.
-
-    That cycle would leave every finished response, and the whole connection it came on, to the
-    garbage collector; with one connection per stream, a collection of them took over 10 ms, and
-    stopped every other stream for as long.
-    """
-    await response.aclose()
-    if isinstance(response, httpx.Response):
-        response.stream = _CLOSED_BODY
+        """Close the stream's connection: a cancel closes it early, and that is how the engine learns of it."""
+        self._response.close()
 
 
 def _describe_exc(exc: BaseException) -> str:
@@ -304,7 +285,7 @@ def _describe_exc(exc: BaseException) -> str:
 
 
 class HttpClient:
-    """One httpx.AsyncClient per adapter, with the policies above."""
+    """One aiohttp session per adapter (made on first use, inside the event loop), with the policies above."""
 
     def __init__(
         self,
@@ -315,7 +296,7 @@ class HttpClient:
         auth_headers: Mapping[str, str] | None = None,
         redactor: Redactor | None = None,
         verify: bool | str = True,
-        transport: httpx.AsyncBaseTransport | None = None,
+        proxy: ProxyConfig | None = None,
         describe_error: ErrorDescriber = default_describer,
         classify_error: ErrorClassifier | None = None,
         transcript: Transcript | None = None,
@@ -330,30 +311,15 @@ class HttpClient:
         self._classify_error: ErrorClassifier = classify_error or _classify_by_status
         self.transcript = transcript
         self._rng = random.Random(retry.seed)
-        verify_arg: bool | ssl.SSLContext = (
+        self._ssl: bool | ssl.SSLContext = (
             verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
         )
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=64)
-        user_agent = {"User-Agent": _user_agent()}
-        own_transport = AsyncioTransport(verify=verify_arg, limits=limits) if transport is None else None
-        self._own: OwnConnections | None = None
-        """Where streams go, unless the caller gave a transport (then they go through it, with the rest)."""
-        if own_transport is not None:
-            self._own = OwnConnections(
-                own_transport.backend,
-                own_transport.ssl_context,
-                {**user_agent, **_STREAM_HEADERS, **self._auth_headers},
-                connect_timeout=timeouts.connect,
-                write_timeout=timeouts.idle,
-            )
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=user_agent,
-            timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=timeouts.idle, pool=timeouts.total),
-            transport=transport or own_transport,
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self.proxy = (proxy or ProxyConfig()).for_url(self.base_url)
+        """The proxy every request of this client goes through (None: direct)."""
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._open: set[aiohttp.ClientResponse] = set()
+        """Streamed responses still open: closing the client closes their connections too."""
 
     @staticmethod
     def _secret_values(headers: Mapping[str, str]) -> list[str]:
@@ -369,10 +335,27 @@ class HttpClient:
     def redact(self) -> Redactor:
         return self._redact
 
+    def _session_now(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(_headers_sent)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
+                headers={"User-Agent": _user_agent(), **self._auth_headers},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
+                trace_configs=[trace],
+                trust_env=False,
+                read_bufsize=_READ_SIZE,
+            )
+        return self._session
+
     async def aclose(self) -> None:
-        if self._own is not None:
-            await self._own.aclose()
-        await self._client.aclose()
+        for response in list(self._open):
+            response.close()
+        self._open.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def request(
         self,
@@ -382,143 +365,173 @@ class HttpClient:
         json_body: Any = None,
         ok_statuses: frozenset[int] | None = None,
         retry: bool = True,
+        body: bytes | None = None,
+        content_type: str = "application/json",
     ) -> HttpReply:
-        """A whole request within the total deadline. Non-2xx raises unless listed in ok_statuses."""
+        """A whole request within the total deadline. Non-2xx raises unless listed in ok_statuses.
+        `body` sends raw bytes instead of `json_body` (a check that sends what no encoder would)."""
         deadline = Deadline.after(self.timeouts.total)
         return await self._with_retries(
-            lambda: self._request_once(method, path, json_body, deadline, ok_statuses), deadline, retry
+            lambda: self._request_once(method, path, json_body, body, content_type, deadline, ok_statuses),
+            deadline,
+            retry,
         )
 
     async def _request_once(
-        self, method: str, path: str, json_body: Any, deadline: Deadline, ok_statuses: frozenset[int] | None
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        raw: bytes | None,
+        content_type: str,
+        deadline: Deadline,
+        ok_statuses: frozenset[int] | None,
     ) -> HttpReply:
         url = self.base_url + path
-        response, _ = await self._send(method, path, json_body, deadline)
+        response, _ = await self._send(method, url, json_body, deadline, raw=raw, content_type=content_type)
         try:
             body = await self._read_body(response, deadline, url)
         finally:
-            await _close_response(response)
+            response.release()
         if self.transcript is not None:
             self.transcript.body(body.decode("utf-8", "replace"))
-        if response.is_success or (ok_statuses is not None and response.status_code in ok_statuses):
-            return HttpReply(response.status_code, response.headers, body, url)
-        raise self._status_error(response.status_code, response.headers, body, url)
+        if 200 <= response.status < 300 or (ok_statuses is not None and response.status in ok_statuses):
+            return HttpReply(response.status, response.headers, body, url)
+        raise self._status_error(response.status, response.headers, body, url)
 
     @contextlib.asynccontextmanager
     async def open_stream(self, method: str, path: str, *, json_body: Any = None) -> AsyncIterator[StreamResponse]:
-        """Open a streamed response; retries apply until the response headers arrive with a 2xx status."""
+        """Open a streamed response; retries apply until the response headers arrive with a 2xx status.
+        The stream's connection closes with it."""
         deadline = Deadline.after(self.timeouts.total)
         url = self.base_url + path
         response, sent_at = await self._with_retries(
-            lambda: self._open_once(method, path, json_body, deadline), deadline, retry=True
+            lambda: self._open_once(method, url, json_body, deadline), deadline, retry=True
         )
+        self._open.add(response)
         try:
-            yield StreamResponse(
-                response.status_code,
-                response.headers,
-                url,
-                sent_at,
-                response,
-                deadline,
-                self.timeouts.idle,
-                self._redact,
-            )
+            yield StreamResponse(response, url, sent_at, deadline, self.timeouts.idle)
         finally:
-            await _close_response(response)
+            self._open.discard(response)
+            response.close()
 
-    async def _open_once(self, method: str, path: str, json_body: Any, deadline: Deadline) -> tuple[Response, float]:
+    async def _open_once(
+        self, method: str, url: str, json_body: Any, deadline: Deadline
+    ) -> tuple[aiohttp.ClientResponse, float]:
         """A response with a 2xx status, still open for streaming, and when its request was sent;
         any other status becomes a WorkerError."""
-        response, sent_at = await self._send(method, path, json_body, deadline, stream=True)
-        url = self.base_url + path
-        if response.is_success:
+        response, sent_at = await self._send(method, url, json_body, deadline, stream=True)
+        if 200 <= response.status < 300:
             encoding = response.headers.get("content-encoding", "identity").strip().lower()
-            if isinstance(response, OwnResponse) and encoding != "identity":
-                await _close_response(response)
+            if encoding != "identity":
+                response.close()
                 raise WorkerError(
                     ErrorKind.PROTOCOL_VIOLATION,
                     f"{url} streamed with content encoding {encoding!r}, although the request asked for identity",
-                    status=response.status_code,
+                    status=response.status,
                 )
             return response, sent_at
         try:
             body = await self._read_body(response, deadline, url)
         finally:
-            await _close_response(response)
+            response.close()
         if self.transcript is not None:
             self.transcript.body(body.decode("utf-8", "replace"))
-        raise self._status_error(response.status_code, response.headers, body, url)
+        raise self._status_error(response.status, response.headers, body, url)
 
     async def _send(
-        self, method: str, path: str, json_body: Any, deadline: Deadline, *, stream: bool = False
-    ) -> tuple[Response, float]:
-        """Send and wait for the response headers: the response, which the caller owns (and must close),
-        and when the request was written to the connection. A stream goes on a connection of its own,
-        which closes with it (a cancel closes it early, and the engine sees that), unless the caller gave
-        a transport."""
-        url = self.base_url + path
+        self,
+        method: str,
+        url: str,
+        json_body: Any,
+        deadline: Deadline,
+        *,
+        stream: bool = False,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[aiohttp.ClientResponse, float]:
+        """Send and wait for the response head: the response, which the caller owns (and must release or
+        close), and when the request was written to the connection."""
         if self.transcript is not None:
-            self.transcript.request(method, url, json_body)
+            self.transcript.request(method, url, json_body if raw is None else raw.decode("utf-8", "replace"))
+        data = raw if raw is not None else (None if json_body is None else msgspec.json.encode(json_body))
+        headers = {"Content-Type": content_type} if data is not None else {}
+        if stream:
+            headers.update(_STREAM_HEADERS)
+        clock = {"sent_at": time.monotonic()}
         try:
             async with asyncio.timeout_at(deadline.at):
-                response: Response
-                if stream and self._own is not None:
-                    body = b"" if json_body is None else msgspec.json.encode(json_body)
-                    response = await self._own.open(method, url, "application/json", body)
-                    sent_at = response.sent_at
-                else:
-                    response, sent_at = await self._send_through_httpx(method, path, json_body)
-            if self.transcript is not None:
-                self.transcript.response(response.status_code, dict(response.headers))
-            return response, sent_at
+                response = await self._session_now().request(
+                    method,
+                    url,
+                    data=data,
+                    headers=headers,
+                    allow_redirects=False,
+                    auto_decompress=not stream,
+                    proxy=self.proxy,
+                    trace_request_ctx=clock,
+                )
         except TimeoutError:
             raise WorkerError(
                 ErrorKind.DEADLINE_UNMET, f"{method} {url} got no response headers within the total deadline"
             ) from None
-        except httpx.ConnectTimeout:
+        except aiohttp.ClientConnectorError as exc:
             raise WorkerError(
                 ErrorKind.UPSTREAM_UNAVAILABLE,
-                f"could not connect to {self._redact(url)} within {self.timeouts.connect:g} s",
+                self._redact(f"could not connect to {url}: {_describe_exc(exc.os_error)}"),
             ) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.InvalidURL:
+            raise WorkerError(ErrorKind.INVALID_REQUEST, self._redact(f"{url} is not a valid URL")) from None
+        except ValueError as exc:  # a header that cannot be sent (a line break in an API key): name it only
+            raise WorkerError(
+                ErrorKind.INVALID_REQUEST,
+                f"{method} {url}: a request header cannot be sent ({_header_problem(exc, self._auth_headers)})",
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
             raise WorkerError(
                 ErrorKind.UPSTREAM_UNAVAILABLE,
                 self._redact(f"{method} {url} failed before a response: {_describe_exc(exc)}"),
             ) from None
+        if self.transcript is not None:
+            self.transcript.response(response.status, dict(response.headers))
+        return response, clock["sent_at"]
 
-    async def _send_through_httpx(self, method: str, path: str, json_body: Any) -> tuple[httpx.Response, float]:
-        clock = _SendClock()
-        request = self._client.build_request(
-            method, path, json=json_body, headers=self._auth_headers, extensions={"trace": clock.trace}
-        )
-        response = await self._client.send(request, stream=True)
-        return response, clock.at
-
-    async def _read_body(self, response: Response, deadline: Deadline, url: str) -> bytes:
+    async def _read_body(self, response: aiohttp.ClientResponse, deadline: Deadline, url: str) -> bytes:
         parts: list[bytes] = []
         size = 0
+        success = 200 <= response.status < 300
         try:
             async with asyncio.timeout_at(deadline.at):
-                async for chunk in response.aiter_bytes():
+                while chunk := await response.content.readany():
                     parts.append(chunk)
                     size += len(chunk)
-                    if size > _MAX_ERROR_BODY and not response.is_success:
+                    if size > _MAX_ERROR_BODY and not success:
                         break
         except TimeoutError:
             raise WorkerError(
                 ErrorKind.DEADLINE_UNMET,
                 f"{url} did not finish its response body within the total deadline",
-                status=response.status_code,
+                status=response.status,
             ) from None
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise WorkerError(
                 ErrorKind.WORKER_RESET,
                 self._redact(f"connection to {url} broke while reading the body: {_describe_exc(exc)}"),
-                status=response.status_code,
+                status=response.status,
             ) from None
         return b"".join(parts)
 
-    def _status_error(self, status: int, headers: httpx.Headers, body: bytes, url: str) -> WorkerError:
+    def _status_error(self, status: int, headers: Mapping[str, str], body: bytes, url: str) -> WorkerError:
+        if 300 <= status < 400:
+            where = headers.get("location")
+            return WorkerError(
+                ErrorKind.INVALID_REQUEST,
+                self._redact(
+                    f"{url} answered {status}, a redirect to {where or '(no Location header)'}: conform follows no "
+                    "redirect; give the URL it points to, if that is the engine"
+                ),
+                status=status,
+            )
         text = body.decode("utf-8", "replace")
         try:
             parsed: Any = json.loads(text)
@@ -553,3 +566,11 @@ class HttpClient:
             return retry_after
         ceiling = min(self.retry.cap, self.retry.base * self.retry.factor**number)
         return self._rng.uniform(0.0, ceiling)
+
+
+def _header_problem(exc: ValueError, auth_headers: Mapping[str, str]) -> str:
+    """Which header could not be sent, by name: aiohttp's own message may quote the value, a secret."""
+    for name, value in auth_headers.items():
+        if any(c in value for c in "\r\n\x00"):
+            return f"the {name} header holds a line break or a NUL"
+    return "a header holds a character HTTP does not allow"

@@ -1,6 +1,6 @@
 """The OpenAI wire format, once: request bodies, chunk folding and the adapter the OpenAI family shares.
 
-Three engines speak it (protocols.md §3, §6, §8): OpenAI itself, vLLM's
+Three engines speak it (docs/wires.md §3, §6, §8): OpenAI itself, vLLM's
 OpenAI-compatible server and llama-swap's proxy. They differ in endpoints
 around generation (health, version, token ids, management), never in how a
 chunk is read, so the chunk reading lives here and the engine modules only
@@ -14,10 +14,13 @@ truthy ``error`` key is an in-stream engine error, as the openai SDK treats it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ._base import AdapterOptions, HttpAdapter
+from conform.stubs.openai import create_openai_app as stub_app
+
+from ._base import AdapterOptions, Generation, HttpAdapter
+from ._engines import EngineDescriptor
 from ._types import (
     ChatMessage,
     End,
@@ -32,7 +35,7 @@ from ._types import (
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
-__all__ = ["OpenAIAdapter", "OpenAIStream", "api_root"]
+__all__ = ["ENGINE", "OpenAIAdapter", "OpenAIStream", "api_root"]
 
 DONE = "[DONE]"
 
@@ -51,18 +54,22 @@ class OpenAIStream:
         "done_marker",
         "finish_on_last_chunk",
         "finish_reason",
+        "finished",
         "ids",
         "loading_chunks",
         "model",
         "position",
+        "redact",
         "system_fingerprint",
         "url",
         "usage",
         "usage_chunk",
     )
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, redact: Callable[[str], str]) -> None:
         self.url = url
+        self.redact = redact
+        self.finished = False
         self.position = 0
         self.chunks = 0
         self.finish_reason: str | None = None
@@ -76,7 +83,15 @@ class OpenAIStream:
         self.ids: set[str] = set()
         self.loading_chunks = 0
 
-    def fold(self, frame: Any, redact: Any, at: float) -> list[Token]:
+    def fold(self, data: str, at: float) -> list[TokenEvent]:
+        """The events of one SSE data string: a chunk's tokens, or the End at ``[DONE]``."""
+        if data == DONE:
+            self.done_marker = True
+            self.finished = True
+            return [self.final()]
+        return list(self.chunk(HttpAdapter.parse_json(data, self.url, self.chunks + 1), at))
+
+    def chunk(self, frame: Any, at: float) -> list[Token]:
         """The tokens of one chunk, which arrived `at`; raises WorkerError for an error chunk or a non-chunk."""
         self.chunks += 1
         if not isinstance(frame, dict):
@@ -89,7 +104,7 @@ class OpenAIStream:
         if error:
             message = error.get("message", error) if isinstance(error, dict) else error
             raise WorkerError(
-                ErrorKind.ENGINE_ERROR, redact(f"error inside the stream: {message}"), status=200, in_stream=True
+                ErrorKind.ENGINE_ERROR, self.redact(f"error inside the stream: {message}"), status=200, in_stream=True
             )
         choices = frame.get("choices")
         usage = frame.get("usage")
@@ -137,7 +152,11 @@ class OpenAIStream:
         self.position = tokens[-1].index + 1
         return tokens
 
-    def end(self) -> End:
+    def end(self) -> list[TokenEvent]:
+        """A body that ended without ``[DONE]`` ends the stream all the same (the End says so)."""
+        return [self.final()]
+
+    def final(self) -> End:
         """The End of a stream that stopped (at ``[DONE]`` or at EOF); no finish_reason is a protocol violation."""
         if self.finish_reason is None:
             where = "[DONE]" if self.done_marker else "the end of the body"
@@ -261,7 +280,7 @@ class OpenAIAdapter(HttpAdapter):
             )
             async for event in self.submit(probe):
                 if isinstance(event, End):
-                    self._fingerprint = event.raw.get("system_fingerprint")
+                    self._fingerprint = event.raw.get("system_fingerprint")  # asked once per adapter
         return EngineVersion(version=self._fingerprint, model=model)
 
     async def complete(self, req: TaskRequest) -> str:
@@ -279,24 +298,18 @@ class OpenAIAdapter(HttpAdapter):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{self.route(req)} answered without text")
         return text
 
-    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+    async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self.model_for(req), stream=True)
         path = self.route(req)
-        stream = OpenAIStream(self.base_url + path)
-        redact = self.http.redact
-        async with self.open_sse(req.task_id, path, body) as batches:
-            yield self.started(req.task_id)
-            async for read in batches:
-                for data in read.frames:
-                    if data == DONE:
-                        stream.done_marker = True
-                        break
-                    frame = self.parse_json(data, stream.url, stream.chunks + 1)
-                    for token in stream.fold(frame, redact, read.at):
-                        yield token
-                if stream.done_marker:
-                    break
-        end = stream.end()
-        if end.raw.get("system_fingerprint"):
-            self._fingerprint = end.raw["system_fingerprint"]
-        yield end
+        return Generation(path, body, OpenAIStream(self.base_url + path, self.http.redact))
+
+
+ENGINE = EngineDescriptor(
+    name="openai",
+    adapter=OpenAIAdapter,
+    speaks="`/v1/chat/completions` (messages), `/v1/completions` (prompt), `/v1/models`",
+    notes="`--url` with or without `/v1`; any OpenAI-compatible server",
+    stub=stub_app,
+    rank=4,
+)
+"""The ``conform.engines`` entry point of this engine."""

@@ -1,4 +1,4 @@
-"""Anthropic Messages API (protocols.md §7): ``POST /v1/messages`` with named SSE events.
+"""Anthropic Messages API (docs/wires.md §7): ``POST /v1/messages`` with named SSE events.
 
 The stream is ``message_start``, then per content block ``content_block_start``,
 ``content_block_delta``+ and ``content_block_stop``, then ``message_delta``
@@ -10,10 +10,14 @@ ends the stream, classified by its ``error.type``. No seed, no token ids.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._base import AdapterOptions, HttpAdapter
+from conform.stubs.anthropic import create_app as stub_app
+
+from ._base import AdapterOptions, Generation, HttpAdapter
+from ._engines import EngineDescriptor
+from ._sse import SSEEvent
 from ._types import End, EngineVersion, Health, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
@@ -100,37 +104,29 @@ class AnthropicAdapter(HttpAdapter):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/v1/messages answered without content")
         return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
 
-    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+    async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self.model_for(req), stream=True)
-        url = self.base_url + "/v1/messages"
-        stream = _MessageStream(url, self.http.redact)
-        async with self.open_sse_events(req.task_id, "/v1/messages", body) as batches:
-            yield self.started(req.task_id)
-            async for read in batches:
-                for event in read.frames:
-                    frame = self.parse_json_event(event, url, stream.events + 1)
-                    for folded in stream.fold(event.event, frame, read.at):
-                        yield folded
-                    if stream.stopped:
-                        return
-        raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{url}: the stream ended before message_stop", in_stream=True)
+        fold = _MessageStream(self.base_url + "/v1/messages", self.http.redact)
+        return Generation("/v1/messages", body, fold, framing="sse_events")
 
 
 class _MessageStream:
     """The state of one Messages stream: which events came, the usage so far, the stop reason."""
 
-    def __init__(self, url: str, redact: Any) -> None:
+    def __init__(self, url: str, redact: Callable[[str], str]) -> None:
         self.url = url
         self.redact = redact
+        self.finished = False
         self.events = 0
         self.position = 0
         self.started = False
         self.stop_reason: str | None = None
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
-        self.stopped = False
 
-    def fold(self, name: str, frame: Any, at: float) -> list[TokenEvent]:
+    def fold(self, event: SSEEvent, at: float) -> list[TokenEvent]:
+        frame = HttpAdapter.parse_json(event.data, self.url, self.events + 1)
+        name = event.event
         self.events += 1
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind != name:
@@ -163,9 +159,14 @@ class _MessageStream:
             if isinstance(output, int):
                 self.output_tokens = output  # cumulative, not an increment
         elif name == "message_stop":
-            self.stopped = True
+            self.finished = True
             return [self._end(frame)]
         return []  # ping, block start/stop, unknown event types (the docs require tolerating them)
+
+    def end(self) -> list[TokenEvent]:
+        raise WorkerError(
+            ErrorKind.PROTOCOL_VIOLATION, f"{self.url}: the stream ended before message_stop", in_stream=True
+        )
 
     def _end(self, frame: dict[str, Any]) -> End:
         if self.stop_reason is None:
@@ -182,3 +183,14 @@ class _MessageStream:
         kind = _ERROR_KINDS.get(str(error.get("type")), ErrorKind.ENGINE_ERROR)
         message = self.redact(f"error event inside the stream: {error.get('type')}: {error.get('message')}")
         return WorkerError(kind, message, status=200, in_stream=True)
+
+
+ENGINE = EngineDescriptor(
+    name="anthropic",
+    adapter=AnthropicAdapter,
+    speaks="`/v1/messages` named events, `x-api-key`, `anthropic-version`",
+    notes="no seed, so seeded checks are skipped",
+    stub=stub_app,
+    rank=5,
+)
+"""The ``conform.engines`` entry point of this engine."""

@@ -7,15 +7,17 @@ pipeline smoke test that fails here failed in the pipeline, not the engine.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 
-from ._base import HttpAdapter
+from conform.stubs.echo import create_app as stub_app
+
+from ._base import FrameFold, Generation, HttpAdapter
+from ._engines import EngineDescriptor
 from ._types import End, EngineVersion, Health, Props, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
-__all__ = ["EchoAdapter"]
+__all__ = ["ENGINE", "EchoAdapter"]
 
 
 class EchoAdapter(HttpAdapter):
@@ -60,31 +62,32 @@ class EchoAdapter(HttpAdapter):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/generate answered without text")
         return text
 
-    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
-        url = self.base_url + "/generate"
-        number = 0
-        async with self.open_sse(req.task_id, "/generate", self.request_body(req, stream=True)) as batches:
-            yield self.started(req.task_id)
-            async for read in batches:
-                for data in read.frames:
-                    number += 1
-                    frame = self.parse_object(data, url, number)
-                    if "error" in frame:
-                        message = self.http.redact(f"error inside the stream: {self.describe_error(200, frame)}")
-                        raise WorkerError(ErrorKind.ENGINE_ERROR, message, status=200, in_stream=True)
-                    if frame.get("done") is True:
-                        yield _end(frame)
-                        return
-                    index, token_id = frame.get("index"), frame.get("id")
-                    yield Token(
-                        index if type(index) is int else number - 1,
-                        str(frame.get("text", "")),
-                        token_id if type(token_id) is int else None,
-                        read.at,
-                    )
-        raise WorkerError(
-            ErrorKind.PROTOCOL_VIOLATION, f"{url}: the stream ended without the done event", in_stream=True
-        )
+    async def generation(self, req: TaskRequest) -> Generation:
+        body = self.request_body(req, stream=True)
+        return Generation("/generate", body, _EchoFold(self, self.base_url + "/generate"))
+
+
+class _EchoFold(FrameFold):
+    """One event per word, then ``{"done": true}`` with the usage."""
+
+    terminator = "the done event"
+
+    def fold(self, data: str, at: float) -> list[TokenEvent]:
+        frame = self.object(data)
+        if "error" in frame:
+            raise self.adapter.stream_error(self.adapter.describe_error(200, frame))
+        if frame.get("done") is True:
+            self.finished = True
+            return [_end(frame)]
+        index, token_id = frame.get("index"), frame.get("id")
+        return [
+            Token(
+                index if type(index) is int else self.frames - 1,
+                str(frame.get("text", "")),
+                token_id if type(token_id) is int else None,
+                at,
+            )
+        ]
 
 
 def _end(frame: dict[str, Any]) -> End:
@@ -97,3 +100,14 @@ def _end(frame: dict[str, Any]) -> End:
         time.monotonic(),
         raw=frame,
     )
+
+
+ENGINE = EngineDescriptor(
+    name="echo",
+    adapter=EchoAdapter,
+    speaks="conform's own: the prompt streamed back word by word",
+    notes="`conform stub echo --token-delay-ms 20` is a zero-dependency target",
+    stub=stub_app,
+    rank=8,
+)
+"""The ``conform.engines`` entry point of this engine."""

@@ -43,7 +43,7 @@ class ErrorKind(StrEnum):
 
     @property
     def variant(self) -> str | None:
-        """The seed spec's coarse worker-error variant this kind belongs to."""
+        """The original specification's coarse worker-error variant this kind belongs to."""
         return _VARIANTS[self]
 
 

@@ -1,6 +1,6 @@
 """llama.cpp server, native API: POST /completion (SSE), /health, /props, /slots, /v1/models.
 
-Wire details: protocols.md §2. The native stream has no ``[DONE]``; success is
+Wire details: docs/wires.md §2. The native stream has no ``[DONE]``; success is
 the final event with ``stop: true``. A stream that ends without it, an
 ``{"error": ...}`` event, or a legacy ``error:`` line (dropped by SSE rules)
 never counts as a completed generation.
@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
-from ._base import HttpAdapter
+from conform.stubs.llamacpp import create_app as stub_app
+
+from ._base import FrameFold, Generation, HttpAdapter
+from ._engines import EngineDescriptor
 from ._types import (
     End,
     EngineVersion,
@@ -32,7 +35,7 @@ from ._types import (
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
-__all__ = ["LlamaCppAdapter"]
+__all__ = ["ENGINE", "LlamaCppAdapter"]
 
 _FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "none": "stop"}
 
@@ -135,53 +138,45 @@ class LlamaCppAdapter(HttpAdapter):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/completion answered without content")
         return str(reply["content"])
 
-    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
-        """Stream one generation. Close the iterator (``aclosing``) to disconnect early."""
+    async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self._prompt(req), stream=True)
-        async with self.open_sse(req.task_id, "/completion", body) as batches:
-            yield self.started(req.task_id)
-            position = 0
-            number = 0
-            url = self.base_url + "/completion"
-            decode_token_frame = _decode_token_frame  # a local: the loop runs once per token
-            async for read in batches:
-                at = read.at
-                for data in read.frames:
-                    number += 1
-                    try:
-                        plain = decode_token_frame(data)
-                    except (msgspec.DecodeError, UnicodeEncodeError):
-                        pass
-                    else:
-                        if (
-                            len(plain.tokens) == 1
-                            and not plain.stop
-                            and plain.error is msgspec.UNSET
-                            and plain.completion_probabilities is msgspec.UNSET
-                        ):
-                            position = plain.tokens_predicted
-                            yield Token(position - 1, plain.content, plain.tokens[0], at)
-                            continue
-                    frame = self.parse_object(data, url, number)
-                    if "error" in frame:
-                        raise WorkerError(
-                            ErrorKind.ENGINE_ERROR,
-                            self.http.redact(f"error inside the stream: {self.describe_error(200, frame)}"),
-                            status=200,
-                            in_stream=True,
-                        )
-                    if frame.get("stop") is True:
-                        for final_event in _final_events(frame):
-                            yield final_event
-                        return
-                    for token in _tokens(frame, position, at):
-                        position = token.index + 1
-                        yield token
-        raise WorkerError(
-            ErrorKind.PROTOCOL_VIOLATION,
-            "the stream ended without the final stop:true frame",
-            in_stream=True,
-        )
+        return Generation("/completion", body, _CompletionFold(self, self.base_url + "/completion"))
+
+
+class _CompletionFold(FrameFold):
+    """A /completion stream: a frame per token (rarely several), then the final frame with ``stop: true``."""
+
+    terminator = "the final stop:true frame"
+
+    def __init__(self, adapter: HttpAdapter, url: str) -> None:
+        super().__init__(adapter, url)
+        self.position = 0
+
+    def fold(self, data: str, at: float) -> Iterable[TokenEvent]:
+        try:
+            plain = _decode_token_frame(data)
+        except (msgspec.DecodeError, UnicodeEncodeError):
+            pass
+        else:
+            if (
+                len(plain.tokens) == 1
+                and not plain.stop
+                and plain.error is msgspec.UNSET
+                and plain.completion_probabilities is msgspec.UNSET
+            ):
+                self.frames += 1
+                self.position = plain.tokens_predicted
+                return (Token(self.position - 1, plain.content, plain.tokens[0], at),)
+        frame = self.object(data)
+        if "error" in frame:
+            raise self.adapter.stream_error(self.adapter.describe_error(200, frame))
+        if frame.get("stop") is True:
+            self.finished = True
+            return _final_events(frame)
+        tokens = _tokens(frame, self.position, at)
+        if tokens:
+            self.position = tokens[-1].index + 1
+        return tokens
 
 
 class _TokenFrame(msgspec.Struct, gc=False):
@@ -274,3 +269,15 @@ def _meta_digest(meta: Any) -> str | None:
         return None
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return "meta-sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+ENGINE = EngineDescriptor(
+    name="llamacpp",
+    adapter=LlamaCppAdapter,
+    speaks="native `/completion` SSE, `/health`, `/props`, `/slots`",
+    notes="token ids, logprobs, `cache_prompt`, engine-side cancel",
+    stub=stub_app,
+    default_port=8080,
+    rank=0,
+)
+"""The ``conform.engines`` entry point of this engine."""

@@ -1,4 +1,4 @@
-"""llama-swap (protocols.md §8): an OpenAI chat proxy that starts models on demand, plus its management API.
+"""llama-swap (docs/wires.md §8): an OpenAI chat proxy that starts models on demand, plus its management API.
 
 - Chat goes through the OpenAI adapter at ``{base}/v1`` with the legacy
   ``max_tokens`` and ``Authorization: Bearer no-key`` when no key is set.
@@ -20,7 +20,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
+from conform.stubs.llamaswap import create_app as stub_app
+
 from ._base import AdapterOptions
+from ._engines import EngineDescriptor
 from ._openai import OpenAIAdapter
 from ._types import EngineVersion, Health
 from .capabilities import Capability
@@ -113,3 +116,16 @@ class LlamaSwapAdapter(OpenAIAdapter):
             except binascii.Error as exc:
                 raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"image {n}: b64_json is not base64: {exc}") from None
         return images
+
+
+ENGINE = EngineDescriptor(
+    name="llamaswap",
+    adapter=LlamaSwapAdapter,
+    speaks="OpenAI chat at `{base}/v1`, `/running`, `/api/models/unload`, `/v1/images/generations`",
+    notes="`--url llama-swap://[token@]host:port`; no first-byte timeout (a cold swap can take ≥ 15 s), "
+    "the total deadline bounds it",
+    stub=stub_app,
+    default_port=8080,
+    rank=6,
+)
+"""The ``conform.engines`` entry point of this engine."""

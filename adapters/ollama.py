@@ -1,4 +1,4 @@
-"""Ollama native API (protocols.md §9): NDJSON ``/api/generate`` and ``/api/chat``.
+"""Ollama native API (docs/wires.md §9): NDJSON ``/api/generate`` and ``/api/chat``.
 
 One JSON object per line; the last has ``done: true`` with ``done_reason``,
 token counts and nanosecond durations. An ``{"error": …}`` line ends a
@@ -9,15 +9,17 @@ started stream (the status stays 200). Sampling settings travel in
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 
-from ._base import HttpAdapter
+from conform.stubs.ollama import create_app as stub_app
+
+from ._base import FrameFold, Generation, HttpAdapter
+from ._engines import EngineDescriptor
 from ._types import End, EngineVersion, Health, Metrics, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
-__all__ = ["OllamaAdapter"]
+__all__ = ["ENGINE", "OllamaAdapter"]
 
 _DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 
@@ -87,31 +89,28 @@ class OllamaAdapter(HttpAdapter):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{path} answered without text")
         return text
 
-    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+    async def generation(self, req: TaskRequest) -> Generation:
         path, body = self.request_body(req, await self.model_for(req), stream=True)
-        url = self.base_url + path
-        position = 0
-        async with self.open_ndjson(req.task_id, path, body) as batches:
-            yield self.started(req.task_id)
-            async for read in batches:
-                for line in read.frames:
-                    position += 1
-                    if not line.strip():
-                        raise WorkerError(
-                            ErrorKind.PROTOCOL_VIOLATION, f"{url}: line {position} is blank", in_stream=True
-                        )
-                    frame = self.parse_object(line, url, position)
-                    if "error" in frame:
-                        message = self.http.redact(f"error inside the stream: {frame['error']}")
-                        raise WorkerError(ErrorKind.ENGINE_ERROR, message, status=200, in_stream=True)
-                    if frame.get("done") is True:
-                        for event in _final_events(frame):
-                            yield event
-                        return
-                    yield Token(position - 1, _text(frame) or "", None, read.at)
-        raise WorkerError(
-            ErrorKind.PROTOCOL_VIOLATION, f"{url}: the stream ended without the done:true object", in_stream=True
-        )
+        return Generation(path, body, _DoneFold(self, self.base_url + path), framing="ndjson")
+
+
+class _DoneFold(FrameFold):
+    """One JSON object per line and token, then one with ``done: true``."""
+
+    terminator = "the done:true object"
+
+    def fold(self, line: str, at: float) -> list[TokenEvent]:
+        if not line.strip():
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION, f"{self.url}: line {self.frames + 1} is blank", in_stream=True
+            )
+        frame = self.object(line)
+        if "error" in frame:
+            raise self.adapter.stream_error(str(frame["error"]))
+        if frame.get("done") is True:
+            self.finished = True
+            return _final_events(frame)
+        return [Token(self.frames - 1, _text(frame) or "", None, at)]
 
 
 def _text(frame: dict[str, Any]) -> str | None:
@@ -131,3 +130,15 @@ def _final_events(frame: dict[str, Any]) -> list[TokenEvent]:
     events: list[TokenEvent] = [Metrics(durations, now)] if durations else []
     events.append(End(reason, usage, now, raw=frame))
     return events
+
+
+ENGINE = EngineDescriptor(
+    name="ollama",
+    adapter=OllamaAdapter,
+    speaks="NDJSON `/api/generate`, `/api/chat`, `/api/tags`, `/api/version`",
+    notes="model digest from `/api/tags`",
+    stub=stub_app,
+    default_port=11434,
+    rank=7,
+)
+"""The ``conform.engines`` entry point of this engine."""

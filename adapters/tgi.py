@@ -1,4 +1,4 @@
-"""Hugging Face Text Generation Inference (protocols.md §4): ``/generate_stream``, ``/generate``, ``/info``.
+"""Hugging Face Text Generation Inference (docs/wires.md §4): ``/generate_stream``, ``/generate``, ``/info``.
 
 Each event is one token (``index`` from 1, ``token{id,text,logprob,special}``);
 the last also has ``generated_text`` and ``details``, and there is no
@@ -12,15 +12,17 @@ temperature that is not strictly positive.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 
-from ._base import HttpAdapter
+from conform.stubs.tgi import create_app as stub_app
+
+from ._base import FrameFold, Generation, HttpAdapter
+from ._engines import EngineDescriptor
 from ._types import End, EngineVersion, Health, Props, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
-__all__ = ["TgiAdapter"]
+__all__ = ["ENGINE", "TgiAdapter"]
 
 ERROR_TYPES = {
     "validation": ErrorKind.INVALID_REQUEST,
@@ -107,31 +109,28 @@ class TgiAdapter(HttpAdapter):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/generate answered without generated_text")
         return text
 
-    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
-        url = self.base_url + "/generate_stream"
-        number = 0
-        async with self.open_sse(req.task_id, "/generate_stream", self.request_body(req)) as batches:
-            yield self.started(req.task_id)
-            async for read in batches:
-                for data in read.frames:
-                    number += 1
-                    frame = self.parse_object(data, url, number)
-                    if "error" in frame:
-                        raise self._stream_error(frame)
-                    yield _token(frame, number, url, read.at)
-                    if frame.get("generated_text") is not None:
-                        yield _end(frame)
-                        return
-        raise WorkerError(
-            ErrorKind.PROTOCOL_VIOLATION,
-            f"{url}: the stream ended without the final event (the one with generated_text)",
-            in_stream=True,
+    async def generation(self, req: TaskRequest) -> Generation:
+        return Generation(
+            "/generate_stream", self.request_body(req), _GenerateFold(self, self.base_url + "/generate_stream")
         )
 
-    def _stream_error(self, frame: dict[str, Any]) -> WorkerError:
-        kind = ERROR_TYPES.get(str(frame.get("error_type")), ErrorKind.ENGINE_ERROR)
-        message = self.http.redact(f"error inside the stream: {frame.get('error_type')}: {frame.get('error')}")
-        return WorkerError(kind, message, status=200, in_stream=True)
+
+class _GenerateFold(FrameFold):
+    """One event per token; the last also carries ``generated_text`` and ``details``."""
+
+    terminator = "the final event (the one with generated_text)"
+
+    def fold(self, data: str, at: float) -> list[TokenEvent]:
+        frame = self.object(data)
+        if "error" in frame:
+            kind = ERROR_TYPES.get(str(frame.get("error_type")), ErrorKind.ENGINE_ERROR)
+            error = self.adapter.stream_error(f"{frame.get('error_type')}: {frame.get('error')}")
+            raise WorkerError(kind, error.message, status=200, in_stream=True)
+        token = _token(frame, self.frames, self.url, at)
+        if frame.get("generated_text") is None:
+            return [token]
+        self.finished = True
+        return [token, _end(frame)]
 
 
 def _token(frame: dict[str, Any], number: int, url: str, at: float) -> Token:
@@ -155,3 +154,15 @@ def _end(frame: dict[str, Any]) -> End:
     usage = Usage(prompt if isinstance(prompt, int) else None, generated if isinstance(generated, int) else None)
     reason = str(details.get("finish_reason") or "length")
     return End(_FINISH_REASONS.get(reason, reason), usage, time.monotonic(), raw=frame)
+
+
+ENGINE = EngineDescriptor(
+    name="tgi",
+    adapter=TgiAdapter,
+    speaks="`/generate_stream`, `/generate`, `/info`",
+    notes="greedy is `do_sample: false`; `error_type` classifies errors, in a 200 stream too",
+    stub=stub_app,
+    default_port=3000,
+    rank=2,
+)
+"""The ``conform.engines`` entry point of this engine."""

@@ -1,4 +1,4 @@
-"""NVIDIA Triton's generate extension (protocols.md §5): ``/v2/models/{m}/generate_stream``.
+"""NVIDIA Triton's generate extension (docs/wires.md §5): ``/v2/models/{m}/generate_stream``.
 
 Each response is one ``data: {"model_name", "model_version", "text_output", …}``
 event; there is no terminator: the end of the body is the end of the stream,
@@ -12,16 +12,18 @@ what Python-backend and PyTriton models read; the model name is required.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import quote
 
-from ._base import HttpAdapter
+from conform.stubs.triton import create_app as stub_app
+
+from ._base import FrameFold, Generation, HttpAdapter
+from ._engines import EngineDescriptor
 from ._types import End, EngineVersion, Health, Props, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
-__all__ = ["TritonAdapter"]
+__all__ = ["ENGINE", "TritonAdapter"]
 
 
 class TritonAdapter(HttpAdapter):
@@ -79,30 +81,46 @@ class TritonAdapter(HttpAdapter):
         prompt = req.prompt if req.prompt is not None else "\n".join(m.content for m in req.messages or ())
         return {"id": req.task_id, "text_input": prompt, "parameters": parameters}
 
-    async def submit(self, req: TaskRequest) -> AsyncGenerator[TokenEvent, None]:
+    async def generation(self, req: TaskRequest) -> Generation:
         path = self._model_path(await self.model_for(req)) + "/generate_stream"
-        url = self.base_url + path
-        position = 0
-        last: dict[str, Any] = {}
-        async with self.open_sse(req.task_id, path, self.request_body(req)) as batches:
-            yield self.started(req.task_id)
-            async for read in batches:
-                for data in read.frames:
-                    frame = self.parse_object(data, url, position + 1)
-                    if "error" in frame:
-                        message = self.http.redact(f"error inside the stream: {frame['error']}")
-                        raise WorkerError(ErrorKind.ENGINE_ERROR, message, status=200, in_stream=True)
-                    text = frame.get("text_output")
-                    if not isinstance(text, str):
-                        raise WorkerError(
-                            ErrorKind.PROTOCOL_VIOLATION,
-                            f"{url}: event {position + 1} has no text_output: {str(frame)[:120]}",
-                            in_stream=True,
-                        )
-                    yield Token(position, text, None, read.at)
-                    position += 1
-                    last = frame
-        # No terminator: the end of the body is the end. A backend may name why it stopped.
-        reason = str(last.get("finish_reason") or "stop")
-        count = last.get("num_output_tokens")
-        yield End(reason, Usage(None, count) if isinstance(count, int) else None, time.monotonic(), raw=last)
+        return Generation(path, self.request_body(req), _GenerateStreamFold(self, self.base_url + path))
+
+
+class _GenerateStreamFold(FrameFold):
+    """One event per token and no terminator: the end of the body is the end."""
+
+    def __init__(self, adapter: HttpAdapter, url: str) -> None:
+        super().__init__(adapter, url)
+        self.last: dict[str, Any] = {}
+
+    def fold(self, data: str, at: float) -> list[TokenEvent]:
+        frame = self.object(data)
+        if "error" in frame:
+            raise self.adapter.stream_error(str(frame["error"]))
+        text = frame.get("text_output")
+        if not isinstance(text, str):
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION,
+                f"{self.url}: event {self.frames} has no text_output: {str(frame)[:120]}",
+                in_stream=True,
+            )
+        self.last = frame
+        return [Token(self.frames - 1, text, None, at)]
+
+    def end(self) -> list[TokenEvent]:
+        # A backend may name why it stopped.
+        reason = str(self.last.get("finish_reason") or "stop")
+        count = self.last.get("num_output_tokens")
+        return [End(reason, Usage(None, count) if isinstance(count, int) else None, time.monotonic(), raw=self.last)]
+
+
+ENGINE = EngineDescriptor(
+    name="triton",
+    adapter=TritonAdapter,
+    speaks="`/v2/models/{m}/generate_stream`, `/v2/health/ready`, `/v2`",
+    notes="needs `--model`; no end marker, so truncation after a whole event cannot be seen",
+    stub=stub_app,
+    default_port=8000,
+    rank=3,
+)
+"""The ``conform.engines`` entry point of this engine."""

@@ -1,4 +1,4 @@
-"""vLLM's OpenAI-compatible server (protocols.md §3): the OpenAI adapter plus vLLM's own endpoints.
+"""vLLM's OpenAI-compatible server (docs/wires.md §3): the OpenAI adapter plus vLLM's own endpoints.
 
 Differences from OpenAI that matter here: ``/health`` answers 200 with an
 empty body, ``/version`` names the release, ``/v1/models`` states
@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from conform.stubs.openai import create_vllm_app as stub_app
+
+from ._engines import EngineDescriptor
 from ._openai import OpenAIAdapter
 from ._types import EngineVersion, Health, Props, TaskRequest
 from .capabilities import Capability
 
-__all__ = ["VllmAdapter"]
+__all__ = ["ENGINE", "VllmAdapter"]
 
 
 class VllmAdapter(OpenAIAdapter):
@@ -46,3 +49,15 @@ class VllmAdapter(OpenAIAdapter):
         version = body.get("version") if isinstance(body, dict) else None
         models = await self.list_models()
         return EngineVersion(version=version if isinstance(version, str) else None, model=models[0] if models else None)
+
+
+ENGINE = EngineDescriptor(
+    name="vllm",
+    adapter=VllmAdapter,
+    speaks="the OpenAI routes plus `/health`, `/version`, `return_token_ids`",
+    notes="both error body shapes (flat before 0.10.1, nested after)",
+    stub=stub_app,
+    default_port=8000,
+    rank=1,
+)
+"""The ``conform.engines`` entry point of this engine."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from reports import write_atomic
+from conform.reports import write_atomic
 
 from . import overhead, sse, stub_throughput, timing, wall
 from ._machine import CpuTicks, steal_between

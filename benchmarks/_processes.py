@@ -24,7 +24,7 @@ def serve(kind: str, script: dict[str, Any] | None = None, timeline: Path | None
     """
     with tempfile.TemporaryDirectory() as scratch:
         if kind == "stub":
-            args = [sys.executable, "-m", "harness.cli", "stub", "llamacpp", "--port", "0"]
+            args = [sys.executable, "-m", "conform", "stub", "llamacpp", "--port", "0"]
             if script is not None:
                 path = Path(scratch) / "script.json"
                 path.write_text(json.dumps(script))

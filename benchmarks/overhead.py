@@ -1,11 +1,14 @@
-"""Harness overhead: tokens/s through adapter + checks vs raw httpx reading the very same stream.
+"""Harness overhead: tokens/s through adapter + checks vs a raw aiohttp client reading the very same stream;
+and, side by side in the same rounds, the client CPU per token of the HTTP stacks conform could be built
+on: aiohttp's client (what it uses), httpx over aiohttp (``httpx-aiohttp``, the openai SDK's aiohttp option)
+and httpx alone.
 
 Tokens/s through either path is bounded by the stub, which streams from the
 other core; the client's own CPU time per token says what the harness costs
 whatever the engine's speed, and is printed beside it.
 
-A control runs beside them: raw httpx that also spends, per token, as much CPU
-as the harness does beyond raw httpx, in plain arithmetic that touches no
+A control runs beside them: raw aiohttp that also spends, per token, as much CPU
+as the harness does beyond raw aiohttp, in plain arithmetic that touches no
 memory. On this VM the stub streams slower whenever its client uses CPU (in
 spells when the stub is fast, by up to a fifth); when the control falls as far
 as the harness, that is what the ratio measured, not what the harness does
@@ -17,14 +20,18 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
+import httpx_aiohttp
 
-from adapters import LlamaCppAdapter, TaskRequest
-from harness.checks import run_checks
-from harness.stream import collect
-from harness.timing import exempt_startup_objects
+from conform.adapters import LlamaCppAdapter, TaskRequest
+from conform.harness.checks import run_checks
+from conform.harness.stream import collect
+from conform.harness.timing import exempt_startup_objects
 
 from ._processes import FrameCounter, serve
 from ._table import Row
@@ -39,22 +46,50 @@ class _Measured:
     """The client process's CPU time (user and system) per token."""
 
 
-async def _raw(url: str, tokens: int, busy_us_per_token: float = 0.0) -> _Measured:
-    """Raw httpx counting frames; with `busy_us_per_token`, it also spins that long per token it read."""
-    body = {"prompt": "overhead", "n_predict": tokens, "stream": True, "seed": 1}
+Opener = Callable[[str, dict[str, object]], AbstractAsyncContextManager[AsyncIterator[bytes]]]
+"""Opens a streamed POST with one client stack and gives its body's chunks."""
+
+
+@asynccontextmanager
+async def _aiohttp(url: str, body: dict[str, object]) -> AsyncIterator[AsyncIterator[bytes]]:
+    async with aiohttp.ClientSession() as session, session.post(url, json=body) as response:
+        yield response.content.iter_any()
+
+
+@asynccontextmanager
+async def _httpx(url: str, body: dict[str, object]) -> AsyncIterator[AsyncIterator[bytes]]:
+    async with httpx.AsyncClient(timeout=120) as client, client.stream("POST", url, json=body) as response:
+        yield response.aiter_raw()
+
+
+@asynccontextmanager
+async def _httpx_aiohttp(url: str, body: dict[str, object]) -> AsyncIterator[AsyncIterator[bytes]]:
+    async with (
+        httpx_aiohttp.HttpxAiohttpClient(timeout=120) as client,
+        client.stream("POST", url, json=body) as response,
+    ):
+        yield response.aiter_raw()
+
+
+STACKS: dict[str, Opener] = {"aiohttp": _aiohttp, "httpx over aiohttp": _httpx_aiohttp, "httpx": _httpx}
+"""The raw clients, by name: each reads the bytes and counts frames, nothing else."""
+
+
+async def _raw(url: str, tokens: int, busy_us_per_token: float = 0.0, stack: str = "aiohttp") -> _Measured:
+    """A raw client counting frames; with `busy_us_per_token`, it also spins that long per token it read."""
+    body: dict[str, object] = {"prompt": "overhead", "n_predict": tokens, "stream": True, "seed": 1}
     busy_s = busy_us_per_token * 1e-6
-    async with httpx.AsyncClient(timeout=120) as client:
-        start, cpu = time.perf_counter(), time.process_time()
-        counter = FrameCounter()
-        async with client.stream("POST", url + "/completion", json=body) as response:
-            async for chunk in response.aiter_bytes():
-                before = counter.frames
-                counter.feed(chunk)
-                if busy_s:
-                    until = time.perf_counter() + (counter.frames - before) * busy_s
-                    while time.perf_counter() < until:
-                        pass
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
+    counter = FrameCounter()
+    async with STACKS[stack](url + "/completion", body) as chunks:
+        async for chunk in chunks:
+            before = counter.frames
+            counter.feed(chunk)
+            if busy_s:
+                until = time.perf_counter() + (counter.frames - before) * busy_s
+                while time.perf_counter() < until:
+                    pass
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert counter.frames - 1 == tokens, f"{counter.frames - 1} tokens received, {tokens} asked"
     return _Measured(tokens / elapsed, cpu / tokens * 1e6)
 
@@ -83,26 +118,43 @@ def _median(runs: list[_Measured]) -> _Measured:
 def run(quick: bool = False) -> list[Row]:
     tokens, rounds = (1_000, 1) if quick else (50_000, 11)
     exempt_startup_objects()  # as conform run and conform determinism do before they stream
+    others = [name for name in STACKS if name != "aiohttp"]
     with serve("stub") as (url, _):
         raw_runs, our_runs, control_runs, extras = [], [], [], []
+        stack_runs: dict[str, list[_Measured]] = {name: [] for name in others}
         for _ in range(rounds):  # alternated, so that a change in machine load falls on all alike
             raw_runs.append(asyncio.run(_raw(url, tokens)))
             our_runs.append(asyncio.run(_full_path(url, tokens)))
             extra_us = max(0.0, our_runs[-1].cpu_us_per_token - raw_runs[-1].cpu_us_per_token)
             control_runs.append(asyncio.run(_raw(url, tokens, busy_us_per_token=extra_us)))
             extras.append(extra_us)
+            for name in others:
+                stack_runs[name].append(asyncio.run(_raw(url, tokens, stack=name)))
     raw_median, our_median, control = _median(raw_runs), _median(our_runs), _median(control_runs)
     raw, ours = raw_median.tokens_per_s, our_median.tokens_per_s
     raw_cpu, our_cpu = raw_median.cpu_us_per_token, our_median.cpu_us_per_token
+    stack_rows = [
+        Row(
+            f"client CPU per token: {name}",
+            _median(stack_runs[name]).cpu_us_per_token,
+            "us",
+            "",
+            None,
+            raw_cpu,
+            "raw aiohttp bytes",
+            "the same streams read raw through that stack: the cost of building the harness on it",
+        )
+        for name in others
+    ]
     return [
         Row(
             "harness path (adapter + checks)",
             ours,
             "tokens/s",
-            ">= 0.8x raw httpx",
+            ">= 0.8x raw aiohttp",
             ours >= 0.8 * raw,
             raw,
-            "raw httpx bytes",
+            "raw aiohttp bytes",
             f"one stream of {tokens} tokens from the stub; medians of {rounds} alternated rounds",
         ),
         Row(
@@ -112,18 +164,19 @@ def run(quick: bool = False) -> list[Row]:
             "",
             None,
             raw_cpu,
-            "raw httpx bytes",
+            "raw aiohttp bytes",
             "the same streams; what the harness adds is decoding, parsing, events and checks",
         ),
+        *stack_rows,
         Row(
-            "control: raw httpx + as much CPU as the harness",
+            "control: raw aiohttp + as much CPU as the harness",
             control.tokens_per_s,
             "tokens/s",
             "",
             None,
             raw,
-            "raw httpx bytes",
-            f"each round, raw httpx also spins for the harness's extra CPU per token (median "
+            "raw aiohttp bytes",
+            f"each round, raw aiohttp also spins for the harness's extra CPU per token (median "
             f"{statistics.median(extras):.2f} us) in arithmetic: how much the stub slows down because "
             "its client uses CPU at all",
         ),

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from adapters import SSEDecoder
+from conform.adapters import SSEDecoder
 
 from ._table import Row
 

@@ -40,10 +40,10 @@ from typing import Any
 
 import httpx
 
-from adapters import LlamaCppAdapter, TaskRequest
-from harness.stream import StreamRecord, collect
-from harness.timing import exempt_startup_objects, percentile, stream_timing
-from stubs import Timeline, load_timeline
+from conform.adapters import LlamaCppAdapter, TaskRequest
+from conform.harness.stream import StreamRecord, collect
+from conform.harness.timing import exempt_startup_objects, percentile, stream_timing
+from conform.stubs import Timeline, load_timeline
 
 from ._machine import CpuTicks, steal_between
 from ._processes import FrameCounter, serve

@@ -21,7 +21,7 @@ _WORKERS = 2
 def run(quick: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.json"
-        args = [sys.executable, "-m", "harness.cli", "run", "--quiet", "--workers", str(_WORKERS)]
+        args = [sys.executable, "-m", "conform", "run", "--quiet", "--workers", str(_WORKERS)]
         args += ["--report", str(report)]
         if quick:
             args += ["--tags", "not extended"]

@@ -1,3 +1,3 @@
 """Binds every scenario here to the conform runtime and loads the steps (and the autouse target fixture)."""
 
-from features.steps.all import *  # noqa: F403  (pytest-bdd steps are fixtures: import them here)
+from conform.features.steps.all import *  # noqa: F403  (pytest-bdd steps are fixtures: import them here)

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 from collections.abc import Callable
 
-from adapters import End, ErrorKind, HttpAdapter, Metrics, Started, Token, WorkerError
+from conform.adapters import End, ErrorKind, HttpAdapter, Metrics, Started, Token, WorkerError
 
 from .stream import StreamRecord
 

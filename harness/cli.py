@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shlex
 import signal
 import ssl
@@ -20,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from adapters import ENGINE_NAMES, ErrorKind, WorkerError, create_adapter
-from features import FEATURES_DIR
-from reports import (
+from conform.adapters import ErrorKind, ProxyConfig, WorkerError, create_adapter, engine_names
+from conform.features import FEATURES_DIR
+from conform.reports import (
     INSECURE_WARNING,
     Report,
     ReportFileError,
@@ -36,13 +37,13 @@ from reports import (
     write_json_report,
     write_markdown_report,
 )
-from stubs import STUB_ENGINES, Script, ScriptError, StubServer, load_script, precise_event_loop
+from conform.stubs import Script, ScriptError, StubServer, load_script, precise_event_loop, stub_engines
 
 from .determinism import CorpusError, SuiteOptions, TargetUnreachable, run_suite
 from .matrix import render_determinism, render_matrix
 from .probe import parse_capabilities
 from .runtime import adapter_options
-from .targets import Target, TargetError, mask_url_token
+from .targets import Target, TargetError, mask_url_token, proxy_config
 from .timing import exempt_startup_objects
 from .vendor import load_vendor
 
@@ -61,6 +62,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+_PROXY_HELP = (
+    "send every request through this HTTP proxy (default: HTTP_PROXY / HTTPS_PROXY, bypassed for the hosts in NO_PROXY)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="conform",
@@ -74,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the conformance features. Without --url, every engine's embedded stub is started "
         "in process and every feature runs against each; with --engine and --url, against that live target.",
     )
-    run.add_argument("--engine", help=f"engine of the live target: {', '.join(ENGINE_NAMES)}")
+    run.add_argument("--engine", help=f"engine of the live target: {', '.join(engine_names())}")
     run.add_argument("--url", help="base URL of the live target, e.g. http://127.0.0.1:8080")
     run.add_argument("--model", help="model name to put in requests")
     run.add_argument("--api-key-env", metavar="VAR", help="name of the environment variable holding the API key")
@@ -97,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest silence allowed inside a started stream (default: --timeout); a stall is decode_timeout",
     )
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (reported loudly)")
+    run.add_argument("--proxy", metavar="URL", help=_PROXY_HELP)
     run.add_argument(
         "--ca-bundle", type=Path, metavar="PEM", help="trust the CAs in this PEM file (self-signed engines)"
     )
@@ -142,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency other requests are in flight (load), and compare the token streams. Exit 0 when "
         "every stream is identical, 1 on any divergence (the first divergent token is named), 2 on bad input.",
     )
-    det.add_argument("--engine", required=True, help=f"engine of the replicas: {', '.join(ENGINE_NAMES)}")
+    det.add_argument("--engine", required=True, help=f"engine of the replicas: {', '.join(engine_names())}")
     det.add_argument("--url", action="append", required=True, help="a replica's base URL (repeat for each replica)")
     det.add_argument("--model", help="model name to put in requests")
     det.add_argument("--api-key-env", metavar="VAR", help="name of the environment variable holding the API key")
@@ -175,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, metavar="SECONDS", help="bound on every request (default 60)"
     )
     det.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    det.add_argument("--proxy", metavar="URL", help=_PROXY_HELP)
     det.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here")
     det.add_argument("--quiet", action="store_true", help="no progress lines")
     det.set_defaults(handler=_determinism)
@@ -214,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve engine E's wire protocol. With --port 0 a free port is chosen; the first stdout "
         "line is always the URL.",
     )
-    stub.add_argument("engine", metavar="E", help=f"engine to imitate: {', '.join(sorted(STUB_ENGINES))}")
+    stub.add_argument("engine", metavar="E", help=f"engine to imitate: {', '.join(stub_engines())}")
     stub.add_argument("--host", default="127.0.0.1")
     stub.add_argument("--port", type=int, default=0)
     stub.add_argument("--script", type=Path, help="JSON script of delays, framing and faults")
@@ -285,14 +293,23 @@ def _target_from(args: argparse.Namespace) -> Target | None:
         idle_timeout=args.idle_timeout,
         insecure=args.insecure,
         ca_bundle=str(args.ca_bundle) if args.ca_bundle else None,
+        proxy=_proxy(args),
     )
     target.api_key()  # a missing secret is a usage error now, not forty failed checks later
     return target
 
 
+def _proxy(args: argparse.Namespace) -> ProxyConfig:
+    """--proxy, else the environment's proxy variables (read here, never by the adapters)."""
+    try:
+        return proxy_config(args.proxy, os.environ)
+    except TargetError as error:
+        raise UsageError(str(error)) from None
+
+
 def _require_engine(engine: str) -> None:
-    if engine not in ENGINE_NAMES:
-        raise UsageError(f"unknown engine {engine!r} (known: {', '.join(ENGINE_NAMES)})")
+    if engine not in engine_names():
+        raise UsageError(f"unknown engine {engine!r} (known: {', '.join(engine_names())})")
 
 
 def _check_url(url: str, engine: str) -> None:
@@ -340,7 +357,7 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
     features = _collectable(args.features or FEATURES_DIR, scratch)
     pytest_args = [str(features), "-c", str(_INI), "--rootdir", str(FEATURES_DIR), "-p", "no:terminal"]
     if FEATURES_DIR not in (features.resolve(), *features.resolve().parents):
-        pytest_args += ["-p", "features.steps.all"]
+        pytest_args += ["-p", "conform.features.steps.all"]
     if target is None:
         pytest_args += ["--conform-stub", "all", "--conform-timeout", str(args.timeout)]
     else:
@@ -352,6 +369,8 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
             pytest_args += ["--conform-api-key-env", target.api_key_env]
         if target.insecure:
             pytest_args.append("--conform-insecure")
+        if args.proxy:
+            pytest_args += ["--conform-proxy", args.proxy]
         if target.ca_bundle:
             pytest_args += ["--conform-ca-bundle", target.ca_bundle]
         pytest_args += ["--conform-connect-timeout", str(target.connect_timeout)]
@@ -397,7 +416,7 @@ def _run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="conform-") as scratch:
         report_path = args.report or Path(scratch) / "report.json"
         pytest_args = _pytest_args(args, target, report_path, Path(scratch))
-        where = target.display_url if target else "embedded stubs: " + ", ".join(sorted(STUB_ENGINES))
+        where = target.display_url if target else "embedded stubs: " + ", ".join(stub_engines())
         print(f"conform run — {where}", file=sys.stderr, flush=True)
         started = time.monotonic()
         code = pytest.main(pytest_args)
@@ -447,6 +466,7 @@ def _determinism(args: argparse.Namespace) -> int:
         api_key_env=args.api_key_env,
         timeout=args.timeout,
         insecure=args.insecure,
+        proxy=_proxy(args),
         corpus=args.corpus,
         requests=args.requests,
         seed=args.seed,
@@ -528,8 +548,8 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _stub(args: argparse.Namespace) -> int:
-    if args.engine not in STUB_ENGINES:
-        raise UsageError(f"no stub for engine {args.engine!r} (stubs: {', '.join(sorted(STUB_ENGINES))})")
+    if args.engine not in stub_engines():
+        raise UsageError(f"no stub for engine {args.engine!r} (stubs: {', '.join(stub_engines())})")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
     script = load_script(args.script) if args.script else Script()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from reports import CheckResult, Report, matrix_cells
+from conform.reports import CheckResult, Report, matrix_cells
 
 __all__ = ["render_matrix"]
 

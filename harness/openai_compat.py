@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters import ChatMessage, HttpAdapter, OpenAIAdapter, TaskRequest, WorkerError
+from conform.adapters import ChatMessage, HttpAdapter, OpenAIAdapter, TaskRequest, WorkerError
 
 from .checks import CheckFailure, check
 from .stream import StreamRecord

@@ -11,7 +11,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Literal
 
-from adapters import Capability, EngineVersion, HttpAdapter, WorkerError
+from conform.adapters import Capability, EngineVersion, HttpAdapter, WorkerError
 
 __all__ = ["TargetProfile", "parse_capabilities", "probe"]
 

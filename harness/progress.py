@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from typing import TextIO
 
-from reports import CheckResult
+from conform.reports import CheckResult
 
 __all__ = ["Progress"]
 

@@ -12,8 +12,8 @@ import dataclasses
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from adapters import AdapterOptions, HttpAdapter, Redactor, TaskRequest, Timeouts, Transcript, create_adapter
-from stubs import Script, StubServer
+from conform.adapters import AdapterOptions, HttpAdapter, Redactor, TaskRequest, Timeouts, Transcript, create_adapter
+from conform.stubs import Script, StubServer
 
 from .probe import TargetProfile
 from .stream import StreamRecord, collect
@@ -35,6 +35,7 @@ def adapter_options(target: Target, *, idle: float | None = None, transcript: bo
         timeouts=timeouts,
         api_key=secret,
         verify=False if target.insecure else (target.ca_bundle or True),
+        proxy=target.proxy,
         redactor=redactor,
         model=target.model,
         transcript=Transcript(redactor) if transcript else None,

@@ -8,8 +8,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from adapters import End, HttpAdapter, Started, TaskRequest, Token, TokenEvent, WorkerError
-from adapters.errors import ErrorKind
+from conform.adapters import End, HttpAdapter, Started, TaskRequest, Token, TokenEvent, WorkerError
+from conform.adapters.errors import ErrorKind
 
 __all__ = ["StreamRecord", "collect"]
 

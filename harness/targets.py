@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters import fingerprint, split_llamaswap_url
+from conform.adapters import ProxyConfig, fingerprint, split_llamaswap_url
 
-__all__ = ["Target", "TargetError", "mask_url_token"]
+__all__ = ["Target", "TargetError", "mask_url_token", "proxy_config"]
+
+
+def proxy_config(explicit: str | None, environ: Mapping[str, str]) -> ProxyConfig:
+    """`explicit` (``--proxy``) for every request, else what the conventional variables say; a proxy URL that
+    is not ``http(s)://host[:port]`` raises TargetError."""
+    config = ProxyConfig.everywhere(explicit) if explicit else ProxyConfig.from_environ(environ)
+    for given in {config.http, config.https} - {None}:
+        parts = urlsplit(str(given))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            source = "--proxy" if explicit else "HTTP_PROXY/HTTPS_PROXY"
+            raise TargetError(f"{source}: {given!r} is not a proxy URL (http://host:port)")
+    return config
 
 
 def mask_url_token(text: str) -> str:
@@ -41,6 +55,8 @@ class Target(BaseModel):
     insecure: bool = False
     ca_bundle: str | None = None
     """A PEM file of the CAs to trust instead of the system's (private or self-signed engines)."""
+    proxy: ProxyConfig = ProxyConfig()
+    """The HTTP proxy to reach the target through (--proxy, else HTTP_PROXY/HTTPS_PROXY minus NO_PROXY)."""
 
     @property
     def is_stub(self) -> bool:

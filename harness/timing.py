@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from reports import LatencySummary, Percentiles
+from conform.reports import LatencySummary, Percentiles
 
 __all__ = ["StreamTiming", "exempt_startup_objects", "percentile", "stream_timing", "summarize_latency"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from reports import Implementation
+from conform.reports import Implementation
 
 __all__ = ["load_vendor"]
 

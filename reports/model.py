@@ -92,6 +92,9 @@ class LatencySummary(_Model):
     """Inter-token latency: the gaps between consecutive tokens of a stream."""
     tokens_per_s: float | None
     """Tokens per second of one stream, averaged over the run (tokens / stream durations)."""
+    token_times: Literal["read"] = "read"
+    """When a token's time is taken: ``read``, when the harness's read of its bytes returned, so when they
+    had reached the process; a harness that is busy reads, and so stamps, late (never early)."""
 
 
 class TargetInfo(_Model):

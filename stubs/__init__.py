@@ -3,12 +3,11 @@
 from ._engine import Generation, StubState
 from ._precise_loop import precise_event_loop
 from .script import Fault, Framing, Script, ScriptError, load_script
-from .server import STUB_ENGINES, StubServer, UnknownEngineError, start_stub
+from .server import StubServer, UnknownEngineError, start_stub, stub_engines
 from .timeline import Timeline, TimelineError, TimelineGeneration, load_timeline
 from .tokens import StubToken, generate_tokens
 
 __all__ = [
-    "STUB_ENGINES",
     "Fault",
     "Framing",
     "Generation",
@@ -26,4 +25,5 @@ __all__ = [
     "load_timeline",
     "precise_event_loop",
     "start_stub",
+    "stub_engines",
 ]

@@ -14,7 +14,7 @@ belong to it, not to the next.
 
 On Linux the time is the kernel's: the server listens on a `StampedListener`,
 whose connections read with ``recvmsg`` and keep the receive stamp of their
-last read (`adapters.kernel_stamps`). So a stub that woke up late to read a
+last read (`kernel_stamps`). So a stub that woke up late to read a
 request (a busy loop, a vCPU the hypervisor held back) still counts its
 scripted delays from when the request reached the machine. Where there is no
 stamp (another system, or a transport that reads some other way), the time is
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from adapters.kernel_stamps import ANCILLARY_SIZE, kernel_arrival, receive, stamp_receives
+from .kernel_stamps import ANCILLARY_SIZE, kernel_arrival, receive, stamp_receives
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

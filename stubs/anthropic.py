@@ -1,4 +1,4 @@
-"""Anthropic Messages API wire format (protocols.md §7): named SSE events, Anthropic's error envelope.
+"""Anthropic Messages API wire format (docs/wires.md §7): named SSE events, Anthropic's error envelope.
 
 Every event has an ``event:`` line equal to its JSON ``type``; the order is
 ``message_start``, ``content_block_start``, ``ping``, ``content_block_delta``

@@ -1,6 +1,6 @@
 """llama.cpp server (`llama-server`) wire format: /completion SSE, /health, /props, /slots, /v1/models.
 
-Frames follow protocols.md §2: one ``data: {json}`` event per token with
+Frames follow docs/wires.md §2: one ``data: {json}`` event per token with
 ``content``, ``tokens`` and ``stop: false``; a final event with ``stop: true``,
 empty content, ``stop_type``, ``generation_settings`` and ``timings``; no
 ``[DONE]``. Errors are ``{"error": {"code", "message", "type"}}`` with the

@@ -1,4 +1,4 @@
-"""llama-swap (protocols.md §8): an OpenAI proxy that swaps models in and out, plus its management API.
+"""llama-swap (docs/wires.md §8): an OpenAI proxy that swaps models in and out, plus its management API.
 
 Chat and completions speak the OpenAI wire (`stubs.openai`) with the upstream
 llama.cpp's fingerprint; what is llama-swap's own is here: several models of

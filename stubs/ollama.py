@@ -1,4 +1,4 @@
-"""Ollama native wire format (protocols.md §9): NDJSON ``/api/generate`` and ``/api/chat``.
+"""Ollama native wire format (docs/wires.md §9): NDJSON ``/api/generate`` and ``/api/chat``.
 
 ``application/x-ndjson``, one compact JSON object per line, no blank lines;
 the last object has ``done: true``, ``done_reason``, counts and nanosecond

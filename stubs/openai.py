@@ -1,4 +1,4 @@
-"""The OpenAI wire format (protocols.md §3, §6), once, for the three engines that speak it.
+"""The OpenAI wire format (docs/wires.md §3, §6), once, for the three engines that speak it.
 
 `OpenAIFlavour` holds what differs between OpenAI, vLLM and llama-swap: error
 bodies, what follows an in-stream error, token ids, fingerprints, who owns the

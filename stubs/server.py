@@ -10,26 +10,19 @@ from types import TracebackType
 
 from aiohttp import web
 
-from . import anthropic, echo, llamacpp, llamaswap, ollama, openai, tgi, triton
 from ._arrival import ArrivalStamps, StampedListener, stamp_arrival
 from ._engine import StubContext, StubState
 from .script import Script
 from .timeline import Timeline, timeline_of
 
-__all__ = ["STUB_ENGINES", "StubServer", "UnknownEngineError", "start_stub"]
+__all__ = ["StubServer", "UnknownEngineError", "start_stub", "stub_engines"]
 
-STUB_ENGINES: dict[str, Callable[[StubContext], web.Application]] = {
-    "llamacpp": llamacpp.create_app,
-    "vllm": openai.create_vllm_app,
-    "openai": openai.create_openai_app,
-    "anthropic": anthropic.create_app,
-    "llamaswap": llamaswap.create_app,
-    "ollama": ollama.create_app,
-    "tgi": tgi.create_app,
-    "triton": triton.create_app,
-    "echo": echo.create_app,
-}
-"""Engine name -> application factory. Filled here once, only read afterwards."""
+
+def stub_engines() -> dict[str, Callable[[StubContext], web.Application]]:
+    """Engine name -> stub application factory, for every installed engine that has a stub."""
+    from conform.adapters import engines  # the descriptors name their stubs: imported when first needed
+
+    return {name: d.stub for name, d in engines().items() if d.stub is not None}
 
 
 class UnknownEngineError(ValueError):
@@ -52,9 +45,10 @@ class StubServer:
         ssl_context: ssl.SSLContext | None = None,
         keep_timeline: bool = False,
     ) -> None:
-        if engine not in STUB_ENGINES:
-            known = ", ".join(sorted(STUB_ENGINES))
-            raise UnknownEngineError(f"no stub for engine {engine!r} (stubs exist for: {known})")
+        factories = stub_engines()
+        if engine not in factories:
+            raise UnknownEngineError(f"no stub for engine {engine!r} (stubs exist for: {', '.join(factories)})")
+        self._factory = factories[engine]
         self.engine = engine
         self.context = StubContext(
             engine=engine, script=script or Script(), seed=seed, model=model, salt=salt, keep_timeline=keep_timeline
@@ -75,7 +69,7 @@ class StubServer:
         return timeline_of(self.engine, self.state)
 
     async def start(self) -> StubServer:
-        app = STUB_ENGINES[self.engine](self.context)
+        app = self._factory(self.context)
         # Bind first, then read the real port back: never "find a free port, bind it later".
         sock = StampedListener()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

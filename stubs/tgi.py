@@ -1,4 +1,4 @@
-"""Text Generation Inference wire format (protocols.md §4): ``/generate_stream``, ``/generate``, compat ``/``.
+"""Text Generation Inference wire format (docs/wires.md §4): ``/generate_stream``, ``/generate``, compat ``/``.
 
 axum SSE framing: ``data:{json}`` with no space after the colon. One event
 per token; the last token's event also carries ``generated_text`` and

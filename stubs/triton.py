@@ -1,4 +1,4 @@
-"""Triton generate-extension wire format (protocols.md §5): ``/v2/models/{m}/generate_stream`` and friends.
+"""Triton generate-extension wire format (docs/wires.md §5): ``/v2/models/{m}/generate_stream`` and friends.
 
 One ``data: {"model_name","model_version","text_output"}`` event per response
 and no terminator: the body just ends. Errors are ``{"error": "…"}`` (404 for

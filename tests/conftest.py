@@ -14,10 +14,11 @@ from hypothesis import settings
 
 from tests.helpers import CONFORM, RunningProcess, start_llamacpp, start_triton
 
-# CI: derandomized and without a deadline (shared 2-core machines); `HYPOTHESIS_PROFILE=fuzz` for a long run.
+# Everywhere: derandomized and without a deadline (shared 2-core machines, so no "too slow" health check by
+# chance); `HYPOTHESIS_PROFILE=fuzz` for a long run, `HYPOTHESIS_PROFILE=default` for hypothesis' own.
 settings.register_profile("ci", derandomize=True, deadline=None, database=None)
 settings.register_profile("fuzz", max_examples=20_000, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture
@@ -64,3 +65,12 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningP
         yield server
     finally:
         server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A real engine's tests run on one xdist worker, which starts that engine once; they are all slow."""
+    for item in items:
+        if item.get_closest_marker("real_engine") is not None:
+            group = "triton" if item.get_closest_marker("triton") is not None else "llamacpp"
+            item.add_marker(pytest.mark.xdist_group(group))
+            item.add_marker(pytest.mark.slow)

@@ -15,10 +15,13 @@ import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-CONFORM = [sys.executable, "-m", "harness.cli"]
+CONFORM = [sys.executable, "-m", "conform"]
 READY_TIMEOUT_S = 120.0
 
 
@@ -119,6 +122,7 @@ def run_conform(
 
 
 REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
 TRITON_READY_TIMEOUT_S = 180.0
 
 
@@ -207,3 +211,93 @@ def answering(answer: bytes) -> Serve:
         writer.close()
 
     return serve
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""An aiohttp handler: how a loopback test server answers every request."""
+
+
+@contextlib.asynccontextmanager
+async def http_server(handler: Handler) -> AsyncIterator[str]:
+    """An aiohttp server on 127.0.0.1 (a free port, read back after binding) that answers every method and
+    path with `handler`: the adapters' production HTTP path, against a real socket."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+def streaming(body: bytes, content_type: str = "text/event-stream", status: int = 200) -> Handler:
+    """A handler that answers every request with `body`, chunked."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=status, headers={"Content-Type": content_type})
+        await response.prepare(request)
+        await response.write(body)
+        await response.write_eof()
+        return response
+
+    return handle
+
+
+@dataclass
+class ForwardProxy:
+    """A loopback HTTP forward proxy that records the absolute URL of every request it forwards."""
+
+    url: str
+    seen: list[str]
+
+
+@contextlib.asynccontextmanager
+async def forward_proxy(*, buffered: bool = False) -> AsyncIterator[ForwardProxy]:
+    """An HTTP/1.1 forward proxy on 127.0.0.1: one request per connection (it asks the origin to close),
+    the response piped back byte for byte, or, `buffered`, read whole and written back in one write (so
+    that the client gets a whole stream in one read)."""
+    seen: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await read_request(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        request_line, _, fields = head.decode("latin-1").partition("\r\n")
+        method, target, version = request_line.split(" ")
+        seen.append(target)
+        parts = urlsplit(target)
+        kept = [
+            line
+            for line in fields.split("\r\n")
+            if line and not line.lower().startswith(("connection:", "proxy-connection:", "keep-alive:"))
+        ]
+        length = next((int(line.split(":", 1)[1]) for line in kept if line.lower().startswith("content-length:")), 0)
+        body = await reader.readexactly(length) if length else b""
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        upstream_reader, upstream_writer = await asyncio.open_connection(parts.hostname, parts.port)
+        forwarded = f"{method} {path} {version}\r\n" + "".join(f"{line}\r\n" for line in kept)
+        upstream_writer.write((forwarded + "Connection: close\r\n\r\n").encode("latin-1") + body)
+        try:
+            await upstream_writer.drain()
+            if buffered:
+                writer.write(await upstream_reader.read())
+                await writer.drain()
+            while chunk := await upstream_reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass  # the client went away (a cancel): the origin learns it as the connection closes
+        finally:
+            upstream_writer.close()
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield ForwardProxy(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen)
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -5,9 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks import sse, timing
 from benchmarks._machine import CpuTicks, steal_between
-from stubs import Timeline, TimelineGeneration
+from conform.stubs import Timeline, TimelineGeneration
+
+pytestmark = pytest.mark.slow  # end to end: `conform` in a subprocess, a browser, whole runs
 
 
 def test_every_benchmark_runs_on_tiny_inputs() -> None:

@@ -13,7 +13,7 @@ def _isort_style(name: str) -> tuple[int, str]:
     return kind, name
 
 
-@pytest.mark.parametrize("package", ["adapters", "stubs", "reports"])
+@pytest.mark.parametrize("package", ["conform", "conform.adapters", "conform.stubs", "conform.reports"])
 def test_all_is_sorted_and_complete(package: str) -> None:
     module = importlib.import_module(package)
     exported = module.__all__

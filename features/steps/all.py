@@ -2,11 +2,11 @@
 
 import pytest
 
-from features.steps.determinism_steps import *  # noqa: F403  (pytest-bdd steps are fixtures: import them here)
-from features.steps.engine_steps import *  # noqa: F403
-from features.steps.llamaswap_steps import *  # noqa: F403
-from features.steps.openai_steps import *  # noqa: F403
-from harness.runtime import ScenarioRuntime
+from conform.features.steps.determinism_steps import *  # noqa: F403  (pytest-bdd steps are fixtures: import them here)
+from conform.features.steps.engine_steps import *  # noqa: F403
+from conform.features.steps.llamaswap_steps import *  # noqa: F403
+from conform.features.steps.openai_steps import *  # noqa: F403
+from conform.harness.runtime import ScenarioRuntime
 
 
 @pytest.fixture(autouse=True)

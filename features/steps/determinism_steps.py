@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from adapters import HttpAdapter, TaskRequest
-from harness.checks import CheckFailure
-from harness.determinism import Observation, builtin_corpus, describe_divergence, judge_request
-from harness.determinism.replay import ReplayError, Replica
-from harness.runtime import ScenarioRuntime
-from reports import RequestOutcome
-from stubs import load_script
+from conform.adapters import HttpAdapter, TaskRequest
+from conform.harness.checks import CheckFailure
+from conform.harness.determinism import Observation, builtin_corpus, describe_divergence, judge_request
+from conform.harness.determinism.replay import ReplayError, Replica
+from conform.harness.runtime import ScenarioRuntime
+from conform.reports import RequestOutcome
+from conform.stubs import load_script
 
 from .engine_steps import script_dir
 

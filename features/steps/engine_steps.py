@@ -7,20 +7,21 @@ from pathlib import Path
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from adapters import ErrorKind, TaskRequest, WorkerError
-from harness.checks import CheckFailure, check_classified, check_engine_stopped, check_reassembles, run_checks
-from harness.pytest_plugin import SCENARIO_KEY
-from harness.runtime import ScenarioRuntime
-from harness.stream import StreamRecord
-from stubs import Script, load_script
-from stubs.script import StatusFault
+from conform.adapters import ErrorKind, TaskRequest, WorkerError
+from conform.harness.checks import CheckFailure, check_classified, check_engine_stopped, check_reassembles, run_checks
+from conform.harness.plugin_session import SCENARIO_KEY, ScenarioInfo
+from conform.harness.runtime import ScenarioRuntime
+from conform.harness.stream import StreamRecord
+from conform.stubs import Script, load_script
+from conform.stubs.script import StatusFault
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
 
 def script_dir(request: pytest.FixtureRequest) -> Path:
     """Stub scripts sit beside their feature, in a folder of the feature's name."""
-    return request.node.stash[SCENARIO_KEY].feature_path.with_suffix("")
+    info: ScenarioInfo = request.node.stash[SCENARIO_KEY]
+    return info.feature_path.with_suffix("")
 
 
 def _request(runtime: ScenarioRuntime, max_tokens: int, prompt: str = PROMPT) -> TaskRequest:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import struct
 
-import httpx
+import aiohttp
 from pytest_bdd import given, parsers, then, when
 
-from adapters import HttpAdapter, LlamaSwapAdapter, WorkerError
-from harness.checks import CheckFailure, run_checks
-from harness.runtime import ScenarioRuntime
-from harness.stream import StreamRecord
-from stubs import Script
+from conform.adapters import HttpAdapter, LlamaSwapAdapter, WorkerError
+from conform.harness.checks import CheckFailure, run_checks
+from conform.harness.runtime import ScenarioRuntime
+from conform.harness.stream import StreamRecord
+from conform.stubs import Script
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -91,14 +91,15 @@ def naive_client_gives_up(conform_runtime: ScenarioRuntime, seconds: float) -> N
     body["messages"] = [{"role": "user", "content": "hi"}]
 
     async def naive() -> str:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=seconds)) as client:
+        timeout = aiohttp.ClientTimeout(total=10.0, sock_read=seconds)
+        async with aiohttp.ClientSession(timeout=timeout) as client:
             try:
-                async with client.stream("POST", adapter.base_url + "/v1/chat/completions", json=body) as response:
-                    async for _ in response.aiter_bytes():
+                async with client.post(adapter.base_url + "/v1/chat/completions", json=body) as response:
+                    async for _ in response.content.iter_any():
                         pass
-            except httpx.ReadTimeout:
+            except aiohttp.SocketTimeoutError:
                 return "read timeout"
-            return f"answered {response.status_code}"
+            return f"answered {response.status}"
 
     outcome = conform_runtime.run(naive())
     if outcome != "read timeout":

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from adapters import ChatMessage, TaskRequest
-from harness.checks import run_checks
-from harness.openai_compat import check_error_envelope, check_same_text, openai_adapter, seeded_chat
-from harness.runtime import ScenarioRuntime
-from harness.stream import StreamRecord
+from conform.adapters import ChatMessage, TaskRequest
+from conform.harness.checks import run_checks
+from conform.harness.openai_compat import check_error_envelope, check_same_text, openai_adapter, seeded_chat
+from conform.harness.runtime import ScenarioRuntime
+from conform.harness.stream import StreamRecord
 
 CHAT = (ChatMessage(role="user", content="Tell me about lighthouses."),)
 

@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from adapters import Token
-from reports import Divergence, LogprobDrift, RequestOutcome, Slot, TokenRef
+from conform.adapters import Token
+from conform.reports import Divergence, LogprobDrift, RequestOutcome, Slot, TokenRef
 
 __all__ = ["Completion", "Observation", "compare_pairs", "first_divergence", "judge_request"]
 

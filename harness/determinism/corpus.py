@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from adapters import ChatMessage, TaskRequest
+from conform.adapters import ChatMessage, TaskRequest
 
 __all__ = ["BUILTIN", "CorpusError", "CorpusRequest", "builtin_corpus", "load_corpus", "read_jsonl"]
 

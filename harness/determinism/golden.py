@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from reports import ReplicaInfo, Slot, write_atomic
+from conform.reports import ReplicaInfo, Slot, write_atomic
 
 from .compare import Completion, Observation
 from .corpus import CorpusRequest, read_jsonl

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters import End, HttpAdapter, Started, TaskRequest, Token, WorkerError
-from reports import Slot
+from conform.adapters import End, HttpAdapter, Started, TaskRequest, Token, WorkerError
+from conform.reports import Slot
 
 from ..timing import StreamTiming, stream_timing
 from .compare import Completion, Observation

@@ -7,8 +7,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters import Capability, EngineVersion, ErrorKind, HttpAdapter, TaskRequest, WorkerError, create_adapter
-from reports import (
+from conform.adapters import (
+    Capability,
+    EngineVersion,
+    ErrorKind,
+    HttpAdapter,
+    ProxyConfig,
+    TaskRequest,
+    WorkerError,
+    create_adapter,
+)
+from conform.reports import (
     ByKind,
     CapabilitySummary,
     CheckResult,
@@ -46,6 +55,7 @@ class SuiteOptions:
     api_key_env: str | None = None
     timeout: float = 60.0
     insecure: bool = False
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     corpus: Path | None = None
     requests: int = 8
     seed: int = 1
@@ -103,6 +113,7 @@ async def _connect(options: SuiteOptions) -> list[HttpAdapter]:
             api_key_env=options.api_key_env,
             timeout=options.timeout,
             insecure=options.insecure,
+            proxy=options.proxy,
         )
         adapters.append(create_adapter(options.engine, url, adapter_options(target)))
     return adapters

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 
-import httpx
 import pytest
+from aiohttp import web
 
-from adapters import (
+from conform.adapters import (
     AdapterOptions,
     ErrorKind,
     LlamaCppAdapter,
+    ProxyConfig,
     RetryPolicy,
     TaskRequest,
     Timeouts,
     WorkerError,
 )
-from adapters._http import HttpClient, classify_status, parse_retry_after
-from stubs import Script, StubServer
+from conform.adapters._http import HttpClient, classify_status, parse_retry_after
+from conform.stubs import Script, StubServer
+from tests.helpers import Handler, forward_proxy, http_server, streaming
 
 SECRET = "sk-test-0123456789abcdef"
 
@@ -53,79 +56,96 @@ def test_retry_after_headers() -> None:
     assert parse_retry_after({}) is None
 
 
-def _client(handler, **kwargs) -> HttpClient:
-    return HttpClient("http://engine.test", transport=httpx.MockTransport(handler), **kwargs)
+@contextlib.asynccontextmanager
+async def _client(handler: Handler, **kwargs):
+    """An HttpClient on the production path, talking to a loopback server that answers with `handler`."""
+    async with http_server(handler) as url:
+        client = HttpClient(url, **kwargs)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+
+def _counting(answer, calls: list[web.Request]) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        calls.append(request)
+        return answer(len(calls))
+
+    return handle
 
 
 async def test_retriable_status_is_retried_until_success() -> None:
-    calls = []
+    calls: list[web.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        if len(calls) < 3:
-            return httpx.Response(503, json={"error": {"message": "Loading model"}})
-        return httpx.Response(200, json={"ok": True})
+    def answer(n: int) -> web.Response:
+        if n < 3:
+            return web.json_response({"error": {"message": "Loading model"}}, status=503)
+        return web.json_response({"ok": True})
 
-    client = _client(handler, retry=RetryPolicy(base=0.001, seed=1))
-    reply = await client.request("GET", "/x")
-    await client.aclose()
+    async with _client(_counting(answer, calls), retry=RetryPolicy(base=0.001, seed=1)) as client:
+        reply = await client.request("GET", "/x")
     assert reply.json() == {"ok": True}
     assert len(calls) == 3
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
 async def test_non_retriable_status_is_tried_once(status: int) -> None:
-    calls = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return httpx.Response(status, json={"error": {"message": "no"}})
-
-    client = _client(handler, retry=RetryPolicy(base=0.001))
-    with pytest.raises(WorkerError):
-        await client.request("GET", "/x")
-    await client.aclose()
+    calls: list[web.Request] = []
+    handler = _counting(lambda n: web.json_response({"error": {"message": "no"}}, status=status), calls)
+    async with _client(handler, retry=RetryPolicy(base=0.001)) as client:
+        with pytest.raises(WorkerError):
+            await client.request("GET", "/x")
     assert len(calls) == 1
 
 
 async def test_attempts_are_bounded() -> None:
-    calls = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return httpx.Response(500, json={"error": {"message": "down"}})
-
-    client = _client(handler, retry=RetryPolicy(attempts=4, base=0.001))
-    with pytest.raises(WorkerError) as raised:
-        await client.request("GET", "/x")
-    await client.aclose()
+    calls: list[web.Request] = []
+    handler = _counting(lambda n: web.json_response({"error": {"message": "down"}}, status=500), calls)
+    async with _client(handler, retry=RetryPolicy(attempts=4, base=0.001)) as client:
+        with pytest.raises(WorkerError) as raised:
+            await client.request("GET", "/x")
     assert raised.value.kind is ErrorKind.ENGINE_ERROR
     assert len(calls) == 4
 
 
-async def test_retry_after_is_honoured_and_backoff_is_seeded() -> None:
-    sleeps: list[float] = []
-    client = _client(lambda r: httpx.Response(200), retry=RetryPolicy(seed=3))
-    other = _client(lambda r: httpx.Response(200), retry=RetryPolicy(seed=3))
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_redirect_is_reported_once_naming_where_it_points(status: int, streamed: bool) -> None:
+    calls: list[web.Request] = []
+    where = "https://gateway.example/login?next=/completion"
+    handler = _counting(lambda n: web.Response(status=status, headers={"Location": where}), calls)
+    async with _client(handler, retry=RetryPolicy(base=0.001)) as client:
+        with pytest.raises(WorkerError) as raised:
+            if streamed:
+                async with client.open_stream("POST", "/completion", json_body={"prompt": "x"}):
+                    pass
+            else:
+                await client.request("POST", "/completion", json_body={"prompt": "x"})
+    assert len(calls) == 1, "a redirect is never retried"
+    assert raised.value.kind is ErrorKind.INVALID_REQUEST and not raised.value.retriable
+    assert raised.value.status == status
+    assert where in raised.value.message and "redirect" in raised.value.message
+
+
+def test_backoff_honours_retry_after_and_is_seeded() -> None:
+    client = HttpClient("http://127.0.0.1:9", retry=RetryPolicy(seed=3))
+    other = HttpClient("http://127.0.0.1:9", retry=RetryPolicy(seed=3))
     assert client._backoff(0, 0.25) == 0.25
     sleeps = [client._backoff(n, None) for n in range(6)]
     assert sleeps == [other._backoff(n, None) for n in range(6)], "the same seed gives the same jitter"
     assert all(0 <= s <= min(2.0, 0.1 * 2**n) for n, s in enumerate(sleeps)), "full jitter under the cap"
-    await client.aclose()
-    await other.aclose()
+    assert len(set(sleeps)) == len(sleeps), "jitter: no two draws alike"
 
 
 async def test_no_retry_when_the_retry_would_outlive_the_deadline() -> None:
-    calls = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return httpx.Response(429, headers={"retry-after": "60"}, json={"error": {"message": "later"}})
-
-    client = _client(handler, timeouts=Timeouts(total=1.0))
-    with pytest.raises(WorkerError) as raised:
-        await client.request("GET", "/x")
-    await client.aclose()
+    calls: list[web.Request] = []
+    handler = _counting(
+        lambda n: web.json_response({"error": {"message": "later"}}, status=429, headers={"retry-after": "60"}), calls
+    )
+    async with _client(handler, timeouts=Timeouts(total=1.0)) as client:
+        with pytest.raises(WorkerError) as raised:
+            await client.request("GET", "/x")
     assert raised.value.kind is ErrorKind.RATE_LIMITED and raised.value.retry_after == 60
     assert len(calls) == 1
 
@@ -163,16 +183,15 @@ async def test_connection_refused_is_upstream_unavailable() -> None:
 
 
 async def test_a_secret_echoed_by_the_engine_is_redacted() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    async def handler(request: web.Request) -> web.StreamResponse:
         echoed = request.headers["authorization"]
-        return httpx.Response(401, json={"error": {"message": f"bad credentials: {echoed}"}})
+        return web.json_response({"error": {"message": f"bad credentials: {echoed}"}}, status=401)
 
-    adapter = LlamaCppAdapter(
-        "http://engine.test", AdapterOptions(api_key=SECRET, transport=httpx.MockTransport(handler))
-    )
-    with pytest.raises(WorkerError) as raised:
-        await adapter.http.request("GET", "/props")
-    await adapter.aclose()
+    async with http_server(handler) as url:
+        adapter = LlamaCppAdapter(url, AdapterOptions(api_key=SECRET))
+        with pytest.raises(WorkerError) as raised:
+            await adapter.http.request("GET", "/props")
+        await adapter.aclose()
     text = f"{raised.value} {raised.value!r} {raised.value.message}"
     assert SECRET not in text
     assert "[fp:" in text, "the secret is replaced by a fingerprint, not dropped silently"
@@ -180,17 +199,101 @@ async def test_a_secret_echoed_by_the_engine_is_redacted() -> None:
 
 async def test_in_stream_error_echoing_the_secret_is_redacted() -> None:
     body = "data: " + json.dumps({"error": {"code": 500, "message": f"key {SECRET} rejected"}}) + "\n\n"
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body.encode())
-
-    adapter = LlamaCppAdapter(
-        "http://engine.test", AdapterOptions(api_key=SECRET, transport=httpx.MockTransport(handler))
-    )
-    with pytest.raises(WorkerError) as raised:
-        async with contextlib.aclosing(adapter.submit(TaskRequest(prompt="x"))) as events:
-            async for _ in events:
-                pass
-    await adapter.aclose()
+    async with http_server(streaming(body.encode())) as url:
+        adapter = LlamaCppAdapter(url, AdapterOptions(api_key=SECRET))
+        with pytest.raises(WorkerError) as raised:
+            async with contextlib.aclosing(adapter.submit(TaskRequest(prompt="x"))) as events:
+                async for _ in events:
+                    pass
+        await adapter.aclose()
     assert raised.value.kind is ErrorKind.ENGINE_ERROR
     assert SECRET not in str(raised.value)
+
+
+async def test_a_header_that_cannot_be_sent_is_refused_by_name_without_its_value() -> None:
+    secret = "sk-line\nbreak-0123456789"
+    async with http_server(streaming(b"{}", "application/json")) as url:
+        adapter = LlamaCppAdapter(url, AdapterOptions(api_key=secret, retry=RetryPolicy.none()))
+        with pytest.raises(WorkerError) as raised:
+            await adapter.http.request("GET", "/props")
+        await adapter.aclose()
+    assert raised.value.kind is ErrorKind.INVALID_REQUEST
+    assert "Authorization" in raised.value.message
+    assert "sk-line" not in str(raised.value) and "break-0123" not in str(raised.value)
+
+
+async def test_a_compressed_stream_is_a_protocol_violation_naming_the_encoding() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert request.headers["Accept-Encoding"] == "identity", "a stream asks for an unencoded body"
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"})
+        await response.prepare(request)
+        await response.write(gzip.compress(b"data: {}\n\n"))
+        return response
+
+    async with _client(handler) as client:
+        with pytest.raises(WorkerError) as raised:
+            async with client.open_stream("POST", "/completion", json_body={}):
+                pass
+    assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION and "'gzip'" in raised.value.message
+
+
+async def test_a_compressed_whole_body_is_read_as_sent() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.json_response({"status": "ok", "padding": "x" * 2000})
+        response.enable_compression()
+        return response
+
+    async with _client(handler) as client:
+        reply = await client.request("GET", "/health")
+    assert reply.json()["status"] == "ok"
+
+
+async def test_requests_name_conform_as_their_user_agent() -> None:
+    agents: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        agents.append(request.headers.get("User-Agent", ""))
+        return web.json_response({})
+
+    async with _client(handler) as client:
+        await client.request("GET", "/health")
+    assert agents[0].startswith("conform")
+
+
+@pytest.mark.parametrize("through_proxy", [True, False])
+async def test_requests_go_through_the_proxy_the_options_name(through_proxy: bool) -> None:
+    async with forward_proxy() as proxy, http_server(streaming(b'{"ok": true}', "application/json")) as url:
+        config = ProxyConfig(http=proxy.url, no_proxy=None if through_proxy else "127.0.0.1")
+        client = HttpClient(url, proxy=config)
+        try:
+            reply = await client.request("GET", "/health")
+            async with client.open_stream("POST", "/completion", json_body={}) as stream:
+                body = b"".join([chunk async for chunk in stream.chunks()])
+        finally:
+            await client.aclose()
+    assert reply.json() == {"ok": True} and body == b'{"ok": true}'
+    expected = [f"{url}/health", f"{url}/completion"] if through_proxy else []
+    assert proxy.seen == expected
+
+
+@pytest.mark.parametrize(
+    ("config", "url", "expected"),
+    [
+        (ProxyConfig(http="http://p:3128"), "http://engine:8080", "http://p:3128"),
+        (ProxyConfig(http="http://p:3128"), "https://engine", None),
+        (ProxyConfig(https="http://p:3128"), "https://engine", "http://p:3128"),
+        (ProxyConfig(http="http://p:3128", no_proxy="engine"), "http://engine:8080", None),
+        (ProxyConfig(http="http://p:3128", no_proxy=".internal,localhost"), "http://a.internal", None),
+        (ProxyConfig(http="http://p:3128", no_proxy=".internal"), "http://public.example", "http://p:3128"),
+        (ProxyConfig(http="http://p:3128", no_proxy="*"), "http://anything", None),
+        (ProxyConfig.everywhere("http://p:3128"), "https://engine", "http://p:3128"),
+    ],
+)
+def test_proxy_choice_follows_scheme_and_no_proxy(config: ProxyConfig, url: str, expected: str | None) -> None:
+    assert config.for_url(url) == expected
+
+
+def test_proxy_settings_come_from_the_conventional_variables() -> None:
+    environ = {"http_proxy": "http://lower:1", "HTTP_PROXY": "http://upper:2", "HTTPS_PROXY": "http://s:3"}
+    assert ProxyConfig.from_environ(environ) == ProxyConfig(http="http://lower:1", https="http://s:3")
+    assert ProxyConfig.from_environ({}) == ProxyConfig()

@@ -7,13 +7,12 @@ import contextlib
 import json
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters import (
+from conform.adapters import (
     AdapterOptions,
     End,
     ErrorKind,
@@ -28,7 +27,7 @@ from adapters import (
     WorkerError,
     llamacpp,
 )
-from stubs import Script, StubServer, generate_tokens
+from conform.stubs import Script, StubServer, generate_tokens
 
 REQUEST = TaskRequest(prompt="The capital of France is", max_tokens=6, seed=7)
 
@@ -286,38 +285,34 @@ def llamacpp_frames(draw: st.DrawFn) -> str:
     return json.dumps(frame)
 
 
-async def _outcome(frames: list[str]) -> tuple[list[tuple[Any, ...]], tuple[ErrorKind, str] | None]:
-    """What the adapter makes of these frames (and a final one), every time stamp left out."""
+def _outcome(frames: list[str]) -> tuple[list[tuple[Any, ...]], tuple[ErrorKind, str] | None]:
+    """What the adapter's fold makes of these frames (and a final one), every time stamp left out."""
     final = '{"content":"","stop":true,"stop_type":"limit","tokens_predicted":9,"tokens_evaluated":2}'
-    body = "".join(f"data: {frame}\n\n" for frame in [*frames, final]).encode()
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
-
-    adapter = LlamaCppAdapter("http://engine.test", AdapterOptions(transport=httpx.MockTransport(handler)))
+    adapter = LlamaCppAdapter("http://engine.test")
+    fold = llamacpp._CompletionFold(adapter, "http://engine.test/completion")
     events: list[tuple[Any, ...]] = []
     try:
-        async with contextlib.aclosing(adapter.submit(TaskRequest(prompt="p", max_tokens=9))) as submitted:
-            async for event in submitted:
+        for frame in [*frames, final]:
+            for event in fold.fold(frame, 0.0):
                 if isinstance(event, Token):
                     events.append((event.index, event.text, event.token_id, event.logprob))
                 elif isinstance(event, End):
                     events.append((event.finish_reason, event.usage))
                 else:
                     events.append((type(event).__name__,))
+            if fold.finished:
+                break
     except WorkerError as error:
         return events, (error.kind, error.message)
-    finally:
-        await adapter.aclose()
     return events, None
 
 
 def _assert_paths_agree(frames: list[str]) -> None:
     """The adapter as it is, and with its typed fast path switched off, make the same of `frames`."""
-    fast = asyncio.run(_outcome(frames))
+    fast = _outcome(frames)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(llamacpp, "_decode_token_frame", _refuse)
-        general = asyncio.run(_outcome(frames))
+        general = _outcome(frames)
     assert fast == general
 
 

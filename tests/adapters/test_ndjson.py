@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters._ndjson import NDJSONDecoder, NDJSONError
+from conform.adapters._ndjson import NDJSONDecoder, NDJSONError
 
 OBJECTS = st.lists(
     st.dictionaries(st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=20), st.booleans()), max_size=4),

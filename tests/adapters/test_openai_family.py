@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import httpx
 import pytest
+from aiohttp import web
 
-from adapters import (
+from conform.adapters import (
     AdapterOptions,
     AnthropicAdapter,
     End,
@@ -25,8 +27,9 @@ from adapters import (
     create_adapter,
     split_llamaswap_url,
 )
-from stubs import Script, StubServer
-from stubs.script import CloseEarlyFault, StatusFault
+from conform.stubs import Script, StubServer
+from conform.stubs.script import CloseEarlyFault, StatusFault
+from tests.helpers import http_server, streaming
 
 
 async def _stream(adapter: object, request: TaskRequest) -> list[TokenEvent]:
@@ -44,15 +47,37 @@ def _sse(*frames: str | dict[str, object], event_names: bool = False) -> bytes:
     return "".join(out).encode()
 
 
-def _mock(body: bytes, seen: list[httpx.Request] | None = None) -> httpx.MockTransport:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if seen is not None:
-            seen.append(request)
-        if request.url.path.endswith("/models"):
-            return httpx.Response(200, json={"object": "list", "data": [{"id": "m"}]})
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+@dataclass
+class Seen:
+    """A request as the loopback server received it."""
 
-    return httpx.MockTransport(handler)
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+async def _streamed_by(
+    make: Callable[[str], OpenAIAdapter | AnthropicAdapter],
+    body: bytes,
+    request: TaskRequest,
+    seen: list[Seen] | None = None,
+) -> list[TokenEvent]:
+    """The events of `request` from the adapter `make(url)` makes for a loopback server that streams `body`
+    (and lists one model, m)."""
+
+    async def handle(incoming: web.Request) -> web.StreamResponse:
+        if seen is not None:
+            seen.append(Seen(incoming.path, dict(incoming.headers), await incoming.read()))
+        if incoming.path.endswith("/models"):
+            return web.json_response({"object": "list", "data": [{"id": "m"}]})
+        return await streaming(body)(incoming)
+
+    async with http_server(handle) as url:
+        adapter = make(url)
+        try:
+            return await _stream(adapter, request)
+        finally:
+            await adapter.aclose()
 
 
 def _chunk(**choice: object) -> dict[str, object]:
@@ -87,18 +112,14 @@ async def test_both_vllm_error_shapes_give_the_message(wire_version: str) -> Non
 
 async def test_done_without_a_finish_reason_is_a_protocol_violation() -> None:
     body = _sse(_chunk(delta={"content": "Hi"}, finish_reason=None), "[DONE]")
-    adapter = OpenAIAdapter("http://engine.test/v1", AdapterOptions(transport=_mock(body)))
     with pytest.raises(WorkerError) as raised:
-        await _stream(adapter, TaskRequest(prompt="x"))
-    await adapter.aclose()
+        await _streamed_by(lambda url: OpenAIAdapter(url + "/v1"), body, TaskRequest(prompt="x"))
     assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION and "[DONE]" in raised.value.message
 
 
 async def test_a_finished_stream_without_done_ends_but_says_so() -> None:
     body = _sse(_chunk(delta={"content": "Hi"}, finish_reason=None), _chunk(delta={}, finish_reason="stop"))
-    adapter = OpenAIAdapter("http://engine.test", AdapterOptions(transport=_mock(body)))
-    events = await _stream(adapter, TaskRequest(prompt="x"))
-    await adapter.aclose()
+    events = await _streamed_by(OpenAIAdapter, body, TaskRequest(prompt="x"))
     end = events[-1]
     assert isinstance(end, End) and end.finish_reason == "stop" and end.raw["done_marker"] is False
 
@@ -106,9 +127,7 @@ async def test_a_finished_stream_without_done_ends_but_says_so() -> None:
 async def test_llamaswap_loading_chunks_are_not_tokens() -> None:
     loading = {"choices": [{"index": 0, "delta": {"reasoning_content": "llama-swap loading model: m\n"}}]}
     body = _sse(loading, _chunk(delta={"content": "Hi"}, finish_reason=None), _chunk(delta={}, finish_reason="stop"))
-    adapter = LlamaSwapAdapter("http://proxy.test", AdapterOptions(transport=_mock(body)))
-    events = await _stream(adapter, TaskRequest(prompt="x"))
-    await adapter.aclose()
+    events = await _streamed_by(LlamaSwapAdapter, body, TaskRequest(prompt="x"))
     assert [e.text for e in events if isinstance(e, Token)] == ["Hi"]
     end = events[-1]
     assert isinstance(end, End) and end.raw["loading_chunks"] == 1
@@ -123,25 +142,28 @@ def test_llamaswap_url_form_maps_to_an_http_base() -> None:
     assert split_llamaswap_url("http://h:1") == ("http://h:1", None)
 
 
-@pytest.mark.parametrize(
-    ("url", "expected"), [("llama-swap://s3cret@proxy.test:80", "s3cret"), ("http://proxy.test", "no-key")]
-)
-async def test_llamaswap_sends_the_url_token_or_the_placeholder(url: str, expected: str) -> None:
-    seen: list[httpx.Request] = []
+@pytest.mark.parametrize(("token", "expected"), [("s3cret", "s3cret"), (None, "no-key")])
+async def test_llamaswap_sends_the_url_token_or_the_placeholder(token: str | None, expected: str) -> None:
+    seen: list[Seen] = []
     body = _sse(_chunk(delta={"content": "Hi"}, finish_reason="stop"), "[DONE]")
-    adapter = LlamaSwapAdapter(url, AdapterOptions(transport=_mock(body, seen)))
-    await _stream(adapter, TaskRequest(prompt="x"))
-    await adapter.aclose()
-    assert seen[-1].url.path == "/v1/chat/completions", "llama-swap routes chat"
-    assert seen[-1].headers["authorization"] == f"Bearer {expected}"
-    assert json.loads(seen[-1].content)["max_tokens"] == 16, "the legacy max_tokens field"
+
+    def make(url: str) -> LlamaSwapAdapter:
+        return LlamaSwapAdapter(url.replace("http://", f"llama-swap://{token}@") if token else url)
+
+    await _streamed_by(make, body, TaskRequest(prompt="x"), seen)
+    assert seen[-1].path == "/v1/chat/completions", "llama-swap routes chat"
+    assert seen[-1].headers["Authorization"] == f"Bearer {expected}"
+    assert json.loads(seen[-1].body)["max_tokens"] == 16, "the legacy max_tokens field"
 
 
 # -- Anthropic events ------------------------------------------------------------------------------
 
 
-def _anthropic(body: bytes, seen: list[httpx.Request] | None = None) -> AnthropicAdapter:
-    return AnthropicAdapter("http://api.test", AdapterOptions(api_key="sk-ant-x", transport=_mock(body, seen)))
+async def _anthropic(body: bytes, seen: list[Seen] | None = None) -> list[TokenEvent]:
+    def make(url: str) -> AnthropicAdapter:
+        return AnthropicAdapter(url, AdapterOptions(api_key="sk-ant-x"))
+
+    return await _streamed_by(make, body, TaskRequest(prompt="x", model="m"), seen)
 
 
 _START = {"type": "message_start", "message": {"usage": {"input_tokens": 3, "output_tokens": 1}}}
@@ -149,7 +171,7 @@ _DELTA = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_del
 
 
 async def test_anthropic_stream_sends_its_headers_and_reads_the_events() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[Seen] = []
     body = _sse(
         _START,
         {"type": "ping"},
@@ -158,9 +180,7 @@ async def test_anthropic_stream_sends_its_headers_and_reads_the_events() -> None
         {"type": "message_stop"},
         event_names=True,
     )
-    adapter = _anthropic(body, seen)
-    events = await _stream(adapter, TaskRequest(prompt="x", model="m"))
-    await adapter.aclose()
+    events = await _anthropic(body, seen)
     end = events[-1]
     assert isinstance(end, End) and end.finish_reason == "stop" and end.usage is not None
     assert end.usage.completion_tokens == 1 and end.usage.prompt_tokens == 3
@@ -169,27 +189,21 @@ async def test_anthropic_stream_sends_its_headers_and_reads_the_events() -> None
 
 async def test_an_event_named_unlike_its_type_is_a_protocol_violation() -> None:
     body = _sse(_START, event_names=True) + b"event: message_delta\ndata: " + json.dumps(_DELTA).encode() + b"\n\n"
-    adapter = _anthropic(body)
     with pytest.raises(WorkerError) as raised:
-        await _stream(adapter, TaskRequest(prompt="x", model="m"))
-    await adapter.aclose()
+        await _anthropic(body)
     assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION and "named 'message_delta'" in raised.value.message
 
 
 async def test_an_overloaded_error_event_is_overloaded() -> None:
     error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    adapter = _anthropic(_sse(_START, _DELTA, error, event_names=True))
     with pytest.raises(WorkerError) as raised:
-        await _stream(adapter, TaskRequest(prompt="x", model="m"))
-    await adapter.aclose()
+        await _anthropic(_sse(_START, _DELTA, error, event_names=True))
     assert raised.value.kind is ErrorKind.OVERLOADED and raised.value.in_stream
 
 
 async def test_an_anthropic_stream_without_message_stop_is_a_protocol_violation() -> None:
-    adapter = _anthropic(_sse(_START, _DELTA, event_names=True))
     with pytest.raises(WorkerError) as raised:
-        await _stream(adapter, TaskRequest(prompt="x", model="m"))
-    await adapter.aclose()
+        await _anthropic(_sse(_START, _DELTA, event_names=True))
     assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION and "message_stop" in raised.value.message
 
 

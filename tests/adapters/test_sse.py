@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, note
 from hypothesis import strategies as st
 
-from adapters import SSEDecoder, SSEError, SSEEvent
+from conform.adapters import SSEDecoder, SSEError, SSEEvent
 
 
 def decode_all(chunks: list[bytes], max_event_bytes: int | None = None) -> tuple[list[SSEEvent], SSEDecoder]:
@@ -19,7 +19,7 @@ def decode_all(chunks: list[bytes], max_event_bytes: int | None = None) -> tuple
     return events, decoder
 
 
-def test_worked_example_from_protocols_md() -> None:
+def test_worked_example_from_the_wire_notes() -> None:
     stream = (
         b": ping\n\n"
         b'data: {"n":1}\n\n'

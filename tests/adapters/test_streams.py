@@ -6,67 +6,61 @@ import asyncio
 import json
 import time
 
-import httpx
+import aiohttp
 import pytest
 
-from adapters import ENGINE_NAMES, AdapterOptions, ErrorKind, TaskRequest, Transcript, create_adapter
-from harness.stream import collect
-from stubs import StubServer
-
-
-class DelayedTransport(httpx.AsyncBaseTransport):
-    """The real transport, entered late: a slow pool or connect, before the request reaches the connection."""
-
-    def __init__(self, delay_s: float) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.delay_s = delay_s
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(self.delay_s)
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+from conform.adapters import (
+    AdapterOptions,
+    ErrorKind,
+    ProxyConfig,
+    TaskRequest,
+    Transcript,
+    create_adapter,
+    engine_names,
+)
+from conform.adapters._http import HttpClient
+from conform.harness.stream import collect
+from conform.stubs import Script, StubServer
+from tests.helpers import forward_proxy
 
 
 async def test_time_to_first_token_counts_from_when_the_request_was_written() -> None:
-    """Time spent before the request reaches the connection (pool, connect, a client's backlog) is not latency."""
-    async with StubServer("llamacpp") as stub:
-        adapter = create_adapter("llamacpp", stub.url, AdapterOptions(transport=DelayedTransport(0.3)))
+    """Time spent before the request reaches the connection (here: waiting for the pool's one connection)
+    is not latency."""
+    async with StubServer("llamacpp", Script(token_delay_ms=5)) as stub:
+        client = HttpClient(stub.url, max_connections=1)
+        body = {"prompt": "how fast", "n_predict": 2, "stream": True}
+        long_body = {**body, "n_predict": 10_000}  # still streaming, its connection taken, for 50 s
+
+        async def second() -> tuple[float, float]:
+            async with client.open_stream("POST", "/completion", json_body=body) as stream:
+                async for _ in stream.chunks():
+                    return stream.sent_at, stream.arrived_at()
+            raise AssertionError("the second stream sent nothing")
+
         try:
-            asked = time.monotonic()
-            record = await collect(adapter, TaskRequest(prompt="how fast", max_tokens=2))
+            async with client.open_stream("POST", "/completion", json_body=long_body):
+                asked = time.monotonic()
+                waiting = asyncio.create_task(second())
+                await asyncio.sleep(0.3)  # the one connection stays taken meanwhile
+            sent_at, first_at = await waiting
         finally:
-            await adapter.aclose()
-    assert record.error is None, record.error
-    assert record.sent_at - asked >= 0.3
-    assert record.tokens[0].at - record.sent_at < 0.3
+            await client.aclose()
+    assert sent_at - asked >= 0.3
+    assert first_at >= sent_at
 
 
-class OneReadTransport(httpx.AsyncBaseTransport):
-    """The real transport, but each response body arrives in one read: every frame of a stream at once."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        body = await response.aread()
-        return httpx.Response(response.status_code, headers=response.headers, content=body)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("engine", engine_names())
 async def test_after_a_cancel_no_token_of_the_same_read_is_delivered(engine: str) -> None:
-    """The read's later tokens arrived before the cancel; handing them over after it would break its contract."""
-    async with StubServer(engine) as stub:
-        adapter = create_adapter(engine, stub.url, AdapterOptions(transport=OneReadTransport()))
+    """The read's later tokens arrived before the cancel; handing them over after it would break its contract.
+    A buffering proxy hands the whole stream over in one write, so one read takes every frame."""
+    async with forward_proxy(buffered=True) as proxy, StubServer(engine) as stub:
+        adapter = create_adapter(engine, stub.url, AdapterOptions(proxy=ProxyConfig.everywhere(proxy.url)))
         try:
             record = await collect(adapter, TaskRequest(prompt="all at once", max_tokens=20), cancel_after=1)
         finally:
             await adapter.aclose()
+    assert proxy.seen, "the stream went through the buffering proxy"
     assert len(record.tokens) == 1
     assert record.tokens_after_cancel == 0
     assert record.error is not None and record.error.kind is ErrorKind.CANCELLED
@@ -77,7 +71,7 @@ _WIRE_FRAME_START = {"anthropic": "event: ", "ollama": "{"}
 NDJSON line is the JSON itself)."""
 
 
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("engine", engine_names())
 async def test_a_transcript_keeps_every_frame_once_as_it_came(engine: str) -> None:
     """Whatever the adapter reads of a frame, the transcript has the whole frame, in its wire form, once:
     as many frames as the same request, sent again to the same (seeded) stub, gets on the wire."""
@@ -91,8 +85,11 @@ async def test_a_transcript_keeps_every_frame_once_as_it_came(engine: str) -> No
             await adapter.aclose()
         entries = [json.loads(line) for line in transcript.to_ndjson().splitlines()]
         sent = [entry for entry in entries if entry["kind"] == "request"][-1]
-        async with httpx.AsyncClient() as client:
-            wire = (await client.post(sent["url"], json=sent["body"], headers=headers)).text
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(sent["url"], json=sent["body"], headers=headers) as answer,
+        ):
+            wire = await answer.text()
     assert record.error is None, record.error
     frames = [entry["data"] for entry in entries if entry["kind"] == "frame"]
     on_the_wire = wire.count("\n") if engine == "ollama" else wire.count("\n\n")

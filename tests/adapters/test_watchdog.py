@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from adapters._watchdog import Watchdog
+from conform.adapters._watchdog import Watchdog
 
 IDLE_S = 0.05
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from reports import validate_report
+from conform.reports import validate_report
 from tests.helpers import CONFORM, RunningProcess, run_conform
+
+pytestmark = pytest.mark.slow  # end to end: `conform` in a subprocess, a browser, whole runs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters import End, ErrorKind, Metrics, Started, TaskRequest, Token, TokenEvent, Usage, WorkerError
-from harness.checks import CHECKS, CheckFailure, check_classified, check_reassembles, run_checks
-from harness.stream import StreamRecord
+from conform.adapters import End, ErrorKind, Metrics, Started, TaskRequest, Token, TokenEvent, Usage, WorkerError
+from conform.harness.checks import CHECKS, CheckFailure, check_classified, check_reassembles, run_checks
+from conform.harness.stream import StreamRecord
 
 
 def record(*events: TokenEvent, error: WorkerError | None = None) -> StreamRecord:
@@ -96,7 +96,7 @@ def test_classification_check() -> None:
 
 
 def test_a_check_name_is_registered_once() -> None:
-    from harness.checks import check
+    from conform.harness.checks import check
 
     with pytest.raises(ValueError, match="defined twice"):
         check("stream.indices")(lambda r: None)

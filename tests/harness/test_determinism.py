@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from harness.determinism import (
+from conform.harness.determinism import (
     BUILTIN,
     Completion,
     CorpusError,
@@ -22,7 +22,7 @@ from harness.determinism import (
     load_corpus,
     load_golden,
 )
-from reports import Slot, validate_report
+from conform.reports import Slot, validate_report
 from tests.helpers import RunningProcess, free_port, run_conform, start_llamacpp
 
 # -- first divergence -------------------------------------------------------------------------------

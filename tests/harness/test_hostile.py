@@ -13,9 +13,18 @@ from typing import Any
 
 import pytest
 
-from adapters import ADAPTERS, AdapterOptions, Capability, ErrorKind, RetryPolicy, TaskRequest, Timeouts, create_adapter
-from harness.stream import collect
-from stubs import STUB_ENGINES, Script, StubServer
+from conform.adapters import (
+    AdapterOptions,
+    Capability,
+    ErrorKind,
+    RetryPolicy,
+    TaskRequest,
+    Timeouts,
+    create_adapter,
+    engines,
+)
+from conform.harness.stream import collect
+from conform.stubs import Script, StubServer, stub_engines
 
 IDLE_S = 0.4
 TOTAL_S = 1.2
@@ -62,8 +71,8 @@ NEEDS_END_MARKER = {"missing_final", "legacy_error_line"}
 
 def _cases() -> list[Any]:
     cases = []
-    for engine in sorted(STUB_ENGINES):
-        has_end = Capability.END_MARKER in ADAPTERS[engine].capabilities
+    for engine in stub_engines():
+        has_end = Capability.END_MARKER in engines()[engine].capabilities
         for name, fault, kind in FAULTS:
             if name in NEEDS_END_MARKER and not has_end:
                 continue

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.determinism import CorpusError, load_corpus
-from harness.determinism.golden import load_golden
-from harness.vendor import load_vendor
-from reports import ReportFileError, load_report
-from stubs import ScriptError, load_script
+from conform.harness.determinism import CorpusError, load_corpus
+from conform.harness.determinism.golden import load_golden
+from conform.harness.vendor import load_vendor
+from conform.reports import ReportFileError, load_report
+from conform.stubs import ScriptError, load_script
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),

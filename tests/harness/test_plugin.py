@@ -62,7 +62,17 @@ def test_plugin_runs_the_features_and_user_tests_from_a_directory_outside_the_re
         encoding="utf-8",
     )
     report = tmp_path / "report.json"
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "features", "test_mine.py"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--pyargs",
+        "conform.features",
+        "test_mine.py",
+    ]
     command += ["--conform-stub", "echo", "--conform-report", str(report)]
     if workers:
         command += ["-n", str(workers)]

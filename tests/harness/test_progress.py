@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from harness.progress import Progress
-from reports import CheckResult
+from conform.harness.progress import Progress
+from conform.reports import CheckResult
 
 
 def _result(status: str, check: str = "ordering.indices") -> CheckResult:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters import LlamaCppAdapter, TaskRequest, Token, WorkerError
-from harness.checks import check_engine_stopped
-from reports import validate_report
+from conform.adapters import LlamaCppAdapter, TaskRequest, Token, WorkerError
+from conform.harness.checks import check_engine_stopped
+from conform.reports import validate_report
 from tests.helpers import RunningProcess, run_conform
 
 pytestmark = pytest.mark.real_engine

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import validate_report
+from conform.reports import validate_report
 from tests.helpers import RunningProcess, run_conform
 
 pytestmark = [pytest.mark.real_engine, pytest.mark.triton]

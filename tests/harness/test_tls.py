@@ -12,7 +12,10 @@ import pytest
 
 from tests.helpers import CONFORM, RunningProcess, run_conform
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate"),
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture

@@ -6,19 +6,22 @@ import json
 import re
 
 import pytest
+from jsonschema import Draft202012Validator
 
-from reports import SCHEMA_PATH, ReportSchemaError, generate_schema, validate_report
+from conform.reports import SCHEMA_PATH, ReportSchemaError, generate_schema, validate_report
 
 
 def test_shipped_schema_matches_the_model() -> None:
     shipped = json.loads(SCHEMA_PATH.read_text())
     assert shipped == generate_schema(), (
-        "reports/schema drifted from reports/model.py: regenerate with `python -m reports.schema`"
+        "reports/schema drifted from reports/model.py: regenerate with `python -m conform.reports.schema`"
     )
 
 
-def test_schema_is_draft_2020_12() -> None:
-    assert generate_schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+def test_shipped_schema_is_a_valid_draft_2020_12_schema() -> None:
+    shipped = json.loads(SCHEMA_PATH.read_text())
+    Draft202012Validator.check_schema(shipped)  # raises SchemaError naming what is wrong
+    assert Draft202012Validator.META_SCHEMA["$id"].startswith(shipped["$schema"].rstrip("#"))
 
 
 def _minimal() -> dict:
@@ -85,6 +88,6 @@ def test_invalid_reports_name_the_field(mutate, field: str) -> None:
 def test_reported_tool_version_is_the_package_version() -> None:
     from importlib.metadata import version
 
-    from reports import TOOL_VERSION
+    from conform.reports import TOOL_VERSION
 
     assert version("conform") == TOOL_VERSION

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from adapters.kernel_stamps import KERNEL_STAMPS
-from stubs import StubServer
+from conform.stubs import StubServer
+from conform.stubs.kernel_stamps import KERNEL_STAMPS
 
 
 async def open_connection(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -10,8 +10,8 @@ import sys
 import httpx
 import pytest
 
-from stubs import StubServer, precise_event_loop
-from stubs import _precise_loop as precise_loop
+from conform.stubs import StubServer, precise_event_loop
+from conform.stubs import _precise_loop as precise_loop
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the precise loop uses a timerfd, Linux only")
 

@@ -1,4 +1,4 @@
-"""The official SDKs are the judges of the OpenAI-family and Anthropic stubs (protocols.md §10).
+"""The official SDKs are the judges of the OpenAI-family and Anthropic stubs (docs/wires.md §10).
 
 Each stub must be consumed to the end by the SDK, with the finish reason the
 SDK exposes, and every scripted error status must surface as the SDK's own
@@ -11,8 +11,8 @@ import anthropic
 import openai
 import pytest
 
-from stubs import Script, StubServer
-from stubs.script import ErrorInStreamFault, StatusFault
+from conform.stubs import Script, StubServer
+from conform.stubs.script import ErrorInStreamFault, StatusFault
 
 OPENAI_FAMILY = ["openai", "vllm", "llamaswap"]
 

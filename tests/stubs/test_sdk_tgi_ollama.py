@@ -1,7 +1,7 @@
 """The official `text-generation` and `ollama` clients are the judges of the TGI and Ollama stubs.
 
 Each consumes the stub's stream to the end, and raises its own error class
-for each scripted error (protocols.md §4.5 and §9.5 say how each client maps them).
+for each scripted error (docs/wires.md §4.5 and §9.5 say how each client maps them).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import text_generation
 from text_generation import errors as tgi_errors
 
-from stubs import Script, StubServer
-from stubs.script import ErrorInStreamFault, StatusFault
+from conform.stubs import Script, StubServer
+from conform.stubs.script import ErrorInStreamFault, StatusFault
 
 # text-generation 0.7 still calls pydantic's v1 `.dict()`: its warning is the client's, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:The `dict` method is deprecated:DeprecationWarning")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from stubs import Script, ScriptError, StubServer, UnknownEngineError, generate_tokens, load_script
+from conform.stubs import Script, ScriptError, StubServer, UnknownEngineError, generate_tokens, load_script
 from tests.helpers import run_conform
 
 
@@ -38,7 +38,7 @@ def test_load_script_names_file_and_field(tmp_path: Path) -> None:
 
 
 def test_every_packaged_feature_script_is_valid() -> None:
-    from features import FEATURES_DIR
+    from conform.features import FEATURES_DIR
 
     scripts = sorted(FEATURES_DIR.glob("*/*.json"))
     assert scripts

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters import LlamaCppAdapter, TaskRequest
-from harness.stream import collect
-from stubs import Script, StubServer, TimelineError, load_timeline
+from conform.adapters import LlamaCppAdapter, TaskRequest
+from conform.harness.stream import collect
+from conform.stubs import Script, StubServer, TimelineError, load_timeline
 from tests.helpers import run_conform
 
 DELAY_S = 0.005

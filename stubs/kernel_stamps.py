@@ -49,13 +49,17 @@ def kernel_arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
     """When the kernel received the newest bytes of a read (monotonic seconds); now if it did not say.
 
     The kernel stamps with the realtime clock; the stamp's age, taken on that
-    clock, is subtracted from the monotonic now.
+    clock, is subtracted from the monotonic now. The realtime clock is read
+    first: time that passes between the two readings then makes the age too
+    short, and the arrival late by that much, never early (read the other way
+    round, a stamp came out before the bytes were even sent).
     """
+    realtime_ns = time.time_ns()
     now = time.monotonic()
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
             seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-            age_ns: int = time.time_ns() - (seconds * 1_000_000_000 + nanoseconds)
+            age_ns: int = realtime_ns - (seconds * 1_000_000_000 + nanoseconds)
             if 0 <= age_ns < _MAX_STAMP_AGE_NS:
                 return now - age_ns / 1e9
     return now

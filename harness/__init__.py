@@ -1,0 +1,1 @@
+"""The harness: the CLI, the pytest plugin, checks and the determinism suite."""
