@@ -22,7 +22,17 @@ from ._types import EngineVersion, Health, Props, Started, TaskRequest, TokenEve
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
-__all__ = ["AdapterOptions", "Decoder", "FrameFold", "Generation", "HttpAdapter", "Read", "StreamFold"]
+__all__ = [
+    "AdapterOptions",
+    "Decoder",
+    "FrameFold",
+    "Generation",
+    "HttpAdapter",
+    "Read",
+    "StreamFold",
+    "Whole",
+    "field_text",
+]
 
 T = TypeVar("T")
 
@@ -69,6 +79,22 @@ class StreamFold(Protocol):
 
 Framing = Literal["sse", "sse_events", "ndjson"]
 """How a streamed body is cut into frames: SSE events' data strings, whole SSE events, or NDJSON lines."""
+
+
+@dataclass(frozen=True, slots=True)
+class Whole:
+    """One request of an engine answered whole (not streamed), and where its reply holds the text."""
+
+    path: str
+    body: Any
+    text: Callable[[Any], str | None]
+    """The completion's text from the parsed reply; None when the reply holds none."""
+
+
+def field_text(reply: Any, key: str) -> str | None:
+    """``reply[key]`` when the reply is an object and that is a string."""
+    value = reply.get(key) if isinstance(reply, dict) else None
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +256,17 @@ class HttpAdapter(abc.ABC):
         ready = is_ready(body)
         return Health(ready=ready, status=reply.status, detail="" if ready else f"unexpected body {body!r}"[:200])
 
-    async def complete(self, req: TaskRequest) -> str:
-        """The whole completion of a request, without streaming (engines with non_streaming override)."""
+    async def whole(self, req: TaskRequest) -> Whole:
+        """The request for `req` answered whole; engines with the non_streaming capability implement it."""
         raise WorkerError(ErrorKind.INVALID_REQUEST, f"{self.engine} adapter has no non-streaming completion")
+
+    async def complete(self, req: TaskRequest) -> str:
+        """The whole completion of a request, without streaming (the reference a stream reassembles to)."""
+        whole = await self.whole(req)
+        text = whole.text((await self.http.request("POST", whole.path, json_body=whole.body)).json())
+        if text is None:
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{whole.path} answered without text")
+        return text
 
     async def cancel(self, task_id: str) -> None:
         """Stop a running stream by closing its connection (the engine-side cancel signal)."""
@@ -263,17 +297,11 @@ class HttpAdapter(abc.ABC):
 
     @contextlib.asynccontextmanager
     async def _open_frames(self, task_id: str, generation: Generation) -> AsyncIterator[AsyncIterator[Read[Any]]]:
+        """POST the generation's body, check the streamed content type, and yield decoded frames a read at a
+        time; registers the stream for cancel()."""
         decoder, content_type = self._decoder(generation.framing)
-        async with self.open_decoded(task_id, generation.path, generation.body, content_type, decoder) as batches:
-            yield batches
-
-    @contextlib.asynccontextmanager
-    async def open_decoded(
-        self, task_id: str, path: str, body: Any, content_type: str, decoder: Decoder[T]
-    ) -> AsyncIterator[AsyncIterator[Read[T]]]:
-        """POST body, check the streamed content type, and yield decoded frames; registers the stream for cancel()."""
         self._cancelled.discard(task_id)
-        async with self.http.open_stream("POST", path, json_body=body) as stream:
+        async with self.http.open_stream("POST", generation.path, json_body=generation.body) as stream:
             if stream.content_type != content_type:
                 raise WorkerError(
                     ErrorKind.PROTOCOL_VIOLATION,

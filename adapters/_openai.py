@@ -14,12 +14,11 @@ truthy ``error`` key is an in-stream engine error, as the openai SDK treats it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from conform.stubs.openai import create_openai_app as stub_app
 
-from ._base import AdapterOptions, Generation, HttpAdapter
+from ._base import AdapterOptions, FrameFold, Generation, HttpAdapter, Whole, field_text
 from ._engines import EngineDescriptor
 from ._types import (
     ChatMessage,
@@ -46,32 +45,12 @@ def api_root(url: str) -> str:
     return url.removesuffix("/v1")
 
 
-class OpenAIStream:
+class OpenAIStream(FrameFold):
     """Folds the chunks of one OpenAI-family stream into token events and what the end must report."""
 
-    __slots__ = (
-        "chunks",
-        "done_marker",
-        "finish_on_last_chunk",
-        "finish_reason",
-        "finished",
-        "ids",
-        "loading_chunks",
-        "model",
-        "position",
-        "redact",
-        "system_fingerprint",
-        "url",
-        "usage",
-        "usage_chunk",
-    )
-
-    def __init__(self, url: str, redact: Callable[[str], str]) -> None:
-        self.url = url
-        self.redact = redact
-        self.finished = False
+    def __init__(self, adapter: HttpAdapter, url: str) -> None:
+        super().__init__(adapter, url)
         self.position = 0
-        self.chunks = 0
         self.finish_reason: str | None = None
         self.finish_on_last_chunk = False
         self.usage: dict[str, Any] | None = None
@@ -89,23 +68,13 @@ class OpenAIStream:
             self.done_marker = True
             self.finished = True
             return [self.final()]
-        return list(self.chunk(HttpAdapter.parse_json(data, self.url, self.chunks + 1), at))
+        return list(self.chunk(self.object(data), at))
 
-    def chunk(self, frame: Any, at: float) -> list[Token]:
+    def chunk(self, frame: dict[str, Any], at: float) -> list[Token]:
         """The tokens of one chunk, which arrived `at`; raises WorkerError for an error chunk or a non-chunk."""
-        self.chunks += 1
-        if not isinstance(frame, dict):
-            raise WorkerError(
-                ErrorKind.PROTOCOL_VIOLATION,
-                f"{self.url}: chunk {self.chunks} is JSON but not an object",
-                in_stream=True,
-            )
         error = frame.get("error")
         if error:
-            message = error.get("message", error) if isinstance(error, dict) else error
-            raise WorkerError(
-                ErrorKind.ENGINE_ERROR, self.redact(f"error inside the stream: {message}"), status=200, in_stream=True
-            )
+            raise self.adapter.stream_error(str(error.get("message", error) if isinstance(error, dict) else error))
         choices = frame.get("choices")
         usage = frame.get("usage")
         if isinstance(usage, dict):
@@ -114,7 +83,7 @@ class OpenAIStream:
         if not isinstance(choices, list):
             raise WorkerError(
                 ErrorKind.PROTOCOL_VIOLATION,
-                f"{self.url}: chunk {self.chunks} has no choices array: {str(frame)[:120]}",
+                f"{self.url}: chunk {self.frames} has no choices array: {str(frame)[:120]}",
                 in_stream=True,
             )
         if "id" not in frame:
@@ -180,10 +149,18 @@ class OpenAIStream:
             "system_fingerprint": self.system_fingerprint,
             "model": self.model,
             "ids": sorted(self.ids),
-            "chunks": self.chunks,
+            "chunks": self.frames,
             "loading_chunks": self.loading_chunks,
         }
         return End(self.finish_reason, usage, time.monotonic(), raw=raw)
+
+
+def _choice_text(reply: Any) -> str | None:
+    """The first choice's text: its message's content (chat) or its text (completions)."""
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message")
+    return field_text(message, "content") if isinstance(message, dict) else field_text(choice, "text")
 
 
 def _logprobs(entry: Any) -> dict[int, float]:
@@ -208,20 +185,9 @@ class OpenAIAdapter(HttpAdapter):
     """
 
     engine = "openai"
-    capabilities = frozenset(
-        {
-            Capability.STREAMING,
-            Capability.END_MARKER,
-            Capability.SEED,
-            Capability.USAGE,
-            Capability.HEALTH,
-            Capability.CHAT,
-            Capability.COMPLETIONS,
-            Capability.NON_STREAMING,
-            Capability.LOGPROBS,
-            Capability.ENGINE_VERSION,
-            Capability.OPENAI_COMPAT,
-        }
+    capabilities = Capability.parse(
+        "streaming, end_marker, seed, usage, health, chat, completions, non_streaming, logprobs, engine_version, "
+        "openai_compat"
     )
     api_prefix: ClassVar[str] = "/v1"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
@@ -283,25 +249,13 @@ class OpenAIAdapter(HttpAdapter):
                     self._fingerprint = event.raw.get("system_fingerprint")  # asked once per adapter
         return EngineVersion(version=self._fingerprint, model=model)
 
-    async def complete(self, req: TaskRequest) -> str:
-        body = self.request_body(req, await self.model_for(req), stream=False)
-        reply = (await self.http.request("POST", self.route(req), json_body=body)).json()
-        choices = reply.get("choices") if isinstance(reply, dict) else None
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise WorkerError(
-                ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{self.route(req)} answered without choices"
-            )
-        choice = choices[0]
-        message = choice.get("message")
-        text = message.get("content") if isinstance(message, dict) else choice.get("text")
-        if not isinstance(text, str):
-            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{self.route(req)} answered without text")
-        return text
+    async def whole(self, req: TaskRequest) -> Whole:
+        return Whole(self.route(req), self.request_body(req, await self.model_for(req), stream=False), _choice_text)
 
     async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self.model_for(req), stream=True)
         path = self.route(req)
-        return Generation(path, body, OpenAIStream(self.base_url + path, self.http.redact))
+        return Generation(path, body, OpenAIStream(self, self.base_url + path))
 
 
 ENGINE = EngineDescriptor(

@@ -1,8 +1,8 @@
 """The idle and total limits of a stream's reads: one timer per stream, re-armed only when it fires.
 
 ``asyncio.timeout_at`` around each read schedules a timer and cancels it again
-for every chunk: on a token stream, a read per token, that was some 10 us of
-CPU per token on this VM (a twelfth of the client's). A stream's limits rarely
+for every chunk: on a token stream, a read per token, that is a timer per
+token, and a noticeable share of the client's CPU. A stream's limits rarely
 expire, so here one timer stands for them all: each wait only notes when it
 began, and when the timer fires it checks the wait that is on. A wait that began
 after the timer was set has not run out yet: the timer is set again for when it

@@ -10,12 +10,12 @@ ends the stream, classified by its ``error.type``. No seed, no token ids.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from conform.stubs.anthropic import create_app as stub_app
 
-from ._base import AdapterOptions, Generation, HttpAdapter
+from ._base import AdapterOptions, FrameFold, Generation, HttpAdapter, Whole
 from ._engines import EngineDescriptor
 from ._sse import SSEEvent
 from ._types import End, EngineVersion, Health, TaskRequest, Token, TokenEvent, Usage
@@ -43,16 +43,7 @@ _ERROR_KINDS = {
 
 class AnthropicAdapter(HttpAdapter):
     engine = "anthropic"
-    capabilities = frozenset(
-        {
-            Capability.STREAMING,
-            Capability.END_MARKER,
-            Capability.USAGE,
-            Capability.HEALTH,
-            Capability.CHAT,
-            Capability.NON_STREAMING,
-        }
-    )
+    capabilities = Capability.parse("streaming, end_marker, usage, health, chat, non_streaming")
 
     def __init__(self, base_url: str, options: AdapterOptions | None = None) -> None:
         super().__init__(base_url.rstrip("/").removesuffix("/v1"), options)
@@ -96,28 +87,30 @@ class AnthropicAdapter(HttpAdapter):
             body["stop_sequences"] = list(req.stop)
         return body
 
-    async def complete(self, req: TaskRequest) -> str:
-        body = self.request_body(req, await self.model_for(req), stream=False)
-        reply = (await self.http.request("POST", "/v1/messages", json_body=body)).json()
-        content = reply.get("content") if isinstance(reply, dict) else None
-        if not isinstance(content, list):
-            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/v1/messages answered without content")
-        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+    async def whole(self, req: TaskRequest) -> Whole:
+        return Whole("/v1/messages", self.request_body(req, await self.model_for(req), stream=False), _text_blocks)
 
     async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self.model_for(req), stream=True)
-        fold = _MessageStream(self.base_url + "/v1/messages", self.http.redact)
+        fold = _MessageStream(self, self.base_url + "/v1/messages")
         return Generation("/v1/messages", body, fold, framing="sse_events")
 
 
-class _MessageStream:
+def _text_blocks(reply: Any) -> str | None:
+    """The text of a message's text blocks."""
+    content = reply.get("content") if isinstance(reply, dict) else None
+    if not isinstance(content, list):
+        return None
+    return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+
+
+class _MessageStream(FrameFold):
     """The state of one Messages stream: which events came, the usage so far, the stop reason."""
 
-    def __init__(self, url: str, redact: Callable[[str], str]) -> None:
-        self.url = url
-        self.redact = redact
-        self.finished = False
-        self.events = 0
+    terminator = "message_stop"
+
+    def __init__(self, adapter: HttpAdapter, url: str) -> None:
+        super().__init__(adapter, url)
         self.position = 0
         self.started = False
         self.stop_reason: str | None = None
@@ -125,17 +118,14 @@ class _MessageStream:
         self.output_tokens: int | None = None
 
     def fold(self, event: SSEEvent, at: float) -> list[TokenEvent]:
-        frame = HttpAdapter.parse_json(event.data, self.url, self.events + 1)
+        frame = self.object(event.data)
         name = event.event
-        self.events += 1
-        kind = frame.get("type") if isinstance(frame, dict) else None
-        if kind != name:
+        if frame.get("type") != name:
             raise WorkerError(
                 ErrorKind.PROTOCOL_VIOLATION,
-                f"{self.url}: event {self.events} is named {name!r} but its JSON type is {kind!r}",
+                f"{self.url}: event {self.frames} is named {name!r} but its JSON type is {frame.get('type')!r}",
                 in_stream=True,
             )
-        assert isinstance(frame, dict)
         if name == "error":
             raise self._error(frame)
         if name == "message_start":
@@ -163,11 +153,6 @@ class _MessageStream:
             return [self._end(frame)]
         return []  # ping, block start/stop, unknown event types (the docs require tolerating them)
 
-    def end(self) -> list[TokenEvent]:
-        raise WorkerError(
-            ErrorKind.PROTOCOL_VIOLATION, f"{self.url}: the stream ended before message_stop", in_stream=True
-        )
-
     def _end(self, frame: dict[str, Any]) -> End:
         if self.stop_reason is None:
             raise WorkerError(
@@ -181,7 +166,7 @@ class _MessageStream:
         error = frame.get("error")
         error = error if isinstance(error, dict) else {}
         kind = _ERROR_KINDS.get(str(error.get("type")), ErrorKind.ENGINE_ERROR)
-        message = self.redact(f"error event inside the stream: {error.get('type')}: {error.get('message')}")
+        message = self.adapter.stream_error(f"{error.get('type')}: {error.get('message')}").message
         return WorkerError(kind, message, status=200, in_stream=True)
 
 

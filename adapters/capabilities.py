@@ -43,3 +43,14 @@ class Capability(StrEnum):
     IMAGE_GENERATION = "image_generation"
     SCRIPTED_FAULTS = "scripted_faults"
     """The target is a stub that can play scripted faults."""
+
+    @classmethod
+    def parse(cls, names: str) -> frozenset[Capability]:
+        """Capabilities from a comma-separated list of their names (as ``--capabilities`` takes them); an
+        unknown name is a ValueError that lists the known ones."""
+        listed = [name.strip() for name in names.split(",") if name.strip()]
+        known = {c.value for c in cls}
+        unknown = [name for name in listed if name not in known]
+        if unknown:
+            raise ValueError(f"unknown capability {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        return frozenset(cls(name) for name in listed)

@@ -11,7 +11,7 @@ from typing import Any
 
 from conform.stubs.echo import create_app as stub_app
 
-from ._base import FrameFold, Generation, HttpAdapter
+from ._base import FrameFold, Generation, HttpAdapter, Whole, field_text
 from ._engines import EngineDescriptor
 from ._types import End, EngineVersion, Health, Props, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
@@ -22,18 +22,8 @@ __all__ = ["ENGINE", "EchoAdapter"]
 
 class EchoAdapter(HttpAdapter):
     engine = "echo"
-    capabilities = frozenset(
-        {
-            Capability.STREAMING,
-            Capability.END_MARKER,
-            Capability.TOKEN_IDS,
-            Capability.SEED,
-            Capability.USAGE,
-            Capability.HEALTH,
-            Capability.COMPLETIONS,
-            Capability.NON_STREAMING,
-            Capability.ENGINE_VERSION,
-        }
+    capabilities = Capability.parse(
+        "streaming, end_marker, token_ids, seed, usage, health, completions, non_streaming, engine_version"
     )
 
     async def health(self) -> Health:
@@ -55,12 +45,8 @@ class EchoAdapter(HttpAdapter):
             body["seed"] = req.seed
         return body
 
-    async def complete(self, req: TaskRequest) -> str:
-        reply = (await self.http.request("POST", "/generate", json_body=self.request_body(req, stream=False))).json()
-        text = reply.get("text") if isinstance(reply, dict) else None
-        if not isinstance(text, str):
-            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/generate answered without text")
-        return text
+    async def whole(self, req: TaskRequest) -> Whole:
+        return Whole("/generate", self.request_body(req, stream=False), lambda reply: field_text(reply, "text"))
 
     async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, stream=True)

@@ -18,7 +18,7 @@ import msgspec
 
 from conform.stubs.llamacpp import create_app as stub_app
 
-from ._base import FrameFold, Generation, HttpAdapter
+from ._base import FrameFold, Generation, HttpAdapter, Whole, field_text
 from ._engines import EngineDescriptor
 from ._types import (
     End,
@@ -42,23 +42,9 @@ _FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "none": "st
 
 class LlamaCppAdapter(HttpAdapter):
     engine = "llamacpp"
-    capabilities = frozenset(
-        {
-            Capability.STREAMING,
-            Capability.END_MARKER,
-            Capability.TOKEN_IDS,
-            Capability.SEED,
-            Capability.USAGE,
-            Capability.HEALTH,
-            Capability.PROPS,
-            Capability.ENGINE_SIDE_CANCEL,
-            Capability.COMPLETIONS,
-            Capability.NON_STREAMING,
-            Capability.MODEL_DIGEST,
-            Capability.ENGINE_VERSION,
-            Capability.LOGPROBS,
-            Capability.PROMPT_CACHE_CONTROL,
-        }
+    capabilities = Capability.parse(
+        "streaming, end_marker, token_ids, seed, usage, health, props, engine_side_cancel, completions, "
+        "non_streaming, model_digest, engine_version, logprobs, prompt_cache_control"
     )
     """What the protocol offers; probing a target removes what that server turns off."""
 
@@ -130,13 +116,9 @@ class LlamaCppAdapter(HttpAdapter):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/apply-template returned no prompt")
         return prompt
 
-    async def complete(self, req: TaskRequest) -> str:
-        """A non-streamed completion's text (reference for the streamed one)."""
+    async def whole(self, req: TaskRequest) -> Whole:
         body = self.request_body(req, await self._prompt(req), stream=False)
-        reply = (await self.http.request("POST", "/completion", json_body=body)).json()
-        if not isinstance(reply, dict) or not isinstance(reply.get("content"), str):
-            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/completion answered without content")
-        return str(reply["content"])
+        return Whole("/completion", body, lambda reply: field_text(reply, "content"))
 
     async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self._prompt(req), stream=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from conform.stubs.ollama import create_app as stub_app
 
-from ._base import FrameFold, Generation, HttpAdapter
+from ._base import FrameFold, Generation, HttpAdapter, Whole
 from ._engines import EngineDescriptor
 from ._types import End, EngineVersion, Health, Metrics, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
@@ -26,19 +26,8 @@ _DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_d
 
 class OllamaAdapter(HttpAdapter):
     engine = "ollama"
-    capabilities = frozenset(
-        {
-            Capability.STREAMING,
-            Capability.END_MARKER,
-            Capability.SEED,
-            Capability.USAGE,
-            Capability.HEALTH,
-            Capability.CHAT,
-            Capability.COMPLETIONS,
-            Capability.NON_STREAMING,
-            Capability.MODEL_DIGEST,
-            Capability.ENGINE_VERSION,
-        }
+    capabilities = Capability.parse(
+        "streaming, end_marker, seed, usage, health, chat, completions, non_streaming, model_digest, engine_version"
     )
 
     async def list_models(self) -> list[str]:
@@ -81,13 +70,9 @@ class OllamaAdapter(HttpAdapter):
         body["prompt"] = req.prompt
         return "/api/generate", body
 
-    async def complete(self, req: TaskRequest) -> str:
+    async def whole(self, req: TaskRequest) -> Whole:
         path, body = self.request_body(req, await self.model_for(req), stream=False)
-        reply = (await self.http.request("POST", path, json_body=body)).json()
-        text = _text(reply) if isinstance(reply, dict) else None
-        if text is None:
-            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{path} answered without text")
-        return text
+        return Whole(path, body, lambda reply: _text(reply) if isinstance(reply, dict) else None)
 
     async def generation(self, req: TaskRequest) -> Generation:
         path, body = self.request_body(req, await self.model_for(req), stream=True)

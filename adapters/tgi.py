@@ -16,7 +16,7 @@ from typing import Any
 
 from conform.stubs.tgi import create_app as stub_app
 
-from ._base import FrameFold, Generation, HttpAdapter
+from ._base import FrameFold, Generation, HttpAdapter, Whole, field_text
 from ._engines import EngineDescriptor
 from ._types import End, EngineVersion, Health, Props, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
@@ -42,20 +42,9 @@ _FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "leng
 
 class TgiAdapter(HttpAdapter):
     engine = "tgi"
-    capabilities = frozenset(
-        {
-            Capability.STREAMING,
-            Capability.END_MARKER,
-            Capability.TOKEN_IDS,
-            Capability.SEED,
-            Capability.USAGE,
-            Capability.HEALTH,
-            Capability.COMPLETIONS,
-            Capability.NON_STREAMING,
-            Capability.MODEL_DIGEST,
-            Capability.ENGINE_VERSION,
-            Capability.LOGPROBS,
-        }
+    capabilities = Capability.parse(
+        "streaming, end_marker, token_ids, seed, usage, health, completions, non_streaming, model_digest, "
+        "engine_version, logprobs"
     )
 
     def classify_error(self, status: int, body: Any, message: str) -> ErrorKind:
@@ -102,12 +91,8 @@ class TgiAdapter(HttpAdapter):
         prompt = req.prompt if req.prompt is not None else "\n".join(m.content for m in req.messages or ())
         return {"inputs": prompt, "parameters": parameters}
 
-    async def complete(self, req: TaskRequest) -> str:
-        reply = (await self.http.request("POST", "/generate", json_body=self.request_body(req))).json()
-        text = reply.get("generated_text") if isinstance(reply, dict) else None
-        if not isinstance(text, str):
-            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/generate answered without generated_text")
-        return text
+    async def whole(self, req: TaskRequest) -> Whole:
+        return Whole("/generate", self.request_body(req), lambda reply: field_text(reply, "generated_text"))
 
     async def generation(self, req: TaskRequest) -> Generation:
         return Generation(

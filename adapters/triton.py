@@ -28,15 +28,7 @@ __all__ = ["ENGINE", "TritonAdapter"]
 
 class TritonAdapter(HttpAdapter):
     engine = "triton"
-    capabilities = frozenset(
-        {
-            Capability.STREAMING,
-            Capability.SEED,
-            Capability.HEALTH,
-            Capability.COMPLETIONS,
-            Capability.ENGINE_VERSION,
-        }
-    )
+    capabilities = Capability.parse("streaming, seed, health, completions, engine_version")
 
     async def list_models(self) -> list[str]:
         """Ready models from the repository index (servers may restrict it: then --model is needed)."""

@@ -33,12 +33,10 @@ class TargetProfile:
 
 def parse_capabilities(text: str | None, option: str) -> frozenset[Capability]:
     """A comma-separated list of capability names; an unknown name is a ValueError naming the option."""
-    names = [n.strip() for n in (text or "").split(",") if n.strip()]
-    known = {c.value for c in Capability}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"{option}: unknown capability {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    return frozenset(Capability(n) for n in names)
+    try:
+        return Capability.parse(text or "")
+    except ValueError as error:
+        raise ValueError(f"{option}: {error}") from None
 
 
 async def probe(adapter: HttpAdapter, *, is_stub: bool) -> TargetProfile:

@@ -19,9 +19,9 @@ __all__ = ["StreamTiming", "exempt_startup_objects", "percentile", "stream_timin
 def exempt_startup_objects() -> None:
     """Keep the objects alive now (imported modules, the app) out of every later garbage collection.
 
-    A full collection walks every tracked object: with httpx, aiohttp and pydantic
-    loaded, one took 16 ms, and whichever tokens arrived meanwhile were stamped
-    that much late. Frozen, the objects of start-up are never walked again, and a
+    A full collection walks every tracked object: with aiohttp and pydantic
+    loaded, that takes milliseconds, and whichever tokens arrived meanwhile were
+    stamped that much late. Frozen, the objects of start-up are never walked again, and a
     collection costs what the run itself has allocated.
     """
     gc.collect()
