@@ -36,7 +36,12 @@ def run_isolated(name: str, quick: bool) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure conform beside the alternative a user would pick, in the same run, and print the "
+        "table. Runs from a checkout of conform (the benchmarks are not installed with it), after "
+        'pip install -e ".[dev]", which brings the alternatives.',
+    )
     parser.add_argument("--quick", action="store_true", help="tiny inputs: checks that every benchmark runs")
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these")
     parser.add_argument("--write", type=Path, help=f"write the table as Markdown (default without --quick: {RESULTS})")
