@@ -23,6 +23,7 @@ __all__ = [
     "check",
     "check_classified",
     "check_engine_stopped",
+    "check_max_tokens",
     "check_reassembles",
     "run_checks",
 ]
@@ -160,6 +161,32 @@ def check_reassembles(record: StreamRecord, reference: str) -> None:
         raise CheckFailure(
             "streamed text differs from the complete text",
             f"they differ at character {at}: streamed {streamed[at : at + 30]!r}, complete {reference[at : at + 30]!r}",
+        )
+
+
+def check_max_tokens(record: StreamRecord, budget: int) -> None:
+    """A request for `budget` tokens streams exactly that many, unless the end names an earlier stop; the
+    finish reason is ``length`` exactly when the budget was reached."""
+    stream_completed(record)
+    assert record.end is not None
+    streamed, reason = len(record.tokens), record.end.finish_reason
+    if streamed > budget:
+        raise CheckFailure(
+            "more tokens than max_tokens",
+            f"max_tokens {budget} streamed {streamed} tokens ({streamed - budget} too many), finish reason "
+            f"{reason!r}: the engine must stop at the budget",
+        )
+    if streamed == budget and reason != "length":
+        raise CheckFailure(
+            "budget reached but not said",
+            f"all {budget} tokens of max_tokens {budget} streamed, but the finish reason is {reason!r}, "
+            "expected 'length'",
+        )
+    if streamed < budget and reason == "length":
+        raise CheckFailure(
+            "length claimed before the budget",
+            f"max_tokens {budget}: the finish reason is 'length' after only {streamed} tokens; an engine that "
+            "stops early must say why (stop)",
         )
 
 

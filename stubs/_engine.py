@@ -38,6 +38,7 @@ from .script import (
     MalformedJsonFault,
     MissingFinalFault,
     NonUtf8Fault,
+    OverrunFault,
     OversizedFrameFault,
     ReorderTokensFault,
     ResetFault,
@@ -150,7 +151,9 @@ class StubContext:
         if self.script.max_tokens is not None:
             limit = min(limit, self.script.max_tokens)
         number = len(self.state.generations) + 1
-        if any(isinstance(f, EndlessFault) and (f.times is None or number <= f.times) for f in self.script.faults):
+        faults = [f for f in self.script.faults if f.times is None or number <= f.times]
+        limit += sum(f.extra for f in faults if isinstance(f, OverrunFault))
+        if any(isinstance(f, EndlessFault) for f in faults):
             limit = ENDLESS_TOKENS  # the budget is ignored: the client has to stop reading
         generation = Generation(number, prompt, effective_seed, limit, started_at)
         if self.keep_timeline:

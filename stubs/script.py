@@ -135,6 +135,13 @@ class EndlessFault(_FaultBase):
     kind: Literal["endless"]
 
 
+class OverrunFault(_FaultBase):
+    """Stream `extra` tokens more than the request's budget, and still call the end ``length``: an off-by-one."""
+
+    kind: Literal["overrun"]
+    extra: int = Field(default=1, ge=1, le=1000)
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -164,6 +171,7 @@ Fault = Annotated[
     | NonUtf8Fault
     | SlowLorisFault
     | EndlessFault
+    | OverrunFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),

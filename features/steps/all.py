@@ -2,7 +2,8 @@
 
 import pytest
 
-from conform.features.steps.determinism_steps import *  # noqa: F403  (pytest-bdd steps are fixtures: import them here)
+from conform.features.steps.conformance_steps import *  # noqa: F403  (pytest-bdd steps are fixtures: import them here)
+from conform.features.steps.determinism_steps import *  # noqa: F403
 from conform.features.steps.engine_steps import *  # noqa: F403
 from conform.features.steps.llamaswap_steps import *  # noqa: F403
 from conform.features.steps.openai_steps import *  # noqa: F403

@@ -24,7 +24,8 @@ def script_dir(request: pytest.FixtureRequest) -> Path:
     return info.feature_path.with_suffix("")
 
 
-def _request(runtime: ScenarioRuntime, max_tokens: int, prompt: str = PROMPT) -> TaskRequest:
+def completion_request(runtime: ScenarioRuntime, max_tokens: int, prompt: str = PROMPT) -> TaskRequest:
+    """The request of every generation step: seeded, greedy, no prompt cache, the target's model."""
     return TaskRequest(
         prompt=prompt,
         max_tokens=max_tokens,
@@ -60,7 +61,7 @@ def client_idle_timeout(conform_runtime: ScenarioRuntime, seconds: float) -> Non
 
 @when(parsers.parse("I stream a completion of {count:d} tokens"), target_fixture="stream")
 def stream_completion(conform_runtime: ScenarioRuntime, count: int) -> StreamRecord:
-    return conform_runtime.stream(_request(conform_runtime, count))
+    return conform_runtime.stream(completion_request(conform_runtime, count))
 
 
 @when(
@@ -68,7 +69,7 @@ def stream_completion(conform_runtime: ScenarioRuntime, count: int) -> StreamRec
     target_fixture="stream",
 )
 def stream_and_disconnect(conform_runtime: ScenarioRuntime, count: int, after: int) -> StreamRecord:
-    request = _request(conform_runtime, count)
+    request = completion_request(conform_runtime, count)
     return conform_runtime.stream(request, cancel_after=after)
 
 
@@ -77,7 +78,7 @@ def stream_too_long(conform_runtime: ScenarioRuntime) -> StreamRecord:
     adapter = conform_runtime.adapter
     context = conform_runtime.run(adapter.props()).ctx_max or 8192
     prompt = "lighthouse " * (context * 2)
-    return conform_runtime.stream(_request(conform_runtime, 8, prompt))
+    return conform_runtime.stream(completion_request(conform_runtime, 8, prompt))
 
 
 @when("I call an endpoint the engine does not have", target_fixture="failure")
@@ -164,7 +165,7 @@ def ask_health(conform_runtime: ScenarioRuntime) -> bool:
 
 @then("a completion request is admitted")
 def request_admitted(conform_runtime: ScenarioRuntime) -> None:
-    record = conform_runtime.stream(_request(conform_runtime, 4))
+    record = conform_runtime.stream(completion_request(conform_runtime, 4))
     if record.error is not None:
         raise CheckFailure("health lies", f"the engine reported ready, but a request failed: {record.error}")
 

@@ -1,0 +1,5 @@
+"""Binds limits.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("limits.feature")

@@ -1,0 +1,76 @@
+"""The conformance-depth checks: each passes on the well-behaved stub of every engine, and fails, with a
+detail a vendor can act on, on a stub scripted to violate it (its negative control)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conform.adapters import (
+    AdapterOptions,
+    Capability,
+    End,
+    RetryPolicy,
+    Started,
+    TaskRequest,
+    Timeouts,
+    create_adapter,
+    engines,
+)
+from conform.harness.checks import CheckFailure, check_max_tokens
+from conform.harness.stream import StreamRecord, collect
+from conform.stubs import Script, StubServer
+from conform.stubs.script import OverrunFault
+from tests.harness.test_checks import record, tokens
+
+PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+
+
+ENDS_SAY_WHY = [name for name, engine in engines().items() if Capability.END_MARKER in engine.capabilities]
+"""The engines whose last frame says it is the last, and why generation stopped (Triton's stream just ends)."""
+
+
+async def _collected(engine: str, script: Script, max_tokens: int) -> StreamRecord:
+    """One seeded greedy stream of `max_tokens` from `engine`'s stub playing `script`."""
+    async with StubServer(engine, script) as stub:
+        options = AdapterOptions(timeouts=Timeouts(total=10.0), retry=RetryPolicy.none())
+        adapter = create_adapter(engine, stub.url, options)
+        try:
+            return await collect(adapter, TaskRequest(prompt=PROMPT, max_tokens=max_tokens, seed=42))
+        finally:
+            await adapter.aclose()
+
+
+# -- limits.max_tokens ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENDS_SAY_WHY)
+async def test_max_tokens_holds_on_every_well_behaved_stub(engine: str) -> None:
+    for budget in (1, 7, 32):
+        check_max_tokens(await _collected(engine, Script(), budget), budget)
+
+
+@pytest.mark.parametrize("engine", ENDS_SAY_WHY)
+async def test_max_tokens_fails_on_a_stub_that_streams_one_token_too_many(engine: str) -> None:
+    stream = await _collected(engine, Script(faults=(OverrunFault(kind="overrun"),)), 7)
+    with pytest.raises(CheckFailure) as failed:
+        check_max_tokens(stream, 7)
+    assert failed.value.title == "more tokens than max_tokens"
+    assert failed.value.detail.startswith("max_tokens 7 streamed 8 tokens (1 too many)")
+
+
+@pytest.mark.parametrize(
+    ("streamed", "reason", "title", "detail"),
+    [
+        (4, "stop", "budget reached but not said", "all 4 tokens of max_tokens 4 streamed, but the finish reason is"),
+        (2, "length", "length claimed before the budget", "max_tokens 4: the finish reason is 'length' after only 2"),
+    ],
+)
+def test_max_tokens_names_a_finish_reason_that_lies(streamed: int, reason: str, title: str, detail: str) -> None:
+    stream = record(Started("t", 0.0), *tokens(*range(streamed)), End(reason, None, 0.0))
+    with pytest.raises(CheckFailure) as failed:
+        check_max_tokens(stream, 4)
+    assert failed.value.title == title and failed.value.detail.startswith(detail)
+
+
+def test_max_tokens_accepts_an_early_stop_that_says_so() -> None:
+    check_max_tokens(record(Started("t", 0.0), *tokens(0, 1), End("stop", None, 0.0)), 4)
