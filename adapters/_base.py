@@ -145,6 +145,8 @@ class HttpAdapter(abc.ABC):
     capabilities: frozenset[Capability] = frozenset()
     models_path: str = "/v1/models"
     """Where the engine lists its models (OpenAI's list shape: ``{"data": [{"id": …}]}``)."""
+    budget_key: tuple[str, ...] = ("max_tokens",)
+    """Where the token budget sits in the body of a non-streamed request (`whole`), as a path of keys."""
 
     def __init__(self, base_url: str, options: AdapterOptions | None = None) -> None:
         self.options = options or AdapterOptions()

@@ -46,6 +46,7 @@ class LlamaCppAdapter(HttpAdapter):
         "streaming, end_marker, token_ids, seed, usage, health, props, engine_side_cancel, completions, "
         "non_streaming, model_digest, engine_version, logprobs, prompt_cache_control"
     )
+    budget_key = ("n_predict",)
     """What the protocol offers; probing a target removes what that server turns off."""
 
     async def health(self) -> Health:

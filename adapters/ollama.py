@@ -29,6 +29,7 @@ class OllamaAdapter(HttpAdapter):
     capabilities = Capability.parse(
         "streaming, end_marker, seed, usage, health, chat, completions, non_streaming, model_digest, engine_version"
     )
+    budget_key = ("options", "num_predict")
 
     async def list_models(self) -> list[str]:
         return [str(m.get("name")) for m in await self._tags()]

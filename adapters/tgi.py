@@ -46,6 +46,7 @@ class TgiAdapter(HttpAdapter):
         "streaming, end_marker, token_ids, seed, usage, health, completions, non_streaming, model_digest, "
         "engine_version, logprobs"
     )
+    budget_key = ("parameters", "max_new_tokens")
 
     def classify_error(self, status: int, body: Any, message: str) -> ErrorKind:
         error_type = body.get("error_type") if isinstance(body, dict) else None

@@ -36,6 +36,7 @@ from .script import (
     IgnoreDisconnectFault,
     LegacyErrorLineFault,
     MalformedJsonFault,
+    MisreportInvalidFault,
     MissingFinalFault,
     NonUtf8Fault,
     OverrunFault,
@@ -60,8 +61,8 @@ __all__ = [
     "answer_whole",
     "dumps",
     "encode_sse",
+    "error_middleware",
     "generation_route",
-    "not_found_middleware",
     "play_stream",
     "prompt_tokens",
     "record_request",
@@ -232,21 +233,32 @@ def render_message(message: str, request: web.Request) -> str:
     return _HEADER_PLACEHOLDER.sub(lambda m: request.headers.get(m.group(1), ""), message)
 
 
-def not_found_middleware(error_response: Callable[[int, str], web.StreamResponse]) -> Middleware:
-    """Unknown paths answer 404 with the engine's own error body (aiohttp's default is plain text)."""
+_VALIDATION_STATUSES = frozenset({400, 413, 422})
+"""What a stub answers a request it refuses as invalid (a body that is not JSON, a parameter of a wrong type)."""
+
+
+def error_middleware(error_response: Callable[[int, str], web.StreamResponse]) -> Middleware:
+    """Errors in the engine's own error body: unknown paths answer 404 (aiohttp's default is plain text), and
+    a `misreport_invalid` fault answers what the stub refuses as invalid with its own status and message."""
 
     @web.middleware
-    async def not_found(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            return await handler(request)
+            response = await handler(request)
         except web.HTTPNotFound:
             await record_request(request)
             return error_response(404, "File Not Found")
         except web.HTTPMethodNotAllowed:
             await record_request(request)
             return error_response(405, "Method Not Allowed")
+        if response.status in _VALIDATION_STATUSES:
+            script: Script = request.app[STUB_KEY].script
+            misreport = next((f for f in script.faults if isinstance(f, MisreportInvalidFault)), None)
+            if misreport is not None:
+                return error_response(misreport.status, misreport.message)
+        return response
 
-    return not_found
+    return errors
 
 
 ENDLESS_TOKENS = 20_000

@@ -21,8 +21,8 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
+    error_middleware,
     generation_route,
-    not_found_middleware,
     play_stream,
     prompt_tokens,
     record_request,
@@ -174,7 +174,7 @@ async def models(request: web.Request) -> web.Response:
 
 
 def create_app(context: StubContext) -> web.Application:
-    app = web.Application(middlewares=[not_found_middleware(_error_response)])
+    app = web.Application(middlewares=[error_middleware(_error_response)])
     app[STUB_KEY] = context
     app.router.add_post("/v1/messages", generation_route(_messages))
     app.router.add_get("/v1/models", models)

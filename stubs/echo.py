@@ -26,8 +26,8 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
+    error_middleware,
     generation_route,
-    not_found_middleware,
     play_stream,
     prompt_tokens,
     record_request,
@@ -113,7 +113,7 @@ async def version(request: web.Request) -> web.Response:
 
 def create_app(context: StubContext) -> web.Application:
     context.generator = echo_tokens
-    app = web.Application(middlewares=[not_found_middleware(_error_response)])
+    app = web.Application(middlewares=[error_middleware(_error_response)])
     app[STUB_KEY] = context
     app.router.add_post("/generate", generation_route(_generate))
     app.router.add_get("/health", health)

@@ -20,8 +20,8 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
+    error_middleware,
     generation_route,
-    not_found_middleware,
     play_stream,
     prompt_tokens,
     record_request,
@@ -259,7 +259,7 @@ async def models(request: web.Request) -> web.Response:
 def create_app(context: StubContext) -> web.Application:
     app = web.Application(
         middlewares=[
-            not_found_middleware(lambda status, message: web.json_response(_error_body(status, message), status=status))
+            error_middleware(lambda status, message: web.json_response(_error_body(status, message), status=status))
         ]
     )
     app[STUB_KEY] = context

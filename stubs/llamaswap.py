@@ -75,10 +75,12 @@ def _generation(chat: bool) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
         context, swap = request.app[STUB_KEY], request.app[SWAP_KEY]
         model = await _requested_model(request)
-        if model is None or model not in swap.models:
+        if model is None:  # a body that is not JSON, or names no model (proxymanager's proxyOAIHandler)
             await record_request(request)
-            status_message = "no model in the request" if model is None else f"no local server found for {model}"
-            return _error(context, 404, status_message)
+            return _error(context, 400, "missing or invalid 'model' key")
+        if model not in swap.models:
+            await record_request(request)
+            return _error(context, 404, f"no local server found for {model}")
         async with context.admission():
             await _swap_in(context, swap, model)
             return await generate(request, context, LLAMASWAP, chat, swap.models)

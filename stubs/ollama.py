@@ -20,8 +20,8 @@ from ._engine import (
     StubContext,
     answer_whole,
     dumps,
+    error_middleware,
     generation_route,
-    not_found_middleware,
     play_stream,
     prompt_tokens,
     record_request,
@@ -171,7 +171,7 @@ async def root(request: web.Request) -> web.Response:
 
 
 def create_app(context: StubContext) -> web.Application:
-    app = web.Application(middlewares=[not_found_middleware(_error_response)])
+    app = web.Application(middlewares=[error_middleware(_error_response)])
     app[STUB_KEY] = context
     app.router.add_post("/api/generate", generation_route(functools.partial(_generate, chat=False)))
     app.router.add_post("/api/chat", generation_route(functools.partial(_generate, chat=True)))

@@ -25,8 +25,8 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
+    error_middleware,
     generation_route,
-    not_found_middleware,
     play_stream,
     prompt_tokens,
     record_request,
@@ -346,7 +346,7 @@ def base_app(context: StubContext, flavour: OpenAIFlavour) -> web.Application:
     version = context.script.wire_version
     app = web.Application(
         middlewares=[
-            not_found_middleware(
+            error_middleware(
                 lambda status, message: web.json_response(flavour.error_body(status, message, version), status=status)
             )
         ]

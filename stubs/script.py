@@ -142,6 +142,16 @@ class OverrunFault(_FaultBase):
     extra: int = Field(default=1, ge=1, le=1000)
 
 
+class MisreportInvalidFault(_FaultBase):
+    """Answer a request the stub refuses as invalid (400, 413, 422: a body that is not JSON, a parameter of
+    a wrong type) with `status` and `message` instead: a 500 for a client's mistake, or a message that names
+    nothing."""
+
+    kind: Literal["misreport_invalid"]
+    status: int = Field(default=500, ge=400, le=599)
+    message: str = "Internal Server Error"
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -172,6 +182,7 @@ Fault = Annotated[
     | SlowLorisFault
     | EndlessFault
     | OverrunFault
+    | MisreportInvalidFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),

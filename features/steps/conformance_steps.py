@@ -1,10 +1,11 @@
-"""Steps of the conformance-depth features (limits, request errors). Thin: each calls a named check."""
+"""Steps of the conformance-depth features (limits, request_errors). Thin: each calls a named check."""
 
 from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
 from conform.harness.checks import check_max_tokens
+from conform.harness.request_errors import Refusal, check_refused_as_invalid, send_not_json, send_wrong_type
 from conform.harness.runtime import ScenarioRuntime
 from conform.harness.stream import StreamRecord
 
@@ -22,3 +23,26 @@ def stream_budgets(conform_runtime: ScenarioRuntime, first: int, second: int, th
 def each_streams_its_budget(budgets: Budgets) -> None:
     for budget, record in budgets:
         check_max_tokens(record, budget)
+
+
+@when("I send a generation request whose body is not JSON", target_fixture="refusal")
+def send_body_not_json(conform_runtime: ScenarioRuntime) -> tuple[Refusal, str | None]:
+    adapter = conform_runtime.adapter
+    return conform_runtime.run(send_not_json(adapter, completion_request(conform_runtime, 8))), None
+
+
+@when("I send a generation request whose token budget is a string", target_fixture="refusal")
+def send_budget_as_string(conform_runtime: ScenarioRuntime) -> tuple[Refusal, str | None]:
+    adapter = conform_runtime.adapter
+    return conform_runtime.run(send_wrong_type(adapter, completion_request(conform_runtime, 8)))
+
+
+@then("it is refused as an invalid request, not a server error")
+def refused_as_invalid(refusal: tuple[Refusal, str | None]) -> None:
+    check_refused_as_invalid(refusal[0], "a body that is not JSON")
+
+
+@then("it is refused as an invalid request whose message names the parameter")
+def refused_naming_parameter(refusal: tuple[Refusal, str | None]) -> None:
+    answer, parameter = refusal
+    check_refused_as_invalid(answer, f'{parameter}: "ten" (a string where a number belongs)', parameter)

@@ -9,6 +9,7 @@ from conform.adapters import (
     AdapterOptions,
     Capability,
     End,
+    ErrorKind,
     RetryPolicy,
     Started,
     TaskRequest,
@@ -17,9 +18,10 @@ from conform.adapters import (
     engines,
 )
 from conform.harness.checks import CheckFailure, check_max_tokens
+from conform.harness.request_errors import Refusal, check_refused_as_invalid, send_not_json, send_wrong_type
 from conform.harness.stream import StreamRecord, collect
 from conform.stubs import Script, StubServer
-from conform.stubs.script import OverrunFault
+from conform.stubs.script import MisreportInvalidFault, OverrunFault
 from tests.harness.test_checks import record, tokens
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -74,3 +76,65 @@ def test_max_tokens_names_a_finish_reason_that_lies(streamed: int, reason: str, 
 
 def test_max_tokens_accepts_an_early_stop_that_says_so() -> None:
     check_max_tokens(record(Started("t", 0.0), *tokens(0, 1), End("stop", None, 0.0)), 4)
+
+
+# -- errors.malformed_body, errors.invalid_param ----------------------------------------------------
+
+ANSWER_WHOLE = [name for name, engine in engines().items() if Capability.NON_STREAMING in engine.capabilities]
+"""The engines with a non-streamed generation request, which the request-error checks break."""
+
+
+async def _refusals(engine: str, script: Script) -> tuple[Refusal, Refusal, str]:
+    """How `engine`'s stub playing `script` answers a body that is not JSON, and a budget that is a string."""
+    async with StubServer(engine, script) as stub:
+        adapter = create_adapter(engine, stub.url, AdapterOptions(timeouts=Timeouts(total=10.0)))
+        request = TaskRequest(prompt=PROMPT, max_tokens=8, seed=42)
+        try:
+            not_json = await send_not_json(adapter, request)
+            wrong_type, parameter = await send_wrong_type(adapter, request)
+        finally:
+            await adapter.aclose()
+    return not_json, wrong_type, parameter
+
+
+@pytest.mark.parametrize("engine", ANSWER_WHOLE)
+async def test_request_errors_hold_on_every_well_behaved_stub(engine: str) -> None:
+    not_json, wrong_type, parameter = await _refusals(engine, Script())
+    check_refused_as_invalid(not_json, "a body that is not JSON")
+    check_refused_as_invalid(wrong_type, "a string budget", parameter)
+
+
+@pytest.mark.parametrize("engine", ANSWER_WHOLE)
+async def test_request_errors_fail_on_a_stub_that_answers_them_with_500(engine: str) -> None:
+    not_json, wrong_type, parameter = await _refusals(
+        engine, Script(faults=(MisreportInvalidFault(kind="misreport_invalid"),))
+    )
+    for answer, what in ((not_json, "a body that is not JSON"), (wrong_type, "a string budget")):
+        with pytest.raises(CheckFailure) as failed:
+            check_refused_as_invalid(answer, what, parameter)
+        assert failed.value.title == "a client's mistake answered as a server error"
+        assert failed.value.detail.startswith(f"{what} was answered 500")
+        assert "answer 400 (or 422) saying what is wrong" in failed.value.detail
+
+
+@pytest.mark.parametrize("engine", ANSWER_WHOLE)
+async def test_invalid_param_fails_on_a_stub_whose_refusal_names_nothing(engine: str) -> None:
+    fault = MisreportInvalidFault(kind="misreport_invalid", status=400, message="Bad Request")
+    _, wrong_type, parameter = await _refusals(engine, Script(faults=(fault,)))
+    with pytest.raises(CheckFailure) as failed:
+        check_refused_as_invalid(wrong_type, "a string budget", parameter)
+    assert failed.value.title == "the refusal does not name the parameter"
+    assert f"does not name {parameter!r}" in failed.value.detail
+
+
+@pytest.mark.parametrize(
+    ("answer", "title"),
+    [
+        (Refusal(200, None, '{"content": "Hello"}'), "an invalid request was served"),
+        (Refusal(404, ErrorKind.NOT_FOUND, "no model in the request"), "invalid request refused as something else"),
+    ],
+)
+def test_request_errors_name_a_request_served_or_refused_as_something_else(answer: Refusal, title: str) -> None:
+    with pytest.raises(CheckFailure) as failed:
+        check_refused_as_invalid(answer, "a body that is not JSON")
+    assert failed.value.title == title and failed.value.detail.startswith("a body that is not JSON was answered")

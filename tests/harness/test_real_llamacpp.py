@@ -41,6 +41,9 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         "cancel.engine_side",
         "errors.context_exceeded",
         "determinism.repeat",
+        "limits.max_tokens",
+        "errors.malformed_body",
+        "errors.invalid_param",
     ):
         assert statuses[check_id] == "passed", statuses
     skipped = {r["id"]: r["detail"] for r in document["results"] if r["status"] == "skipped"}
@@ -131,6 +134,9 @@ def test_openai_engine_against_real_llamacpp_v1(llamacpp_server: RunningProcess,
         "openai.finish_reason",
         "openai.include_usage",
         "openai.usage_consistent",
+        "limits.max_tokens",
+        "errors.malformed_body",
+        "errors.invalid_param",
     ):
         assert results[check_id]["status"] == "passed", results[check_id]
     envelope = results["openai.error_envelope"]
@@ -139,3 +145,26 @@ def test_openai_engine_against_real_llamacpp_v1(llamacpp_server: RunningProcess,
     for check_id, entry in sorted(results.items()):
         if check_id.startswith(("openai.", "determinism.")):
             print(f"  {check_id}: {entry['status']} {entry.get('detail') or ''}")
+
+
+def test_anthropic_engine_against_real_llamacpp_messages(llamacpp_server: RunningProcess, tmp_path: Path) -> None:
+    """`--engine anthropic` against llama.cpp's Anthropic-compatible /v1/messages: the checks its wire serves."""
+    report = tmp_path / "report.json"
+    result = run_conform(
+        "run", "--engine", "anthropic", "--url", llamacpp_server.url, "--timeout", "120", "--report", str(report)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(report.read_text())
+    validate_report(document)
+    statuses = {r["id"]: r["status"] for r in document["results"]}
+    for check_id in (
+        "admission.stream",
+        "admission.usage",
+        "ordering.indices",
+        "ordering.reassembly",
+        "limits.max_tokens",
+        "errors.malformed_body",
+        "errors.invalid_param",
+    ):
+        assert statuses[check_id] == "passed", statuses
+    assert document["summary"]["failed"] == 0 and document["summary"]["errors"] == 0
