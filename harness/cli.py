@@ -39,6 +39,7 @@ from conform.reports import (
 )
 from conform.stubs import Script, ScriptError, StubServer, load_script, precise_event_loop, stub_engines
 
+from .catalogue import CheckEntry, check_catalogue
 from .determinism import CorpusError, SuiteOptions, TargetUnreachable, run_suite
 from .matrix import render_determinism, render_matrix
 from .probe import parse_capabilities
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--api-key-env", metavar="VAR", help="name of the environment variable holding the API key")
     run.add_argument("--features", type=Path, help="a .feature file or folder (default: the built-in features)")
     run.add_argument("--tags", metavar="EXPR", help="select scenarios by tag, e.g. 'not extended'")
+    run.add_argument("--checks", metavar="ID[,ID...]", help="run only these check ids (`conform list` names them all)")
+    run.add_argument("--exclude-checks", metavar="ID[,ID...]", help="leave out these check ids")
     run.add_argument(
         "--timeout",
         type=float,
@@ -216,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.set_defaults(handler=_diff)
 
+    listing = commands.add_parser(
+        "list",
+        help="list every check id with its feature, level and needed capabilities",
+        description="List every check id of the features: its feature, level (core or extended), the capabilities "
+        "a target needs for it, and what must hold. Generated from the .feature files.",
+    )
+    listing.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
+    listing.add_argument("--features", type=Path, help="a .feature file or folder (default: the built-in features)")
+    listing.set_defaults(handler=_list)
+
     stub = commands.add_parser(
         "stub",
         help="serve a stub engine until interrupted",
@@ -260,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("conform: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `conform list | head`: the reader has gone, which is no error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return code
 
 
@@ -377,10 +393,10 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
         if target.idle_timeout:
             pytest_args += ["--conform-idle-timeout", str(target.idle_timeout)]
     pytest_args += ["--conform-report", str(report_path), "--conform-reproduce", args.reproduce]
-    for option in ("capabilities", "exempt", "vendor", "transcripts"):
+    for option in ("capabilities", "exempt", "vendor", "transcripts", "checks", "exclude_checks"):
         value = getattr(args, option)
         if value is not None:
-            pytest_args += [f"--conform-{option}", str(value)]
+            pytest_args += [f"--conform-{option.replace('_', '-')}", str(value)]
     if not args.quiet:
         pytest_args.append("--conform-progress")
     if args.tags:
@@ -398,9 +414,44 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
     return pytest_args
 
 
+def _catalogue(features: Path | None) -> list[CheckEntry]:
+    path = features or FEATURES_DIR
+    if not path.exists():
+        raise UsageError(f"--features: {path} does not exist")
+    return check_catalogue(path)
+
+
+def _list(args: argparse.Namespace) -> int:
+    entries = _catalogue(args.features)
+    if args.format == "json":
+        print(json.dumps([entry.model_dump(mode="json") for entry in entries], indent=2))
+        return 0
+    width = max((len(e.id) for e in entries), default=0) + 4
+    for e in entries:
+        variants = f" [{e.variants} variants]" if e.variants else ""
+        needs = f" (needs {', '.join(e.needs)})" if e.needs else ""
+        print(
+            f"{e.id + ('[...]' if e.variants else ''):<{width}}{e.feature}, {e.level}{needs}: {e.description}{variants}"
+        )
+    return 0
+
+
+def _check_ids(option: str, given: str | None, known: list[CheckEntry]) -> list[str]:
+    """The ids of a --checks or --exclude-checks list; an unknown one is exit 2 with the valid ones."""
+    ids = [i.strip() for i in (given or "").split(",") if i.strip()]
+    valid = [e.id for e in known]
+    unknown = [i for i in ids if i not in valid]
+    if unknown:
+        raise UsageError(f"{option}: unknown check id {unknown[0]!r} (valid: {', '.join(valid)})")
+    return ids
+
+
 def _run(args: argparse.Namespace) -> int:
     import pytest
 
+    catalogue = _catalogue(args.features)
+    args.checks = ",".join(_check_ids("--checks", args.checks, catalogue)) or None
+    args.exclude_checks = ",".join(_check_ids("--exclude-checks", args.exclude_checks, catalogue)) or None
     target = _target_from(args)
     try:
         parse_capabilities(args.capabilities, "--capabilities")
@@ -424,7 +475,7 @@ def _run(args: argparse.Namespace) -> int:
         if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
             raise UsageError("pytest could not run the features (see the message above)")
         if code == pytest.ExitCode.NO_TESTS_COLLECTED:
-            raise UsageError("no scenario matched (check --features and --tags)")
+            raise UsageError("no scenario matched (check --features, --tags, --checks and --exclude-checks)")
         if not report_path.exists():
             raise UsageError("the run produced no report (interrupted before any check finished?)")
         report = Report.model_validate(json.loads(report_path.read_text(encoding="utf-8")))

@@ -233,6 +233,28 @@ def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:
     return True
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--conform-checks and --conform-exclude-checks: keep the scenarios of the check ids asked for."""
+    wanted = _id_set(config.getoption("--conform-checks"))
+    unwanted = _id_set(config.getoption("--conform-exclude-checks"))
+    if not wanted and not unwanted:
+        return
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        marker = item.get_closest_marker("conform_check")
+        check_id = str(marker.args[0]) if marker else None
+        chosen = (not wanted or check_id in wanted) and check_id not in unwanted
+        (kept if chosen else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _id_set(text: str | None) -> set[str]:
+    return {i.strip() for i in (text or "").split(",") if i.strip()}
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = _state(metafunc.config)
     if state is None or "conform_target" not in metafunc.fixturenames:

@@ -62,6 +62,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="keep a redacted NDJSON transcript of every request and received frame, one file per test",
     )
+    group.addoption("--conform-checks", metavar="ID[,ID...]", help="run only the scenarios of these check ids")
+    group.addoption("--conform-exclude-checks", metavar="ID[,ID...]", help="leave out the scenarios of these check ids")
     group.addoption("--conform-reproduce", help=argparse.SUPPRESS)
     for name in _INI_DEFAULTS:
         parser.addini(name, f"default for --{name.replace('_', '-')}")
