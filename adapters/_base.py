@@ -262,6 +262,15 @@ class HttpAdapter(abc.ABC):
         """The request for `req` answered whole; engines with the non_streaming capability implement it."""
         raise WorkerError(ErrorKind.INVALID_REQUEST, f"{self.engine} adapter has no non-streaming completion")
 
+    async def count_prompt_tokens(self, req: TaskRequest) -> int:
+        """How many tokens the engine's own tokenizer makes of `req`'s prompt, as generation takes it in
+        (engines with the tokenize capability implement it)."""
+        raise WorkerError(ErrorKind.INVALID_REQUEST, f"{self.engine} adapter has no tokenizer endpoint")
+
+    async def detokenize(self, ids: list[int]) -> str:
+        """The text of token ids, by the engine's own tokenizer (engines with the detokenize capability)."""
+        raise WorkerError(ErrorKind.INVALID_REQUEST, f"{self.engine} adapter has no detokenizer endpoint")
+
     async def complete(self, req: TaskRequest) -> str:
         """The whole completion of a request, without streaming (the reference a stream reassembles to)."""
         whole = await self.whole(req)

@@ -43,7 +43,7 @@ _ERROR_KINDS = {
 
 class AnthropicAdapter(HttpAdapter):
     engine = "anthropic"
-    capabilities = Capability.parse("streaming, end_marker, usage, health, chat, non_streaming")
+    capabilities = Capability.parse("streaming, end_marker, usage, health, chat, non_streaming, tokenize")
 
     def __init__(self, base_url: str, options: AdapterOptions | None = None) -> None:
         super().__init__(base_url.rstrip("/").removesuffix("/v1"), options)
@@ -87,6 +87,18 @@ class AnthropicAdapter(HttpAdapter):
             body["stop_sequences"] = list(req.stop)
         return body
 
+    async def count_prompt_tokens(self, req: TaskRequest) -> int:
+        """/v1/messages/count_tokens of the request's model, system and messages."""
+        body = self.request_body(req, await self.model_for(req), stream=False)
+        counted = {key: body[key] for key in ("model", "system", "messages") if key in body}
+        reply = (await self.http.request("POST", "/v1/messages/count_tokens", json_body=counted)).json()
+        count = reply.get("input_tokens") if isinstance(reply, dict) else None
+        if not isinstance(count, int):
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/v1/messages/count_tokens answered without input_tokens"
+            )
+        return count
+
     async def whole(self, req: TaskRequest) -> Whole:
         return Whole("/v1/messages", self.request_body(req, await self.model_for(req), stream=False), _text_blocks)
 
@@ -94,6 +106,15 @@ class AnthropicAdapter(HttpAdapter):
         body = self.request_body(req, await self.model_for(req), stream=True)
         fold = _MessageStream(self, self.base_url + "/v1/messages")
         return Generation("/v1/messages", body, fold, framing="sse_events")
+
+
+def _input_tokens(usage: dict[str, Any]) -> int | None:
+    """All the prompt's tokens: ``input_tokens`` counts only those neither read from nor written to the
+    prompt cache, which come in fields of their own."""
+    counts = [usage.get(key) for key in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")]
+    if not isinstance(counts[0], int):
+        return None
+    return sum(count for count in counts if isinstance(count, int))
 
 
 def _text_blocks(reply: Any) -> str | None:
@@ -130,8 +151,7 @@ class _MessageStream(FrameFold):
             raise self._error(frame)
         if name == "message_start":
             self.started = True
-            usage = (frame.get("message") or {}).get("usage") or {}
-            self.input_tokens = usage.get("input_tokens")
+            self.input_tokens = _input_tokens((frame.get("message") or {}).get("usage") or {})
             return []
         if not self.started and name != "ping":
             raise WorkerError(

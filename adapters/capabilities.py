@@ -18,6 +18,11 @@ class Capability(StrEnum):
     """The end of a stream reports prompt and completion token counts."""
     LOGPROBS = "logprobs"
     """Each sampled token can come with its log-probability."""
+    TOKENIZE = "tokenize"
+    """The engine counts a request's prompt tokens with its own tokenizer (llama.cpp /tokenize, Anthropic
+    /v1/messages/count_tokens)."""
+    DETOKENIZE = "detokenize"
+    """The engine turns token ids back into text (llama.cpp /detokenize)."""
     PROMPT_CACHE_CONTROL = "prompt_cache_control"
     """A request can turn the engine's prompt (prefix) cache on or off (llama.cpp cache_prompt)."""
     BATCH_INVARIANCE = "batch_invariance"

@@ -44,7 +44,7 @@ class LlamaCppAdapter(HttpAdapter):
     engine = "llamacpp"
     capabilities = Capability.parse(
         "streaming, end_marker, token_ids, seed, usage, health, props, engine_side_cancel, completions, "
-        "non_streaming, model_digest, engine_version, logprobs, prompt_cache_control"
+        "non_streaming, model_digest, engine_version, logprobs, prompt_cache_control, tokenize, detokenize"
     )
     budget_key = ("n_predict",)
     """What the protocol offers; probing a target removes what that server turns off."""
@@ -116,6 +116,21 @@ class LlamaCppAdapter(HttpAdapter):
         if not isinstance(prompt, str):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/apply-template returned no prompt")
         return prompt
+
+    async def count_prompt_tokens(self, req: TaskRequest) -> int:
+        """/tokenize with the special tokens /completion adds (the BOS), so that it counts what is evaluated."""
+        body = {"content": await self._prompt(req), "add_special": True}
+        tokens = (await self.http.request("POST", "/tokenize", json_body=body)).json()
+        ids = tokens.get("tokens") if isinstance(tokens, dict) else None
+        if not isinstance(ids, list):
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/tokenize answered without tokens")
+        return len(ids)
+
+    async def detokenize(self, ids: list[int]) -> str:
+        text = field_text((await self.http.request("POST", "/detokenize", json_body={"tokens": ids})).json(), "content")
+        if text is None:
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/detokenize answered without content")
+        return text
 
     async def whole(self, req: TaskRequest) -> Whole:
         body = self.request_body(req, await self._prompt(req), stream=False)

@@ -24,6 +24,7 @@ __all__ = [
     "check_classified",
     "check_engine_stopped",
     "check_max_tokens",
+    "check_prompt_tokens",
     "check_reassembles",
     "run_checks",
 ]
@@ -187,6 +188,21 @@ def check_max_tokens(record: StreamRecord, budget: int) -> None:
             "length claimed before the budget",
             f"max_tokens {budget}: the finish reason is 'length' after only {streamed} tokens; an engine that "
             "stops early must say why (stop)",
+        )
+
+
+def check_prompt_tokens(record: StreamRecord, counted: int) -> None:
+    """The usage's prompt token count is `counted`, what the engine's own tokenizer makes of the prompt."""
+    stream_completed(record)
+    assert record.end is not None
+    usage = record.end.usage
+    if usage is None or usage.prompt_tokens is None:
+        raise CheckFailure("no prompt token count", "the end of the stream reports no prompt token count")
+    if usage.prompt_tokens != counted:
+        raise CheckFailure(
+            "usage disagrees with the tokenizer",
+            f"the usage reports {usage.prompt_tokens} prompt tokens, the engine's own tokenizer counts {counted} "
+            "for the same prompt: one of the two miscounts",
         )
 
 

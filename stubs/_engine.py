@@ -37,6 +37,7 @@ from .script import (
     LegacyErrorLineFault,
     MalformedJsonFault,
     MisreportInvalidFault,
+    MisreportUsageFault,
     MissingFinalFault,
     NonUtf8Fault,
     OverrunFault,
@@ -49,7 +50,7 @@ from .script import (
     StallFault,
     StatusFault,
 )
-from .tokens import StubToken, TokenGenerator, generate_tokens
+from .tokens import StubToken, TokenGenerator, generate_tokens, tokenize
 
 __all__ = [
     "STUB_KEY",
@@ -118,6 +119,11 @@ class StubContext:
     """Where tokens come from: seeded random words, or (the echo engine) the prompt itself."""
     keep_timeline: bool = False
     """Record when each token frame was written (`Generation.written_at`); off, nothing accumulates."""
+
+    def reported_prompt_tokens(self, prompt: str) -> int:
+        """The prompt's length as the usage reports it: what the tokenizer counts, unless a fault misreports it."""
+        offset = sum(f.prompt_tokens for f in self.script.faults if isinstance(f, MisreportUsageFault))
+        return prompt_tokens(prompt) + offset
 
     def faults_for(self, generation: Generation) -> list[Fault]:
         return [f for f in self.script.faults if f.times is None or generation.number <= f.times]
@@ -208,7 +214,7 @@ def dumps(obj: Any) -> str:
 
 def prompt_tokens(prompt: str) -> int:
     """The stub's prompt length in tokens: one per word (what context-size checks compare)."""
-    return max(1, len(prompt.split()))
+    return len(tokenize(prompt))
 
 
 async def record_request(request: web.Request) -> Any:

@@ -124,6 +124,15 @@ def _parse(body: Any) -> _Request | _Refusal:
     return _Request(model, "\n".join(str(m.get("content", "")) for m in messages), budget)
 
 
+async def count_tokens(request: web.Request) -> web.Response:
+    """``/v1/messages/count_tokens``: the input tokens a Messages request of this body would take."""
+    body = await record_request(request)
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        return _error_response(400, "messages: Field required (a non-empty array)")
+    return web.json_response({"input_tokens": prompt_tokens("\n".join(str(m.get("content", "")) for m in messages))})
+
+
 async def _messages(request: web.Request, context: StubContext) -> web.StreamResponse:
     body = await record_request(request)
     if "anthropic-version" not in request.headers:
@@ -138,7 +147,7 @@ async def _messages(request: web.Request, context: StubContext) -> web.StreamRes
         return _error_response(400, f"prompt is too long: {prompt_tokens(prompt)} tokens > {context.ctx_size} maximum")
     generation, tokens = await context.new_generation(request, prompt, None, budget)  # the API has no seed
     stop = "max_tokens" if tokens and len(tokens) == generation.max_tokens else "end_turn"
-    n_prompt = prompt_tokens(prompt)
+    n_prompt = context.reported_prompt_tokens(prompt)
     wire = AnthropicWire(context.script.framing)
     if body.get("stream") is not True:
         text = "".join(t.text for t in tokens)
@@ -177,5 +186,6 @@ def create_app(context: StubContext) -> web.Application:
     app = web.Application(middlewares=[error_middleware(_error_response)])
     app[STUB_KEY] = context
     app.router.add_post("/v1/messages", generation_route(_messages))
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
     return app

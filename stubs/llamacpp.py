@@ -26,7 +26,7 @@ from ._engine import (
     prompt_tokens,
     record_request,
 )
-from .tokens import StubToken
+from .tokens import StubToken, detokenize, tokenize
 
 __all__ = ["create_app"]
 
@@ -112,7 +112,7 @@ def _final(
         "stop": True,
         "model": context.model,
         "tokens_predicted": n,
-        "tokens_evaluated": prompt_tokens(prompt),
+        "tokens_evaluated": context.reported_prompt_tokens(prompt),
         "generation_settings": _settings(body, seed, n),
         "prompt": prompt,
         "has_new_line": any("\n" in t.text for t in tokens),
@@ -122,7 +122,7 @@ def _final(
         "tokens_cached": 0,
         "timings": {
             "cache_n": 0,
-            "prompt_n": prompt_tokens(prompt),
+            "prompt_n": context.reported_prompt_tokens(prompt),
             "prompt_ms": 1.0,
             "predicted_n": n,
             "predicted_ms": float(n) * (context.script.token_delay_ms or 0.1),
@@ -154,13 +154,31 @@ async def _completion(request: web.Request, context: StubContext) -> web.StreamR
     if not body.get("stream", False):
         final = _final(context, body, tokens, generation.seed, prompt, stream=False)
         return await answer_whole(request, context, generation, wire, final)
-    n_prompt, n_probs = prompt_tokens(prompt), int(body.get("n_probs") or 0)
+    n_prompt, n_probs = context.reported_prompt_tokens(prompt), int(body.get("n_probs") or 0)
     plan = StreamPlan(
         tokens,
         lambda token, k: wire.token_frame(token, k, n_prompt, n_probs=n_probs),
         [encode_sse(dumps(_final(context, body, tokens, generation.seed, prompt, True)), context.script.framing)],
     )
     return await play_stream(request, context, generation, plan, wire)
+
+
+async def tokenize_route(request: web.Request) -> web.Response:
+    """``{"content": text}`` -> ``{"tokens": [id, …]}``: the tokenizer the stub's usage counts with."""
+    body = await record_request(request)
+    content = body.get("content") if isinstance(body, dict) else None
+    if not isinstance(content, str):
+        return web.json_response(_error_body(400, '"content" must be a string'), status=400)
+    return web.json_response({"tokens": tokenize(content)})
+
+
+async def detokenize_route(request: web.Request) -> web.Response:
+    """``{"tokens": [id, …]}`` -> ``{"content": text}``."""
+    body = await record_request(request)
+    ids = body.get("tokens") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+        return web.json_response(_error_body(400, '"tokens" must be an array of integers'), status=400)
+    return web.json_response({"content": detokenize(ids)})
 
 
 async def apply_template(request: web.Request) -> web.Response:
@@ -266,6 +284,8 @@ def create_app(context: StubContext) -> web.Application:
     app.router.add_post("/completion", generation_route(_completion))
     app.router.add_post("/completions", generation_route(_completion))
     app.router.add_post("/apply-template", apply_template)
+    app.router.add_post("/tokenize", tokenize_route)
+    app.router.add_post("/detokenize", detokenize_route)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/health", health)
     app.router.add_get("/props", props)

@@ -281,7 +281,7 @@ async def generate(
     generation, tokens = await context.new_generation(request, parsed.prompt, parsed.seed, parsed.max_tokens)
     reason = "length" if generation.max_tokens == len(tokens) and tokens else "stop"
     wire = OpenAIWire(context, flavour, chat=chat, model=parsed.model, number=generation.number)
-    n_prompt = prompt_tokens(parsed.prompt)
+    n_prompt = context.reported_prompt_tokens(parsed.prompt)
     if not parsed.stream:
         whole = _whole(wire, parsed, tokens, reason, n_prompt, context, flavour)
         return await answer_whole(request, context, generation, wire, whole)

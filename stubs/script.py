@@ -152,6 +152,14 @@ class MisreportInvalidFault(_FaultBase):
     message: str = "Internal Server Error"
 
 
+class MisreportUsageFault(_FaultBase):
+    """Report `prompt_tokens` more prompt tokens in the usage than the stub's own tokenizer counts (a
+    tokenizer endpoint and a usage that disagree: one of them lies)."""
+
+    kind: Literal["misreport_usage"]
+    prompt_tokens: int = Field(default=1, ge=-1000, le=1000)
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -183,6 +191,7 @@ Fault = Annotated[
     | EndlessFault
     | OverrunFault
     | MisreportInvalidFault
+    | MisreportUsageFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),

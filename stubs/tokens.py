@@ -12,7 +12,7 @@ import re
 import zlib
 from typing import NamedTuple, Protocol
 
-__all__ = ["VOCABULARY", "StubToken", "TokenGenerator", "echo_tokens", "generate_tokens"]
+__all__ = ["VOCABULARY", "StubToken", "TokenGenerator", "detokenize", "echo_tokens", "generate_tokens", "tokenize"]
 
 _WORDS = (  # noqa: SIM905  (one readable block of words, split once at import)
     "the of and to in is was for on that with as by at from his her it an were are which this "
@@ -70,3 +70,15 @@ def echo_tokens(seed: int, prompt: str, count: int, *, salt: str = "") -> list[S
             text += f"~{zlib.crc32(f'{salt}/{n}'.encode()) % 97}"
         tokens.append(StubToken(_FIRST_ID + zlib.crc32(text.encode()) % 100_000, text, 0.0))
     return tokens
+
+
+def tokenize(text: str) -> list[int]:
+    """The stub's tokenizer: a token per word (at least one), the id a word's vocabulary id where it has one."""
+    by_text = {word: _FIRST_ID + n for n, word in enumerate(VOCABULARY)}
+    words = [" " + word for word in text.split()] or [" "]
+    return [by_text.get(word, _FIRST_ID + len(VOCABULARY) + zlib.crc32(word.encode()) % 100_000) for word in words]
+
+
+def detokenize(ids: list[int]) -> str:
+    """The text of token ids the stub generated (its vocabulary); an id it never generates reads as ``<unk>``."""
+    return "".join(VOCABULARY[i - _FIRST_ID] if 0 <= i - _FIRST_ID < len(VOCABULARY) else "<unk>" for i in ids)

@@ -1,10 +1,10 @@
-"""Steps of the conformance-depth features (limits, request_errors). Thin: each calls a named check."""
+"""Steps of the conformance-depth features (limits, request_errors, usage). Thin: each calls a named check."""
 
 from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from conform.harness.checks import check_max_tokens
+from conform.harness.checks import check_max_tokens, check_prompt_tokens
 from conform.harness.request_errors import Refusal, check_refused_as_invalid, send_not_json, send_wrong_type
 from conform.harness.runtime import ScenarioRuntime
 from conform.harness.stream import StreamRecord
@@ -46,3 +46,9 @@ def refused_as_invalid(refusal: tuple[Refusal, str | None]) -> None:
 def refused_naming_parameter(refusal: tuple[Refusal, str | None]) -> None:
     answer, parameter = refusal
     check_refused_as_invalid(answer, f'{parameter}: "ten" (a string where a number belongs)', parameter)
+
+
+@then("the usage's prompt token count is what the engine's tokenizer counts for that prompt")
+def prompt_tokens_match_the_tokenizer(conform_runtime: ScenarioRuntime, stream: StreamRecord) -> None:
+    counted = conform_runtime.run(conform_runtime.adapter.count_prompt_tokens(stream.request))
+    check_prompt_tokens(stream, counted)

@@ -187,6 +187,17 @@ async def test_anthropic_stream_sends_its_headers_and_reads_the_events() -> None
     assert seen[-1].headers["x-api-key"] == "sk-ant-x" and seen[-1].headers["anthropic-version"] == "2023-06-01"
 
 
+async def test_anthropic_prompt_tokens_count_the_cached_ones_too() -> None:
+    """``input_tokens`` leaves out what was read from or written to the prompt cache (llama.cpp's /v1/messages
+    sends ``cache_read_input_tokens: 1``): the prompt's count is their sum."""
+    usage = {"input_tokens": 28, "cache_read_input_tokens": 1, "cache_creation_input_tokens": 2, "output_tokens": 1}
+    start = {"type": "message_start", "message": {"usage": usage}}
+    stop = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}
+    events = await _anthropic(_sse(start, _DELTA, stop, {"type": "message_stop"}, event_names=True))
+    end = events[-1]
+    assert isinstance(end, End) and end.usage is not None and end.usage.prompt_tokens == 31
+
+
 async def test_an_event_named_unlike_its_type_is_a_protocol_violation() -> None:
     body = _sse(_START, event_names=True) + b"event: message_delta\ndata: " + json.dumps(_DELTA).encode() + b"\n\n"
     with pytest.raises(WorkerError) as raised:

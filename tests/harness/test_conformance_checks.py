@@ -17,11 +17,11 @@ from conform.adapters import (
     create_adapter,
     engines,
 )
-from conform.harness.checks import CheckFailure, check_max_tokens
+from conform.harness.checks import CheckFailure, check_max_tokens, check_prompt_tokens
 from conform.harness.request_errors import Refusal, check_refused_as_invalid, send_not_json, send_wrong_type
 from conform.harness.stream import StreamRecord, collect
 from conform.stubs import Script, StubServer
-from conform.stubs.script import MisreportInvalidFault, OverrunFault
+from conform.stubs.script import MisreportInvalidFault, MisreportUsageFault, OverrunFault
 from tests.harness.test_checks import record, tokens
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -138,3 +138,49 @@ def test_request_errors_name_a_request_served_or_refused_as_something_else(answe
     with pytest.raises(CheckFailure) as failed:
         check_refused_as_invalid(answer, "a body that is not JSON")
     assert failed.value.title == title and failed.value.detail.startswith("a body that is not JSON was answered")
+
+
+# -- usage.prompt_tokens ----------------------------------------------------------------------------
+
+TOKENIZERS = [name for name, engine in engines().items() if Capability.TOKENIZE in engine.capabilities]
+"""The engines whose adapter can ask the engine's own tokenizer."""
+
+
+async def _usage_and_count(engine: str, script: Script) -> tuple[StreamRecord, int]:
+    async with StubServer(engine, script) as stub:
+        adapter = create_adapter(engine, stub.url, AdapterOptions(timeouts=Timeouts(total=10.0)))
+        request = TaskRequest(prompt=PROMPT, max_tokens=4, seed=42)
+        try:
+            return await collect(adapter, request), await adapter.count_prompt_tokens(request)
+        finally:
+            await adapter.aclose()
+
+
+def test_the_tokenizers_are_llamacpp_and_anthropic() -> None:
+    assert TOKENIZERS == ["llamacpp", "anthropic"]
+
+
+@pytest.mark.parametrize("engine", TOKENIZERS)
+async def test_prompt_tokens_hold_on_every_well_behaved_stub(engine: str) -> None:
+    stream, counted = await _usage_and_count(engine, Script())
+    assert counted == len(PROMPT.split()), "the stub's tokenizer counts a token per word"
+    check_prompt_tokens(stream, counted)
+
+
+@pytest.mark.parametrize("engine", TOKENIZERS)
+@pytest.mark.parametrize("offset", [1, -2])
+async def test_prompt_tokens_fail_on_a_stub_whose_usage_miscounts(engine: str, offset: int) -> None:
+    script = Script(faults=(MisreportUsageFault(kind="misreport_usage", prompt_tokens=offset),))
+    stream, counted = await _usage_and_count(engine, script)
+    with pytest.raises(CheckFailure) as failed:
+        check_prompt_tokens(stream, counted)
+    assert failed.value.title == "usage disagrees with the tokenizer"
+    assert failed.value.detail.startswith(
+        f"the usage reports {counted + offset} prompt tokens, the engine's own tokenizer counts {counted}"
+    )
+
+
+def test_prompt_tokens_fail_without_a_count() -> None:
+    with pytest.raises(CheckFailure) as failed:
+        check_prompt_tokens(record(Started("t", 0.0), *tokens(0), End("stop", None, 0.0)), 5)
+    assert failed.value.title == "no prompt token count"

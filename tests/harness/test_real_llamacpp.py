@@ -44,6 +44,7 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         "limits.max_tokens",
         "errors.malformed_body",
         "errors.invalid_param",
+        "usage.prompt_tokens",
     ):
         assert statuses[check_id] == "passed", statuses
     skipped = {r["id"]: r["detail"] for r in document["results"] if r["status"] == "skipped"}
@@ -165,6 +166,7 @@ def test_anthropic_engine_against_real_llamacpp_messages(llamacpp_server: Runnin
         "limits.max_tokens",
         "errors.malformed_body",
         "errors.invalid_param",
+        "usage.prompt_tokens",
     ):
         assert statuses[check_id] == "passed", statuses
     assert document["summary"]["failed"] == 0 and document["summary"]["errors"] == 0

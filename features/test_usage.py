@@ -1,0 +1,5 @@
+"""Binds usage.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("usage.feature")
