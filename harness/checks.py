@@ -26,6 +26,7 @@ __all__ = [
     "check_max_tokens",
     "check_prompt_tokens",
     "check_reassembles",
+    "check_utf8_integrity",
     "run_checks",
 ]
 
@@ -203,6 +204,31 @@ def check_prompt_tokens(record: StreamRecord, counted: int) -> None:
             "usage disagrees with the tokenizer",
             f"the usage reports {usage.prompt_tokens} prompt tokens, the engine's own tokenizer counts {counted} "
             "for the same prompt: one of the two miscounts",
+        )
+
+
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def check_utf8_integrity(record: StreamRecord, whole: str | None = None, detokenized: str | None = None) -> None:
+    """Text in any script streams whole: no piece holds U+FFFD (the bytes of one character split across two
+    tokens, each decoded alone); the pieces join to `whole`, the non-streamed text of the same request; and
+    to `detokenized`, the engine's own reading of the streamed token ids, where it has one."""
+    stream_completed(record)
+    broken = next((t for t in record.tokens if REPLACEMENT_CHARACTER in t.text), None)
+    if broken is not None:
+        raise CheckFailure(
+            "U+FFFD in the stream",
+            f"token {broken.index} streamed as {broken.text!r} in {record.text[:60]!r}: a character's UTF-8 bytes "
+            "were sent before its last byte arrived; hold an incomplete character back until the next token "
+            "completes it",
+        )
+    if whole is not None:
+        check_reassembles(record, whole)
+    if detokenized is not None and detokenized != record.text:
+        raise CheckFailure(
+            "token ids read back as other text",
+            f"the streamed tokens' ids detokenize to {detokenized[:60]!r}, but the stream said {record.text[:60]!r}",
         )
 
 

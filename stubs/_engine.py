@@ -47,10 +47,11 @@ from .script import (
     Script,
     SkipTokenFault,
     SlowLorisFault,
+    SplitCharactersFault,
     StallFault,
     StatusFault,
 )
-from .tokens import StubToken, TokenGenerator, generate_tokens, tokenize
+from .tokens import StubToken, TokenGenerator, generate_tokens, split_characters, tokenize
 
 __all__ = [
     "STUB_KEY",
@@ -175,6 +176,8 @@ class StubContext:
             tokens = _diverge(tokens, behaviour.diverge_at, effective_seed, prompt, salt + "/diverged")
         if behaviour.batch_variant_at is not None and in_flight > 0:
             tokens = _diverge(tokens, behaviour.batch_variant_at, effective_seed, prompt, salt + "/batched")
+        if any(isinstance(f, SplitCharactersFault) for f in faults):
+            tokens = split_characters(tokens)
         if behaviour.logprob_jitter:
             shift = behaviour.logprob_jitter * (number % 3)
             tokens = [t._replace(logprob=t.logprob - shift) for t in tokens]

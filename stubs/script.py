@@ -160,6 +160,13 @@ class MisreportUsageFault(_FaultBase):
     prompt_tokens: int = Field(default=1, ge=-1000, le=1000)
 
 
+class SplitCharactersFault(_FaultBase):
+    """Stream each token that holds a character of several UTF-8 bytes as two tokens cut inside it, each
+    decoded alone: U+FFFD in the stream (llama.cpp #4036, #4446)."""
+
+    kind: Literal["split_characters"]
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -192,6 +199,7 @@ Fault = Annotated[
     | OverrunFault
     | MisreportInvalidFault
     | MisreportUsageFault
+    | SplitCharactersFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),

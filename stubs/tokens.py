@@ -12,7 +12,17 @@ import re
 import zlib
 from typing import NamedTuple, Protocol
 
-__all__ = ["VOCABULARY", "StubToken", "TokenGenerator", "detokenize", "echo_tokens", "generate_tokens", "tokenize"]
+__all__ = [
+    "MULTIBYTE",
+    "VOCABULARY",
+    "StubToken",
+    "TokenGenerator",
+    "detokenize",
+    "echo_tokens",
+    "generate_tokens",
+    "split_characters",
+    "tokenize",
+]
 
 _WORDS = (  # noqa: SIM905  (one readable block of words, split once at import)
     "the of and to in is was for on that with as by at from his her it an were are which this "
@@ -25,6 +35,15 @@ _WORDS = (  # noqa: SIM905  (one readable block of words, split once at import)
 
 VOCABULARY: tuple[str, ...] = (*tuple(" " + w for w in _WORDS), ".", ",", "\n")
 """Token text by id; ids start at 100 so that they never look like special tokens."""
+
+MULTIBYTE: tuple[str, ...] = (
+    "日本", "の", "首都", "東京", "は", "。", "、", "我", "今天", "很", "高兴", " café", " déjà", " naïve",
+    " crème", " brûlée", " 🌊", " 🐟", " 🐚",
+)  # fmt: skip
+"""Tokens of several UTF-8 bytes each, drawn (besides the vocabulary) for a prompt that is not ASCII: their
+ids follow the vocabulary's, so a prompt in ASCII gets the same tokens as ever."""
+
+_ALL = VOCABULARY + MULTIBYTE
 
 _FIRST_ID = 100
 
@@ -45,12 +64,29 @@ def generate_tokens(seed: int, prompt: str, count: int, *, salt: str = "") -> li
     """`count` tokens determined by seed, prompt and an optional salt (a 'changed model')."""
     digest = hashlib.sha256(f"{salt}\x00{seed}\x00{prompt}".encode()).digest()
     rng = random.Random(int.from_bytes(digest[:16], "big"))
+    choices = len(VOCABULARY) if prompt.isascii() else len(_ALL)
     tokens = []
     for _ in range(count):
         # Draw each token whole, so that the first k tokens do not depend on how many are asked for.
-        pick = rng.randrange(len(VOCABULARY))
-        tokens.append(StubToken(_FIRST_ID + pick, VOCABULARY[pick], -round(rng.random() * 4.0, 6)))
+        pick = rng.randrange(choices)
+        tokens.append(StubToken(_FIRST_ID + pick, _ALL[pick], -round(rng.random() * 4.0, 6)))
     return tokens
+
+
+def split_characters(tokens: list[StubToken]) -> list[StubToken]:
+    """Each token that holds a character of several bytes, as two tokens cut inside that character, each
+    decoded on its own: the U+FFFD a server streams when it sends a character's bytes before the last."""
+    split: list[StubToken] = []
+    for token in tokens:
+        data = token.text.encode()
+        at = next((n for n, c in enumerate(token.text) if len(c.encode()) > 1), None)
+        if at is None:
+            split.append(token)
+            continue
+        cut = len(token.text[:at].encode()) + 1
+        split.append(token._replace(text=data[:cut].decode("utf-8", "replace")))
+        split.append(token._replace(text=data[cut:].decode("utf-8", "replace")))
+    return split
 
 
 _WORD = re.compile(r"\s*\S+")
@@ -74,11 +110,11 @@ def echo_tokens(seed: int, prompt: str, count: int, *, salt: str = "") -> list[S
 
 def tokenize(text: str) -> list[int]:
     """The stub's tokenizer: a token per word (at least one), the id a word's vocabulary id where it has one."""
-    by_text = {word: _FIRST_ID + n for n, word in enumerate(VOCABULARY)}
+    by_text = {word: _FIRST_ID + n for n, word in enumerate(_ALL)}
     words = [" " + word for word in text.split()] or [" "]
-    return [by_text.get(word, _FIRST_ID + len(VOCABULARY) + zlib.crc32(word.encode()) % 100_000) for word in words]
+    return [by_text.get(word, _FIRST_ID + len(_ALL) + zlib.crc32(word.encode()) % 100_000) for word in words]
 
 
 def detokenize(ids: list[int]) -> str:
     """The text of token ids the stub generated (its vocabulary); an id it never generates reads as ``<unk>``."""
-    return "".join(VOCABULARY[i - _FIRST_ID] if 0 <= i - _FIRST_ID < len(VOCABULARY) else "<unk>" for i in ids)
+    return "".join(_ALL[i - _FIRST_ID] if 0 <= i - _FIRST_ID < len(_ALL) else "<unk>" for i in ids)

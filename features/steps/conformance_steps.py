@@ -1,10 +1,11 @@
-"""Steps of the conformance-depth features (limits, request_errors, usage). Thin: each calls a named check."""
+"""Steps of the conformance-depth features (limits, request_errors, usage, text). Thin: each calls a named check."""
 
 from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from conform.harness.checks import check_max_tokens, check_prompt_tokens
+from conform.adapters import Capability
+from conform.harness.checks import check_max_tokens, check_prompt_tokens, check_utf8_integrity
 from conform.harness.request_errors import Refusal, check_refused_as_invalid, send_not_json, send_wrong_type
 from conform.harness.runtime import ScenarioRuntime
 from conform.harness.stream import StreamRecord
@@ -52,3 +53,28 @@ def refused_naming_parameter(refusal: tuple[Refusal, str | None]) -> None:
 def prompt_tokens_match_the_tokenizer(conform_runtime: ScenarioRuntime, stream: StreamRecord) -> None:
     counted = conform_runtime.run(conform_runtime.adapter.count_prompt_tokens(stream.request))
     check_prompt_tokens(stream, counted)
+
+
+MULTILINGUAL_PROMPTS = (
+    "日本の首都は",
+    "中文：我今天很高兴，因为",
+    "Café, crème brûlée, déjà vu, naïve:",
+    "Emoji list: 🌊 🐟 🐚 ",
+)
+"""Prompts a model continues in Japanese, Chinese, accented Latin and emoji: characters of 2 to 4 UTF-8 bytes."""
+
+
+@when("I stream completions of prompts in Japanese, Chinese, accented French and emoji", target_fixture="texts")
+def stream_multilingual(conform_runtime: ScenarioRuntime) -> list[StreamRecord]:
+    return [conform_runtime.stream(completion_request(conform_runtime, 24, p)) for p in MULTILINGUAL_PROMPTS]
+
+
+@then("no piece holds U+FFFD, and the pieces join to the text the engine gives whole and reads back from the ids")
+def text_streams_whole(conform_runtime: ScenarioRuntime, texts: list[StreamRecord]) -> None:
+    adapter, supported = conform_runtime.adapter, conform_runtime.profile.supported
+    reads_ids = {Capability.DETOKENIZE, Capability.TOKEN_IDS} <= supported
+    for record in texts:
+        whole = conform_runtime.run(adapter.complete(record.request))
+        ids = [t.token_id for t in record.tokens if t.token_id is not None]
+        detokenized = conform_runtime.run(adapter.detokenize(ids)) if reads_ids and ids else None
+        check_utf8_integrity(record, whole, detokenized)

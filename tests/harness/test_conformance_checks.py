@@ -14,14 +14,16 @@ from conform.adapters import (
     Started,
     TaskRequest,
     Timeouts,
+    Token,
     create_adapter,
     engines,
 )
-from conform.harness.checks import CheckFailure, check_max_tokens, check_prompt_tokens
+from conform.features.steps.conformance_steps import MULTILINGUAL_PROMPTS
+from conform.harness.checks import CheckFailure, check_max_tokens, check_prompt_tokens, check_utf8_integrity
 from conform.harness.request_errors import Refusal, check_refused_as_invalid, send_not_json, send_wrong_type
 from conform.harness.stream import StreamRecord, collect
 from conform.stubs import Script, StubServer
-from conform.stubs.script import MisreportInvalidFault, MisreportUsageFault, OverrunFault
+from conform.stubs.script import MisreportInvalidFault, MisreportUsageFault, OverrunFault, SplitCharactersFault
 from tests.harness.test_checks import record, tokens
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -184,3 +186,50 @@ def test_prompt_tokens_fail_without_a_count() -> None:
     with pytest.raises(CheckFailure) as failed:
         check_prompt_tokens(record(Started("t", 0.0), *tokens(0), End("stop", None, 0.0)), 5)
     assert failed.value.title == "no prompt token count"
+
+
+# -- text.utf8_integrity -----------------------------------------------------------------------------
+
+
+async def _multilingual(engine: str, script: Script, prompt: str) -> tuple[StreamRecord, str, str | None]:
+    """A stream of `prompt`, the same request's whole text, and the stream's ids read back (where it can)."""
+    async with StubServer(engine, script) as stub:
+        adapter = create_adapter(engine, stub.url, AdapterOptions(timeouts=Timeouts(total=10.0)))
+        request = TaskRequest(prompt=prompt, max_tokens=24, seed=42)
+        try:
+            stream = await collect(adapter, request)
+            ids = [t.token_id for t in stream.tokens if t.token_id is not None]
+            reads_ids = Capability.DETOKENIZE in adapter.capabilities and ids
+            return stream, await adapter.complete(request), await adapter.detokenize(ids) if reads_ids else None
+        finally:
+            await adapter.aclose()
+
+
+@pytest.mark.parametrize("engine", ANSWER_WHOLE)
+async def test_utf8_integrity_holds_on_every_well_behaved_stub(engine: str) -> None:
+    for prompt in MULTILINGUAL_PROMPTS:
+        stream, whole, detokenized = await _multilingual(engine, Script(), prompt)
+        check_utf8_integrity(stream, whole, detokenized)
+        assert not stream.text.isascii() or engine == "echo", "the stub answers a prompt in another script in kind"
+        assert detokenized is None or engine == "llamacpp"
+
+
+@pytest.mark.parametrize("engine", ANSWER_WHOLE)
+async def test_utf8_integrity_fails_on_a_stub_that_splits_a_character(engine: str) -> None:
+    script = Script(faults=(SplitCharactersFault(kind="split_characters"),))
+    stream, whole, detokenized = await _multilingual(engine, script, "日本の首都は")
+    with pytest.raises(CheckFailure) as failed:
+        check_utf8_integrity(stream, whole, detokenized)
+    assert failed.value.title == "U+FFFD in the stream"
+    assert "\ufffd" in failed.value.detail and "hold an incomplete character back" in failed.value.detail
+
+
+def test_utf8_integrity_names_ids_that_read_back_as_other_text() -> None:
+    stream = record(Started("t", 0.0), Token(0, " café", 101, 0.0), End("stop", None, 0.0))
+    check_utf8_integrity(stream, " café", " café")
+    with pytest.raises(CheckFailure) as failed:
+        check_utf8_integrity(stream, " café", " cafe")
+    assert failed.value.title == "token ids read back as other text"
+    with pytest.raises(CheckFailure) as failed:
+        check_utf8_integrity(stream, " caf")
+    assert failed.value.title == "streamed text differs from the complete text"

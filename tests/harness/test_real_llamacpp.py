@@ -45,6 +45,7 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         "errors.malformed_body",
         "errors.invalid_param",
         "usage.prompt_tokens",
+        "text.utf8_integrity",
     ):
         assert statuses[check_id] == "passed", statuses
     skipped = {r["id"]: r["detail"] for r in document["results"] if r["status"] == "skipped"}
@@ -140,6 +141,10 @@ def test_openai_engine_against_real_llamacpp_v1(llamacpp_server: RunningProcess,
         "errors.invalid_param",
     ):
         assert results[check_id]["status"] == "passed", results[check_id]
+    # The OpenAI API cannot turn llama.cpp's prompt cache off: the non-streamed request that the streamed
+    # one is compared with reuses the cached prompt and can continue differently (never U+FFFD, though).
+    utf8 = results["text.utf8_integrity"]
+    assert utf8["status"] == "passed" or utf8["detail"].startswith("streamed text differs from the complete text"), utf8
     envelope = results["openai.error_envelope"]
     assert envelope["status"] == "passed" or "param" in envelope["detail"], envelope
     print("\nllama.cpp /v1 OpenAI-compatibility rows:")
@@ -167,6 +172,7 @@ def test_anthropic_engine_against_real_llamacpp_messages(llamacpp_server: Runnin
         "errors.malformed_body",
         "errors.invalid_param",
         "usage.prompt_tokens",
+        "text.utf8_integrity",
     ):
         assert statuses[check_id] == "passed", statuses
     assert document["summary"]["failed"] == 0 and document["summary"]["errors"] == 0

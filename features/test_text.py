@@ -1,0 +1,5 @@
+"""Binds text.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("text.feature")
