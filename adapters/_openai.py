@@ -186,8 +186,8 @@ class OpenAIAdapter(HttpAdapter):
 
     engine = "openai"
     capabilities = Capability.parse(
-        "streaming, end_marker, seed, usage, health, chat, completions, non_streaming, logprobs, engine_version, "
-        "openai_compat"
+        "streaming, end_marker, seed, usage, health, chat, completions, non_streaming, logprobs, "
+        "engine_version, openai_compat, sampling"
     )
     api_prefix: ClassVar[str] = "/v1"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"

@@ -43,7 +43,9 @@ _ERROR_KINDS = {
 
 class AnthropicAdapter(HttpAdapter):
     engine = "anthropic"
-    capabilities = Capability.parse("streaming, end_marker, usage, health, chat, non_streaming, tokenize")
+    capabilities = Capability.parse(
+        "streaming, end_marker, usage, health, chat, non_streaming, tokenize, top_k, sampling"
+    )
 
     def __init__(self, base_url: str, options: AdapterOptions | None = None) -> None:
         super().__init__(base_url.rstrip("/").removesuffix("/v1"), options)

@@ -44,7 +44,8 @@ class LlamaCppAdapter(HttpAdapter):
     engine = "llamacpp"
     capabilities = Capability.parse(
         "streaming, end_marker, token_ids, seed, usage, health, props, engine_side_cancel, completions, "
-        "non_streaming, model_digest, engine_version, logprobs, prompt_cache_control, tokenize, detokenize"
+        "non_streaming, model_digest, engine_version, logprobs, prompt_cache_control, tokenize, detokenize, "
+        "top_k, sampling"
     )
     budget_key = ("n_predict",)
     """What the protocol offers; probing a target removes what that server turns off."""

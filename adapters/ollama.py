@@ -27,7 +27,8 @@ _DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_d
 class OllamaAdapter(HttpAdapter):
     engine = "ollama"
     capabilities = Capability.parse(
-        "streaming, end_marker, seed, usage, health, chat, completions, non_streaming, model_digest, engine_version"
+        "streaming, end_marker, seed, usage, health, chat, completions, non_streaming, model_digest, "
+        "engine_version, top_k, sampling"
     )
     budget_key = ("options", "num_predict")
 

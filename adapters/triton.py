@@ -28,7 +28,7 @@ __all__ = ["ENGINE", "TritonAdapter"]
 
 class TritonAdapter(HttpAdapter):
     engine = "triton"
-    capabilities = Capability.parse("streaming, seed, health, completions, engine_version")
+    capabilities = Capability.parse("streaming, seed, health, completions, engine_version, top_k, sampling")
 
     async def list_models(self) -> list[str]:
         """Ready models from the repository index (servers may restrict it: then --model is needed)."""

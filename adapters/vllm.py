@@ -24,7 +24,7 @@ __all__ = ["ENGINE", "VllmAdapter"]
 
 class VllmAdapter(OpenAIAdapter):
     engine = "vllm"
-    capabilities = OpenAIAdapter.capabilities | {Capability.TOKEN_IDS}
+    capabilities = OpenAIAdapter.capabilities | {Capability.TOKEN_IDS, Capability.TOP_K}
     max_tokens_field: ClassVar[str] = "max_tokens"
 
     def extra_fields(self, req: TaskRequest) -> dict[str, Any]:

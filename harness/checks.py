@@ -26,6 +26,8 @@ __all__ = [
     "check_max_tokens",
     "check_prompt_tokens",
     "check_reassembles",
+    "check_seed_matters",
+    "check_top_k_1_is_greedy",
     "check_utf8_integrity",
     "run_checks",
 ]
@@ -204,6 +206,46 @@ def check_prompt_tokens(record: StreamRecord, counted: int) -> None:
             "usage disagrees with the tokenizer",
             f"the usage reports {usage.prompt_tokens} prompt tokens, the engine's own tokenizer counts {counted} "
             "for the same prompt: one of the two miscounts",
+        )
+
+
+def _first_difference(a: StreamRecord, b: StreamRecord) -> tuple[int, str, str] | None:
+    """Where two streams first differ (token ids where both have them, else text pieces), with both tokens."""
+    use_ids = all(t.token_id is not None for t in (*a.tokens, *b.tokens))
+    keys_a = [t.token_id if use_ids else t.text for t in a.tokens]
+    keys_b = [t.token_id if use_ids else t.text for t in b.tokens]
+    for n, (x, y) in enumerate(itertools.zip_longest(keys_a, keys_b)):
+        if x != y:
+            text_a = a.tokens[n].text if n < len(a.tokens) else "(the end)"
+            text_b = b.tokens[n].text if n < len(b.tokens) else "(the end)"
+            return n, text_a, text_b
+    return None
+
+
+def check_top_k_1_is_greedy(greedy: StreamRecord, top_k_1: StreamRecord) -> None:
+    """Sampling at temperature 1 with top_k 1 gives the greedy (temperature 0) tokens: one candidate is left."""
+    stream_completed(greedy)
+    stream_completed(top_k_1)
+    differs = _first_difference(greedy, top_k_1)
+    if differs is not None:
+        at, want, got = differs
+        raise CheckFailure(
+            "top_k 1 is not greedy",
+            f"at token {at}, greedy gave {want!r} but temperature 1 with top_k 1 gave {got!r}: with one candidate "
+            "left, sampling must pick the most likely token (is top_k ignored, or applied after sampling?)",
+        )
+
+
+def check_seed_matters(streams: list[StreamRecord], seeds: list[int]) -> None:
+    """Sampling (temperature 1) with different seeds does not give the same completion every time."""
+    for stream in streams:
+        stream_completed(stream)
+    texts = {stream.text for stream in streams}
+    if len(texts) == 1:
+        raise CheckFailure(
+            "the seed changes nothing",
+            f"temperature 1 with seeds {', '.join(map(str, seeds))} gave the same {len(streams[0].tokens)} tokens "
+            f"each time ({streams[0].text[:50]!r}): the engine ignores the seed, or does not sample",
         )
 
 

@@ -154,7 +154,7 @@ class StubContext:
         if behaviour.batch_variant_at is not None:
             await asyncio.sleep(BATCH_WINDOW_S)
             started_at = asyncio.get_running_loop().time()
-        effective_seed = self.seed if seed is None or seed < 0 else seed
+        effective_seed = self.seed if seed is None or seed < 0 or behaviour.fixed_seed else seed
         limit = 16 if max_tokens is None or max_tokens < 0 else max_tokens
         if self.script.max_tokens is not None:
             limit = min(limit, self.script.max_tokens)
@@ -171,6 +171,8 @@ class StubContext:
         salt = self.salt + behaviour.generator
         if behaviour.ignore_seed:
             salt += f"/request {number}"
+        if behaviour.ignore_top_k and _samples(request.get(BODY_KEY)):
+            salt += "/sampled without top_k"
         tokens = self.generator(effective_seed, prompt, limit, salt=salt)
         if behaviour.diverge_at is not None:
             tokens = _diverge(tokens, behaviour.diverge_at, effective_seed, prompt, salt + "/diverged")
@@ -184,6 +186,17 @@ class StubContext:
         return generation, tokens
 
 
+def _samples(body: Any) -> bool:
+    """Whether a request asks to sample: a temperature above 0, wherever its wire nests it (``temperature``,
+    ``options.temperature``, ``parameters.temperature``)."""
+    if not isinstance(body, dict):
+        return False
+    temperature = body.get("temperature")
+    if isinstance(temperature, int | float):
+        return temperature > 0
+    return any(_samples(value) for value in body.values() if isinstance(value, dict))
+
+
 def _diverge(tokens: list[StubToken], at: int, seed: int, prompt: str, salt: str) -> list[StubToken]:
     """Tokens from index `at` on come from another stream, each guaranteed to differ from the original."""
     other = generate_tokens(seed, prompt, len(tokens), salt=salt)
@@ -194,6 +207,8 @@ def _diverge(tokens: list[StubToken], at: int, seed: int, prompt: str, salt: str
 
 
 STUB_KEY = web.AppKey("conform_stub", StubContext)
+BODY_KEY = web.RequestKey("conform_body", object)
+"""Where record_request leaves a request's parsed body on the request, for the generation it starts."""
 
 GenerationHandler = Callable[[web.Request, StubContext], Awaitable[web.StreamResponse]]
 
@@ -231,6 +246,7 @@ async def record_request(request: web.Request) -> Any:
         except ValueError:
             body = raw.decode("utf-8", "replace")
     context.state.requests.append((request.method, request.path, body))
+    request[BODY_KEY] = body
     return body
 
 

@@ -219,6 +219,10 @@ class Determinism(_Strict):
     """How the stub's tokens (mis)behave across requests: the cases the determinism suite must catch."""
 
     ignore_seed: bool = Field(default=False, description="every request samples afresh, whatever its seed")
+    fixed_seed: bool = Field(default=False, description="every request samples with the stub's own seed, not its own")
+    ignore_top_k: bool = Field(
+        default=False, description="a request that samples (temperature above 0) ignores top_k: top_k 1 is not greedy"
+    )
     diverge_at: int | None = Field(default=None, ge=0, description="tokens differ from this index on")
     batch_variant_at: int | None = Field(
         default=None, ge=0, description="tokens differ from this index on when another request is in flight"

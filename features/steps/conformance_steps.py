@@ -1,11 +1,17 @@
-"""Steps of the conformance-depth features (limits, request_errors, usage, text). Thin: each calls a named check."""
+"""Steps of the conformance-depth features. Thin: each calls a named check (harness/checks.py)."""
 
 from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
 from conform.adapters import Capability
-from conform.harness.checks import check_max_tokens, check_prompt_tokens, check_utf8_integrity
+from conform.harness.checks import (
+    check_max_tokens,
+    check_prompt_tokens,
+    check_seed_matters,
+    check_top_k_1_is_greedy,
+    check_utf8_integrity,
+)
 from conform.harness.request_errors import Refusal, check_refused_as_invalid, send_not_json, send_wrong_type
 from conform.harness.runtime import ScenarioRuntime
 from conform.harness.stream import StreamRecord
@@ -78,3 +84,35 @@ def text_streams_whole(conform_runtime: ScenarioRuntime, texts: list[StreamRecor
         ids = [t.token_id for t in record.tokens if t.token_id is not None]
         detokenized = conform_runtime.run(adapter.detokenize(ids)) if reads_ids and ids else None
         check_utf8_integrity(record, whole, detokenized)
+
+
+SEEDS = [1, 2, 3]
+
+
+@when(
+    parsers.parse("I stream a completion of {count:d} tokens greedily and again at temperature 1 with top_k 1"),
+    target_fixture="pair",
+)
+def stream_greedy_and_top_k_1(conform_runtime: ScenarioRuntime, count: int) -> tuple[StreamRecord, StreamRecord]:
+    greedy = completion_request(conform_runtime, count)
+    sampled = greedy.model_copy(update={"temperature": 1.0, "top_k": 1})
+    return conform_runtime.stream(greedy), conform_runtime.stream(sampled)
+
+
+@then("both give the same tokens")
+def both_give_the_same_tokens(pair: tuple[StreamRecord, StreamRecord]) -> None:
+    check_top_k_1_is_greedy(*pair)
+
+
+@when(
+    parsers.parse("I stream a completion of {count:d} tokens at temperature 1 with seeds 1, 2 and 3"),
+    target_fixture="seeded",
+)
+def stream_three_seeds(conform_runtime: ScenarioRuntime, count: int) -> list[StreamRecord]:
+    request = completion_request(conform_runtime, count)
+    return [conform_runtime.stream(request.model_copy(update={"temperature": 1.0, "seed": s})) for s in SEEDS]
+
+
+@then("the completions are not all the same")
+def completions_differ(seeded: list[StreamRecord]) -> None:
+    check_seed_matters(seeded, SEEDS)

@@ -19,7 +19,14 @@ from conform.adapters import (
     engines,
 )
 from conform.features.steps.conformance_steps import MULTILINGUAL_PROMPTS
-from conform.harness.checks import CheckFailure, check_max_tokens, check_prompt_tokens, check_utf8_integrity
+from conform.harness.checks import (
+    CheckFailure,
+    check_max_tokens,
+    check_prompt_tokens,
+    check_seed_matters,
+    check_top_k_1_is_greedy,
+    check_utf8_integrity,
+)
 from conform.harness.request_errors import Refusal, check_refused_as_invalid, send_not_json, send_wrong_type
 from conform.harness.stream import StreamRecord, collect
 from conform.stubs import Script, StubServer
@@ -233,3 +240,58 @@ def test_utf8_integrity_names_ids_that_read_back_as_other_text() -> None:
     with pytest.raises(CheckFailure) as failed:
         check_utf8_integrity(stream, " caf")
     assert failed.value.title == "streamed text differs from the complete text"
+
+
+# -- sampling.greedy_is_top_k_1, sampling.seed_matters ---------------------------------------------
+
+
+def _with(*needed: Capability) -> list[str]:
+    return [name for name, engine in engines().items() if set(needed) <= engine.capabilities]
+
+
+async def _sampled(engine: str, script: Script, *requests: TaskRequest) -> list[StreamRecord]:
+    async with StubServer(engine, script) as stub:
+        adapter = create_adapter(engine, stub.url, AdapterOptions(timeouts=Timeouts(total=10.0)))
+        try:
+            return [await collect(adapter, request) for request in requests]
+        finally:
+            await adapter.aclose()
+
+
+GREEDY = TaskRequest(prompt=PROMPT, max_tokens=24, seed=42)
+TOP_K_1 = GREEDY.model_copy(update={"temperature": 1.0, "top_k": 1})
+SEEDED = [GREEDY.model_copy(update={"temperature": 1.0, "seed": seed}) for seed in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("engine", _with(Capability.TOP_K, Capability.SAMPLING))
+async def test_top_k_1_is_greedy_on_every_well_behaved_stub(engine: str) -> None:
+    check_top_k_1_is_greedy(*await _sampled(engine, Script(), GREEDY, TOP_K_1))
+
+
+@pytest.mark.parametrize("engine", _with(Capability.TOP_K, Capability.SAMPLING))
+async def test_top_k_1_fails_on_a_stub_that_ignores_top_k(engine: str) -> None:
+    script = Script.model_validate({"determinism": {"ignore_top_k": True}})
+    greedy, sampled = await _sampled(engine, script, GREEDY, TOP_K_1)
+    with pytest.raises(CheckFailure) as failed:
+        check_top_k_1_is_greedy(greedy, sampled)
+    assert failed.value.title == "top_k 1 is not greedy"
+    assert failed.value.detail.startswith("at token 0, greedy gave ")
+    assert "with one candidate left, sampling must pick the most likely token" in failed.value.detail
+
+
+@pytest.mark.parametrize("engine", _with(Capability.SEED, Capability.SAMPLING))
+async def test_seeds_matter_on_every_well_behaved_stub(engine: str) -> None:
+    check_seed_matters(await _sampled(engine, Script(), *SEEDED), [1, 2, 3])
+
+
+@pytest.mark.parametrize("engine", _with(Capability.SEED, Capability.SAMPLING))
+async def test_seeds_matter_fails_on_a_stub_that_ignores_the_seed(engine: str) -> None:
+    streams = await _sampled(engine, Script.model_validate({"determinism": {"fixed_seed": True}}), *SEEDED)
+    with pytest.raises(CheckFailure) as failed:
+        check_seed_matters(streams, [1, 2, 3])
+    assert failed.value.title == "the seed changes nothing"
+    assert failed.value.detail.startswith("temperature 1 with seeds 1, 2, 3 gave the same 24 tokens each time")
+
+
+def test_the_echo_engine_does_not_sample() -> None:
+    assert "echo" not in _with(Capability.SAMPLING) and len(_with(Capability.SAMPLING)) == len(engines()) - 1

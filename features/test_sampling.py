@@ -1,0 +1,5 @@
+"""Binds sampling.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("sampling.feature")
