@@ -4,7 +4,7 @@ The public API is what this module exports; ``_http``, ``_sse`` and the engine
 modules are private.
 """
 
-from ._base import AdapterOptions, FrameFold, Generation, HttpAdapter, StreamFold
+from ._base import AdapterOptions, FrameFold, Generation, HttpAdapter, StreamFold, Whole, field_text
 from ._engines import ENTRY_POINT_GROUP, EngineDescriptor, UnknownEngineError, create_adapter, engine_names, engines
 from ._http import RetryPolicy, Timeouts, classify_status
 from ._openai import OpenAIAdapter
@@ -76,12 +76,14 @@ __all__ = [
     "UnknownEngineError",
     "Usage",
     "VllmAdapter",
+    "Whole",
     "WorkerAdapter",
     "WorkerError",
     "classify_status",
     "create_adapter",
     "engine_names",
     "engines",
+    "field_text",
     "fingerprint",
     "split_llamaswap_url",
 ]

@@ -48,6 +48,9 @@ class Capability(StrEnum):
     """The same request can be answered whole, without streaming."""
     MODEL_SELECTION = "model_selection"
     """The request's model field chooses among models (an unknown one is rejected)."""
+    NAMED_MODELS = "named_models"
+    """A request names its model, and the answer names the model that answered (so an unknown model can be
+    refused, or served by another model that says so)."""
     MODEL_MANAGEMENT = "model_management"
     IMAGE_GENERATION = "image_generation"
     SCRIPTED_FAULTS = "scripted_faults"

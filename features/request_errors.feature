@@ -14,3 +14,8 @@ Feature: request_errors
   Scenario: a token budget of the wrong type is refused, naming the parameter
     When I send a generation request whose token budget is a string
     Then it is refused as an invalid request whose message names the parameter
+
+  @check:errors.unknown_model @needs_non_streaming @needs_named_models
+  Scenario: a model the engine does not serve is refused, or served by a model that says so
+    When I send a generation request for a model the engine does not serve
+    Then it is refused, or served by a model that says which it is

@@ -11,11 +11,19 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from conform.adapters import ErrorKind, HttpAdapter, TaskRequest, WorkerError
+from conform.adapters import ErrorKind, HttpAdapter, TaskRequest, WorkerError, field_text
 
 from .checks import CheckFailure
 
-__all__ = ["Refusal", "check_refused_as_invalid", "send_not_json", "send_wrong_type"]
+__all__ = [
+    "UNKNOWN_MODEL",
+    "Refusal",
+    "check_refused_as_invalid",
+    "check_unknown_model",
+    "send_not_json",
+    "send_unknown_model",
+    "send_wrong_type",
+]
 
 NOT_JSON = b'{"prompt": "Say hello", "max_tokens": 8'
 """A body cut off before its closing brace: not JSON."""
@@ -56,6 +64,52 @@ async def send_wrong_type(adapter: HttpAdapter, request: TaskRequest, value: Any
         holder = holder[key]
     holder[name] = value
     return await _answer(adapter, whole.path, body=body), name
+
+
+UNKNOWN_MODEL = "conform-no-such-model"
+"""A model no engine serves."""
+
+
+async def send_unknown_model(adapter: HttpAdapter, request: TaskRequest) -> tuple[Refusal, str | None]:
+    """The engine's generation request for UNKNOWN_MODEL; the answer, and the model a served answer names."""
+    whole = await adapter.whole(request.model_copy(update={"model": UNKNOWN_MODEL}))
+    try:
+        reply = await adapter.http.request("POST", whole.path, json_body=whole.body, retry=False)
+    except WorkerError as error:
+        return Refusal(error.status, error.kind, error.message), None
+    answer = Refusal(reply.status, None, reply.body[:200].decode("utf-8", "replace"))
+    return answer, field_text(reply.json_or_text(), "model")
+
+
+def check_unknown_model(answer: Refusal, answered_by: str | None) -> None:
+    """A request for a model the engine does not serve is refused (404 or 400, never a 5xx), or served by the
+    engine's own model with an answer that names it; never served in the unknown model's name."""
+    if answer.kind is None:
+        if answered_by is None:
+            raise CheckFailure(
+                "an unknown model was served without saying by which",
+                f"a request for model {UNKNOWN_MODEL!r} was served (HTTP {answer.status}) and the answer names no "
+                "model: refuse it (404), or name the model that answered",
+            )
+        if answered_by == UNKNOWN_MODEL:
+            raise CheckFailure(
+                "an unknown model was served in its name",
+                f"a request for model {UNKNOWN_MODEL!r}, which the engine does not serve, was answered in that "
+                "model's name: another model answered it; refuse it (404) or name the model that answered",
+            )
+        return
+    if answer.status is None or answer.status >= 500:
+        raise CheckFailure(
+            "a client's mistake answered as a server error",
+            f"a request for model {UNKNOWN_MODEL!r} was answered {answer.status}: {answer.message}; an unknown "
+            "model is the client's mistake: answer 404 (or 400) naming it",
+        )
+    if answer.kind not in (ErrorKind.NOT_FOUND, ErrorKind.INVALID_REQUEST):
+        raise CheckFailure(
+            "unknown model refused as something else",
+            f"a request for model {UNKNOWN_MODEL!r} was answered {answer.status} ({answer.kind.value}): "
+            f"{answer.message}; expected 404 or 400",
+        )
 
 
 def check_refused_as_invalid(answer: Refusal, what: str, parameter: str | None = None) -> None:

@@ -26,6 +26,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from ._arrival import ARRIVED_AT
 from .script import (
+    ClaimAnyModelFault,
     CloseEarlyFault,
     ContentTypeFault,
     DuplicateTokenFault,
@@ -120,6 +121,16 @@ class StubContext:
     """Where tokens come from: seeded random words, or (the echo engine) the prompt itself."""
     keep_timeline: bool = False
     """Record when each token frame was written (`Generation.written_at`); off, nothing accumulates."""
+
+    def serves(self, model: str, models: list[str] | None = None) -> bool:
+        """Whether a request for `model` is served: one of `models` (default: the stub's own), or any model
+        under a claim_any_model fault."""
+        return model in (models or [self.model]) or any(isinstance(f, ClaimAnyModelFault) for f in self.script.faults)
+
+    def answering_model(self, requested: str | None) -> str:
+        """The model an answer names: the stub's own, or, under a claim_any_model fault, the one requested."""
+        claims = any(isinstance(f, ClaimAnyModelFault) for f in self.script.faults)
+        return requested if claims and requested else self.model
 
     def reported_prompt_tokens(self, prompt: str) -> int:
         """The prompt's length as the usage reports it: what the tokenizer counts, unless a fault misreports it."""

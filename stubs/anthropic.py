@@ -141,7 +141,7 @@ async def _messages(request: web.Request, context: StubContext) -> web.StreamRes
     if isinstance(parsed, _Refusal):
         return _error_response(parsed.status, parsed.message)
     model, prompt, budget = parsed.model, parsed.prompt, parsed.max_tokens
-    if model != context.model:
+    if not context.serves(model):
         return _error_response(404, f"model: {model}")
     if prompt_tokens(prompt) > context.ctx_size:
         return _error_response(400, f"prompt is too long: {prompt_tokens(prompt)} tokens > {context.ctx_size} maximum")

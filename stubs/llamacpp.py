@@ -110,7 +110,7 @@ def _final(
         "tokens": [] if stream else [t.id for t in tokens],
         "id_slot": 0,
         "stop": True,
-        "model": context.model,
+        "model": context.answering_model(body.get("model")),
         "tokens_predicted": n,
         "tokens_evaluated": context.reported_prompt_tokens(prompt),
         "generation_settings": _settings(body, seed, n),

@@ -101,7 +101,7 @@ async def _generate(request: web.Request, context: StubContext, chat: bool) -> w
     model = body.get("model")
     if not isinstance(model, str) or not model:
         return _error_response(400, "model is required")
-    if model != context.model:
+    if not context.serves(model):
         return _error_response(404, f"model '{model}' not found")
     if chat:
         messages = body.get("messages")

@@ -274,7 +274,7 @@ async def generate(
     parsed = _parse(body, chat, flavour)
     if isinstance(parsed, tuple):
         return fail(*parsed)
-    if parsed.model not in models:
+    if not context.serves(parsed.model, models):
         return fail(404, f"The model `{parsed.model}` does not exist.")
     if prompt_tokens(parsed.prompt) > context.ctx_size:
         return fail(400, f"This model's maximum context length is {context.ctx_size} tokens.")

@@ -167,6 +167,13 @@ class SplitCharactersFault(_FaultBase):
     kind: Literal["split_characters"]
 
 
+class ClaimAnyModelFault(_FaultBase):
+    """Serve a request for any model, the stub's own answering in the requested model's name: an unknown
+    model silently served by another."""
+
+    kind: Literal["claim_any_model"]
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -200,6 +207,7 @@ Fault = Annotated[
     | MisreportInvalidFault
     | MisreportUsageFault
     | SplitCharactersFault
+    | ClaimAnyModelFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),

@@ -12,7 +12,14 @@ from conform.harness.checks import (
     check_top_k_1_is_greedy,
     check_utf8_integrity,
 )
-from conform.harness.request_errors import Refusal, check_refused_as_invalid, send_not_json, send_wrong_type
+from conform.harness.request_errors import (
+    Refusal,
+    check_refused_as_invalid,
+    check_unknown_model,
+    send_not_json,
+    send_unknown_model,
+    send_wrong_type,
+)
 from conform.harness.runtime import ScenarioRuntime
 from conform.harness.stream import StreamRecord
 
@@ -42,6 +49,17 @@ def send_body_not_json(conform_runtime: ScenarioRuntime) -> tuple[Refusal, str |
 def send_budget_as_string(conform_runtime: ScenarioRuntime) -> tuple[Refusal, str | None]:
     adapter = conform_runtime.adapter
     return conform_runtime.run(send_wrong_type(adapter, completion_request(conform_runtime, 8)))
+
+
+@when("I send a generation request for a model the engine does not serve", target_fixture="refusal")
+def send_for_unknown_model(conform_runtime: ScenarioRuntime) -> tuple[Refusal, str | None]:
+    adapter = conform_runtime.adapter
+    return conform_runtime.run(send_unknown_model(adapter, completion_request(conform_runtime, 4)))
+
+
+@then("it is refused, or served by a model that says which it is")
+def unknown_model_refused_or_named(refusal: tuple[Refusal, str | None]) -> None:
+    check_unknown_model(*refusal)
 
 
 @then("it is refused as an invalid request, not a server error")

@@ -27,10 +27,23 @@ from conform.harness.checks import (
     check_top_k_1_is_greedy,
     check_utf8_integrity,
 )
-from conform.harness.request_errors import Refusal, check_refused_as_invalid, send_not_json, send_wrong_type
+from conform.harness.request_errors import (
+    Refusal,
+    check_refused_as_invalid,
+    check_unknown_model,
+    send_not_json,
+    send_unknown_model,
+    send_wrong_type,
+)
 from conform.harness.stream import StreamRecord, collect
 from conform.stubs import Script, StubServer
-from conform.stubs.script import MisreportInvalidFault, MisreportUsageFault, OverrunFault, SplitCharactersFault
+from conform.stubs.script import (
+    ClaimAnyModelFault,
+    MisreportInvalidFault,
+    MisreportUsageFault,
+    OverrunFault,
+    SplitCharactersFault,
+)
 from tests.harness.test_checks import record, tokens
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -295,3 +308,48 @@ async def test_seeds_matter_fails_on_a_stub_that_ignores_the_seed(engine: str) -
 
 def test_the_echo_engine_does_not_sample() -> None:
     assert "echo" not in _with(Capability.SAMPLING) and len(_with(Capability.SAMPLING)) == len(engines()) - 1
+
+
+# -- errors.unknown_model ----------------------------------------------------------------------------
+
+NAMED = _with(Capability.NAMED_MODELS, Capability.NON_STREAMING)
+"""The engines whose requests name a model and whose answers say which answered."""
+
+
+async def _unknown_model(engine: str, script: Script) -> tuple[Refusal, str | None]:
+    async with StubServer(engine, script) as stub:
+        adapter = create_adapter(engine, stub.url, AdapterOptions(timeouts=Timeouts(total=10.0)))
+        try:
+            return await send_unknown_model(adapter, TaskRequest(prompt=PROMPT, max_tokens=4, seed=42))
+        finally:
+            await adapter.aclose()
+
+
+@pytest.mark.parametrize("engine", NAMED)
+async def test_unknown_model_holds_on_every_well_behaved_stub(engine: str) -> None:
+    answer, answered_by = await _unknown_model(engine, Script())
+    check_unknown_model(answer, answered_by)
+    assert answer.kind is not None or answered_by == "stub-model", "refused, or served by the stub's own model"
+
+
+@pytest.mark.parametrize("engine", [name for name in NAMED if name != "llamaswap"])  # it routes by model first
+async def test_unknown_model_fails_on_a_stub_that_serves_it_in_its_name(engine: str) -> None:
+    answer, answered_by = await _unknown_model(engine, Script(faults=(ClaimAnyModelFault(kind="claim_any_model"),)))
+    with pytest.raises(CheckFailure) as failed:
+        check_unknown_model(answer, answered_by)
+    assert failed.value.title == "an unknown model was served in its name"
+    assert "refuse it (404) or name the model that answered" in failed.value.detail
+
+
+@pytest.mark.parametrize(
+    ("answer", "answered_by", "title"),
+    [
+        (Refusal(200, None, "{}"), None, "an unknown model was served without saying by which"),
+        (Refusal(500, ErrorKind.ENGINE_ERROR, "boom"), None, "a client's mistake answered as a server error"),
+        (Refusal(401, ErrorKind.AUTH, "no key"), None, "unknown model refused as something else"),
+    ],
+)
+def test_unknown_model_names_each_wrong_answer(answer: Refusal, answered_by: str | None, title: str) -> None:
+    with pytest.raises(CheckFailure) as failed:
+        check_unknown_model(answer, answered_by)
+    assert failed.value.title == title

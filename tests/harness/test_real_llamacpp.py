@@ -48,6 +48,7 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         "text.utf8_integrity",
         "sampling.greedy_is_top_k_1",
         "sampling.seed_matters",
+        "errors.unknown_model",
     ):
         assert statuses[check_id] == "passed", statuses
     skipped = {r["id"]: r["detail"] for r in document["results"] if r["status"] == "skipped"}
@@ -142,6 +143,7 @@ def test_openai_engine_against_real_llamacpp_v1(llamacpp_server: RunningProcess,
         "errors.malformed_body",
         "errors.invalid_param",
         "sampling.seed_matters",
+        "errors.unknown_model",
     ):
         assert results[check_id]["status"] == "passed", results[check_id]
     # The OpenAI API cannot turn llama.cpp's prompt cache off: the non-streamed request that the streamed
@@ -177,6 +179,7 @@ def test_anthropic_engine_against_real_llamacpp_messages(llamacpp_server: Runnin
         "usage.prompt_tokens",
         "text.utf8_integrity",
         "sampling.greedy_is_top_k_1",
+        "errors.unknown_model",
     ):
         assert statuses[check_id] == "passed", statuses
     assert document["summary"]["failed"] == 0 and document["summary"]["errors"] == 0
