@@ -48,6 +48,7 @@ from .script import (
     Script,
     SkipTokenFault,
     SlowLorisFault,
+    SlowUnderLoadFault,
     SplitCharactersFault,
     StallFault,
     StatusFault,
@@ -64,12 +65,12 @@ __all__ = [
     "answer_whole",
     "dumps",
     "encode_sse",
-    "error_middleware",
     "generation_route",
     "play_stream",
     "prompt_tokens",
     "record_request",
     "render_message",
+    "stub_middleware",
 ]
 
 
@@ -273,12 +274,18 @@ _VALIDATION_STATUSES = frozenset({400, 413, 422})
 """What a stub answers a request it refuses as invalid (a body that is not JSON, a parameter of a wrong type)."""
 
 
-def error_middleware(error_response: Callable[[int, str], web.StreamResponse]) -> Middleware:
-    """Errors in the engine's own error body: unknown paths answer 404 (aiohttp's default is plain text), and
-    a `misreport_invalid` fault answers what the stub refuses as invalid with its own status and message."""
+def stub_middleware(error_response: Callable[[int, str], web.StreamResponse]) -> Middleware:
+    """What every stub does around its handlers: errors in the engine's own error body (unknown paths answer
+    404; aiohttp's default is plain text); a `misreport_invalid` fault answers what the stub refuses as
+    invalid with its own status and message; a `slow_under_load` fault holds every request but generations
+    while one is in flight."""
 
     @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def around(request: web.Request, handler: Handler) -> web.StreamResponse:
+        context: StubContext = request.app[STUB_KEY]
+        slow = next((f for f in context.script.faults if isinstance(f, SlowUnderLoadFault)), None)
+        if slow is not None and request.method == "GET" and context.state.admitted > 0:
+            await asyncio.sleep(slow.delay_ms / 1000)
         try:
             response = await handler(request)
         except web.HTTPNotFound:
@@ -288,13 +295,12 @@ def error_middleware(error_response: Callable[[int, str], web.StreamResponse]) -
             await record_request(request)
             return error_response(405, "Method Not Allowed")
         if response.status in _VALIDATION_STATUSES:
-            script: Script = request.app[STUB_KEY].script
-            misreport = next((f for f in script.faults if isinstance(f, MisreportInvalidFault)), None)
+            misreport = next((f for f in context.script.faults if isinstance(f, MisreportInvalidFault)), None)
             if misreport is not None:
                 return error_response(misreport.status, misreport.message)
         return response
 
-    return errors
+    return around
 
 
 ENDLESS_TOKENS = 20_000

@@ -21,11 +21,11 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
-    error_middleware,
     generation_route,
     play_stream,
     prompt_tokens,
     record_request,
+    stub_middleware,
 )
 from .script import Framing
 from .tokens import StubToken
@@ -183,7 +183,7 @@ async def models(request: web.Request) -> web.Response:
 
 
 def create_app(context: StubContext) -> web.Application:
-    app = web.Application(middlewares=[error_middleware(_error_response)])
+    app = web.Application(middlewares=[stub_middleware(_error_response)])
     app[STUB_KEY] = context
     app.router.add_post("/v1/messages", generation_route(_messages))
     app.router.add_post("/v1/messages/count_tokens", count_tokens)

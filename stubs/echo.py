@@ -26,11 +26,11 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
-    error_middleware,
     generation_route,
     play_stream,
     prompt_tokens,
     record_request,
+    stub_middleware,
 )
 from .script import Framing
 from .tokens import StubToken, echo_tokens
@@ -113,7 +113,7 @@ async def version(request: web.Request) -> web.Response:
 
 def create_app(context: StubContext) -> web.Application:
     context.generator = echo_tokens
-    app = web.Application(middlewares=[error_middleware(_error_response)])
+    app = web.Application(middlewares=[stub_middleware(_error_response)])
     app[STUB_KEY] = context
     app.router.add_post("/generate", generation_route(_generate))
     app.router.add_get("/health", health)

@@ -20,11 +20,11 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
-    error_middleware,
     generation_route,
     play_stream,
     prompt_tokens,
     record_request,
+    stub_middleware,
 )
 from .tokens import StubToken, detokenize, tokenize
 
@@ -277,7 +277,7 @@ async def models(request: web.Request) -> web.Response:
 def create_app(context: StubContext) -> web.Application:
     app = web.Application(
         middlewares=[
-            error_middleware(lambda status, message: web.json_response(_error_body(status, message), status=status))
+            stub_middleware(lambda status, message: web.json_response(_error_body(status, message), status=status))
         ]
     )
     app[STUB_KEY] = context

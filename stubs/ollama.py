@@ -20,11 +20,11 @@ from ._engine import (
     StubContext,
     answer_whole,
     dumps,
-    error_middleware,
     generation_route,
     play_stream,
     prompt_tokens,
     record_request,
+    stub_middleware,
 )
 from .tokens import StubToken
 
@@ -171,7 +171,7 @@ async def root(request: web.Request) -> web.Response:
 
 
 def create_app(context: StubContext) -> web.Application:
-    app = web.Application(middlewares=[error_middleware(_error_response)])
+    app = web.Application(middlewares=[stub_middleware(_error_response)])
     app[STUB_KEY] = context
     app.router.add_post("/api/generate", generation_route(functools.partial(_generate, chat=False)))
     app.router.add_post("/api/chat", generation_route(functools.partial(_generate, chat=True)))

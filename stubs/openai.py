@@ -25,11 +25,11 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
-    error_middleware,
     generation_route,
     play_stream,
     prompt_tokens,
     record_request,
+    stub_middleware,
 )
 from .script import Framing
 from .tokens import StubToken
@@ -346,7 +346,7 @@ def base_app(context: StubContext, flavour: OpenAIFlavour) -> web.Application:
     version = context.script.wire_version
     app = web.Application(
         middlewares=[
-            error_middleware(
+            stub_middleware(
                 lambda status, message: web.json_response(flavour.error_body(status, message, version), status=status)
             )
         ]

@@ -174,6 +174,14 @@ class ClaimAnyModelFault(_FaultBase):
     kind: Literal["claim_any_model"]
 
 
+class SlowUnderLoadFault(_FaultBase):
+    """Answer every request that is not a generation (health, props, model lists) `delay_ms` late while a
+    generation is in flight: a server whose request loop waits behind generation."""
+
+    kind: Literal["slow_under_load"]
+    delay_ms: float = Field(default=2500.0, gt=0)
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -208,6 +216,7 @@ Fault = Annotated[
     | MisreportUsageFault
     | SplitCharactersFault
     | ClaimAnyModelFault
+    | SlowUnderLoadFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),

@@ -23,11 +23,11 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
-    error_middleware,
     generation_route,
     play_stream,
     prompt_tokens,
     record_request,
+    stub_middleware,
 )
 from .script import Framing
 from .tokens import StubToken
@@ -191,7 +191,7 @@ async def info(request: web.Request) -> web.Response:
 
 
 def create_app(context: StubContext) -> web.Application:
-    app = web.Application(middlewares=[error_middleware(_error_response)])
+    app = web.Application(middlewares=[stub_middleware(_error_response)])
     app[STUB_KEY] = context
     app.router.add_post("/", _route(None))
     app.router.add_post("/generate", _route(False))

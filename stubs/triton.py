@@ -22,10 +22,10 @@ from ._engine import (
     answer_whole,
     dumps,
     encode_sse,
-    error_middleware,
     generation_route,
     play_stream,
     record_request,
+    stub_middleware,
 )
 from .script import Framing
 from .tokens import StubToken
@@ -135,7 +135,7 @@ async def repository_index(request: web.Request) -> web.Response:
 
 
 def create_app(context: StubContext) -> web.Application:
-    app = web.Application(middlewares=[error_middleware(_error_response)])
+    app = web.Application(middlewares=[stub_middleware(_error_response)])
     app[STUB_KEY] = context
     for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
         app.router.add_post(prefix + "/generate_stream", _route(stream=True))

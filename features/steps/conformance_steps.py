@@ -12,6 +12,7 @@ from conform.harness.checks import (
     check_top_k_1_is_greedy,
     check_utf8_integrity,
 )
+from conform.harness.load import HealthProbe, check_health_under_load, health_while_generating, slots_of
 from conform.harness.request_errors import (
     Refusal,
     check_refused_as_invalid,
@@ -134,3 +135,19 @@ def stream_three_seeds(conform_runtime: ScenarioRuntime, count: int) -> list[Str
 @then("the completions are not all the same")
 def completions_differ(seeded: list[StreamRecord]) -> None:
     check_seed_matters(seeded, SEEDS)
+
+
+Probes = tuple[list[HealthProbe], int]
+
+
+@when("I ask for health three times while every slot is generating", target_fixture="probes")
+def health_while_every_slot_generates(conform_runtime: ScenarioRuntime) -> Probes:
+    adapter = conform_runtime.adapter
+    streams = conform_runtime.run(slots_of(adapter))
+    request = completion_request(conform_runtime, 256)
+    return conform_runtime.run(health_while_generating(adapter, request, streams)), streams
+
+
+@then(parsers.parse("health answers ready within {seconds:g} second each time"))
+def health_answers_in_time(probes: Probes, seconds: float) -> None:
+    check_health_under_load(probes[0], probes[1], seconds)

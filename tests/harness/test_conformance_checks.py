@@ -10,6 +10,7 @@ from conform.adapters import (
     Capability,
     End,
     ErrorKind,
+    Health,
     RetryPolicy,
     Started,
     TaskRequest,
@@ -27,6 +28,7 @@ from conform.harness.checks import (
     check_top_k_1_is_greedy,
     check_utf8_integrity,
 )
+from conform.harness.load import HealthProbe, check_health_under_load, health_while_generating, slots_of
 from conform.harness.request_errors import (
     Refusal,
     check_refused_as_invalid,
@@ -353,3 +355,52 @@ def test_unknown_model_names_each_wrong_answer(answer: Refusal, answered_by: str
     with pytest.raises(CheckFailure) as failed:
         check_unknown_model(answer, answered_by)
     assert failed.value.title == title
+
+
+# -- health.under_load -------------------------------------------------------------------------------
+
+PACED = {"token_delay_ms": 20}
+"""A stub that takes its time, so that its slots stay busy while health is asked."""
+
+
+async def _probes(engine: str, script: Script, probes: int) -> tuple[list[HealthProbe], int]:
+    async with StubServer(engine, script) as stub:
+        adapter = create_adapter(engine, stub.url, AdapterOptions(timeouts=Timeouts(total=30.0)))
+        try:
+            streams = await slots_of(adapter)
+            request = TaskRequest(prompt=PROMPT, max_tokens=256, seed=42)
+            return await health_while_generating(adapter, request, streams, probes=probes), streams
+        finally:
+            await adapter.aclose()
+
+
+@pytest.mark.parametrize("engine", _with(Capability.HEALTH))
+async def test_health_under_load_holds_on_every_well_behaved_stub(engine: str) -> None:
+    probes, streams = await _probes(engine, Script.model_validate(PACED), 3)
+    assert streams == 2, "the stubs' two slots (props), or the fallback"
+    check_health_under_load(probes, streams)
+
+
+@pytest.mark.parametrize("engine", _with(Capability.HEALTH))
+async def test_health_under_load_fails_on_a_stub_whose_health_waits_behind_generation(engine: str) -> None:
+    script = Script.model_validate({**PACED, "faults": [{"kind": "slow_under_load", "delay_ms": 2500}]})
+    probes, streams = await _probes(engine, script, 1)
+    with pytest.raises(CheckFailure) as failed:
+        check_health_under_load(probes, streams)
+    assert failed.value.title == "health is slow under load"
+    assert failed.value.detail.startswith("health took 2.")
+    assert "while 2 slots were generating (limit 1 s)" in failed.value.detail
+
+
+@pytest.mark.parametrize(
+    ("probe", "title"),
+    [
+        (HealthProbe(0.01, Health(ready=False, status=503, detail="Loading model"), 2), "health says not ready"),
+        (HealthProbe(0.01, Health(ready=True), 1), "the slots were not kept busy"),
+        (HealthProbe(10.0, None, 2), "health is slow under load"),
+    ],
+)
+def test_health_under_load_names_each_wrong_answer(probe: HealthProbe, title: str) -> None:
+    with pytest.raises(CheckFailure) as failed:
+        check_health_under_load([probe], 2)
+    assert failed.value.title.startswith(title)

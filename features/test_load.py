@@ -1,0 +1,5 @@
+"""Binds load.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("load.feature")
