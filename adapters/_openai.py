@@ -187,7 +187,7 @@ class OpenAIAdapter(HttpAdapter):
     engine = "openai"
     capabilities = Capability.parse(
         "streaming, end_marker, seed, usage, health, chat, completions, non_streaming, logprobs, "
-        "engine_version, openai_compat, sampling, named_models"
+        "engine_version, openai_compat, sampling, named_models, stop"
     )
     api_prefix: ClassVar[str] = "/v1"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"

@@ -44,7 +44,7 @@ _ERROR_KINDS = {
 class AnthropicAdapter(HttpAdapter):
     engine = "anthropic"
     capabilities = Capability.parse(
-        "streaming, end_marker, usage, health, chat, non_streaming, tokenize, top_k, sampling, named_models"
+        "streaming, end_marker, usage, health, chat, non_streaming, tokenize, top_k, sampling, named_models, stop"
     )
 
     def __init__(self, base_url: str, options: AdapterOptions | None = None) -> None:

@@ -16,6 +16,8 @@ class Capability(StrEnum):
     """A request seed is honoured."""
     USAGE = "usage"
     """The end of a stream reports prompt and completion token counts."""
+    STOP = "stop"
+    """A request's stop strings end the generation before them."""
     SAMPLING = "sampling"
     """The engine samples at a temperature above 0 (conform's echo engine only repeats its prompt)."""
     TOP_K = "top_k"

@@ -45,7 +45,7 @@ class LlamaCppAdapter(HttpAdapter):
     capabilities = Capability.parse(
         "streaming, end_marker, token_ids, seed, usage, health, props, engine_side_cancel, completions, "
         "non_streaming, model_digest, engine_version, logprobs, prompt_cache_control, tokenize, detokenize, "
-        "top_k, sampling, named_models"
+        "top_k, sampling, named_models, stop"
     )
     budget_key = ("n_predict",)
     """What the protocol offers; probing a target removes what that server turns off."""

@@ -28,7 +28,7 @@ class OllamaAdapter(HttpAdapter):
     engine = "ollama"
     capabilities = Capability.parse(
         "streaming, end_marker, seed, usage, health, chat, completions, non_streaming, model_digest, "
-        "engine_version, top_k, sampling, named_models"
+        "engine_version, top_k, sampling, named_models, stop"
     )
     budget_key = ("options", "num_predict")
 

@@ -44,7 +44,7 @@ class TgiAdapter(HttpAdapter):
     engine = "tgi"
     capabilities = Capability.parse(
         "streaming, end_marker, token_ids, seed, usage, health, completions, non_streaming, model_digest, "
-        "engine_version, logprobs, top_k, sampling"
+        "engine_version, logprobs, top_k, sampling, stop"
     )
     budget_key = ("parameters", "max_new_tokens")
 

@@ -27,6 +27,7 @@ __all__ = [
     "check_prompt_tokens",
     "check_reassembles",
     "check_seed_matters",
+    "check_stop_sequence",
     "check_top_k_1_is_greedy",
     "check_utf8_integrity",
     "run_checks",
@@ -246,6 +247,35 @@ def check_seed_matters(streams: list[StreamRecord], seeds: list[int]) -> None:
             "the seed changes nothing",
             f"temperature 1 with seeds {', '.join(map(str, seeds))} gave the same {len(streams[0].tokens)} tokens "
             f"each time ({streams[0].text[:50]!r}): the engine ignores the seed, or does not sample",
+        )
+
+
+def check_stop_sequence(greedy: StreamRecord, stopped: StreamRecord, stop: str) -> None:
+    """With `stop` (taken from `greedy`'s text), the same request's output is the greedy text cut before the
+    stop string's first occurrence, holds no part of it, and ends with finish reason ``stop``."""
+    stream_completed(greedy)
+    stream_completed(stopped)
+    assert stopped.end is not None
+    expected = greedy.text[: greedy.text.index(stop)]
+    if stop in stopped.text:
+        at = stopped.text.index(stop)
+        raise CheckFailure(
+            "the stop string leaked",
+            f"the stop string {stop!r} is in the output at character {at} "
+            f"({stopped.text[max(0, at - 20) : at + len(stop) + 10]!r}): generation must end before it, and no "
+            "part of it be sent",
+        )
+    if stopped.text != expected:
+        raise CheckFailure(
+            "the output is not the greedy text cut at the stop string",
+            f"with stop {stop!r} the output is {stopped.text[-50:]!r} ({len(stopped.text)} characters); the same "
+            f"request's greedy text cut before the stop string is {expected[-50:]!r} ({len(expected)} characters)",
+        )
+    if stopped.end.finish_reason != "stop":
+        raise CheckFailure(
+            "the end does not say stop",
+            f"the generation ended at the stop string {stop!r} but the finish reason is "
+            f"{stopped.end.finish_reason!r}, expected 'stop'",
         )
 
 

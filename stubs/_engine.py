@@ -35,6 +35,7 @@ from .script import (
     Fault,
     Framing,
     IgnoreDisconnectFault,
+    LeakStopFault,
     LegacyErrorLineFault,
     MalformedJsonFault,
     MisreportInvalidFault,
@@ -90,6 +91,8 @@ class Generation:
     finished: bool = False
     cancelled: bool = False
     """The client left before the end and the stub stopped generating."""
+    stop_word: str | None = None
+    """The stop string that ended the generation, if one did."""
 
 
 @dataclass(slots=True)
@@ -190,12 +193,49 @@ class StubContext:
             tokens = _diverge(tokens, behaviour.diverge_at, effective_seed, prompt, salt + "/diverged")
         if behaviour.batch_variant_at is not None and in_flight > 0:
             tokens = _diverge(tokens, behaviour.batch_variant_at, effective_seed, prompt, salt + "/batched")
+        tokens, generation.stop_word = cut_at_stop(
+            tokens, _stop_strings(request.get(BODY_KEY)), keep=any(isinstance(f, LeakStopFault) for f in faults)
+        )
         if any(isinstance(f, SplitCharactersFault) for f in faults):
             tokens = split_characters(tokens)
         if behaviour.logprob_jitter:
             shift = behaviour.logprob_jitter * (number % 3)
             tokens = [t._replace(logprob=t.logprob - shift) for t in tokens]
         return generation, tokens
+
+
+def _stop_strings(body: Any) -> list[str]:
+    """A request's stop strings, wherever its wire puts them (``stop``, ``stop_sequences``, in ``options`` or
+    ``parameters``): a string or a list of them."""
+    if not isinstance(body, dict):
+        return []
+    for key in ("stop", "stop_sequences"):
+        value = body.get(key)
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list):
+            return [s for s in value if isinstance(s, str) and s]
+    return next((found for v in body.values() if isinstance(v, dict) and (found := _stop_strings(v))), [])
+
+
+def cut_at_stop(tokens: list[StubToken], stops: list[str], *, keep: bool = False) -> tuple[list[StubToken], str | None]:
+    """The tokens up to the first of `stops` in their text, the one cut inside shortened to end before it (with
+    `keep`, after it: a leak), and the stop string; or the tokens as they are and None."""
+    text = "".join(t.text for t in tokens)
+    found = min(((text.find(stop), stop) for stop in stops if stop in text), default=None)
+    if found is None:
+        return tokens, None
+    at, stop = found
+    end = at + len(stop) if keep else at
+    cut: list[StubToken] = []
+    position = 0
+    for token in tokens:
+        if position >= end:
+            break
+        piece = token.text[: end - position]
+        cut.append(token if piece == token.text else token._replace(text=piece))
+        position += len(token.text)
+    return cut, stop
 
 
 def _samples(body: Any) -> bool:

@@ -147,6 +147,8 @@ async def _messages(request: web.Request, context: StubContext) -> web.StreamRes
         return _error_response(400, f"prompt is too long: {prompt_tokens(prompt)} tokens > {context.ctx_size} maximum")
     generation, tokens = await context.new_generation(request, prompt, None, budget)  # the API has no seed
     stop = "max_tokens" if tokens and len(tokens) == generation.max_tokens else "end_turn"
+    if generation.stop_word:
+        stop = "stop_sequence"
     n_prompt = context.reported_prompt_tokens(prompt)
     wire = AnthropicWire(context.script.framing)
     if body.get("stream") is not True:
@@ -166,7 +168,7 @@ async def _messages(request: web.Request, context: StubContext) -> web.StreamRes
         wire.event(
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "delta": {"stop_reason": stop, "stop_sequence": generation.stop_word},
                 "usage": {"output_tokens": len(tokens)},
             }
         ),

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ._engine import (
     STUB_KEY,
+    Generation,
     StreamPlan,
     StubContext,
     answer_whole,
@@ -101,9 +102,15 @@ def _settings(body: dict[str, Any], seed: int, n_predict: int) -> dict[str, Any]
 
 
 def _final(
-    context: StubContext, body: dict[str, Any], tokens: list[StubToken], seed: int, prompt: str, stream: bool
+    context: StubContext,
+    body: dict[str, Any],
+    tokens: list[StubToken],
+    generation: Generation,
+    prompt: str,
+    stream: bool,
 ) -> dict[str, Any]:
-    n = len(tokens)
+    n, seed = len(tokens), generation.seed
+    stop_type = "word" if generation.stop_word else "limit" if n == generation.max_tokens else "eos"
     return {
         "index": 0,
         "content": "" if stream else "".join(t.text for t in tokens),
@@ -117,8 +124,8 @@ def _final(
         "prompt": prompt,
         "has_new_line": any("\n" in t.text for t in tokens),
         "truncated": False,
-        "stop_type": "limit",
-        "stopping_word": "",
+        "stop_type": stop_type,
+        "stopping_word": generation.stop_word or "",
         "tokens_cached": 0,
         "timings": {
             "cache_n": 0,
@@ -152,13 +159,13 @@ async def _completion(request: web.Request, context: StubContext) -> web.StreamR
         request, prompt, seed if isinstance(seed, int) else None, n_predict
     )
     if not body.get("stream", False):
-        final = _final(context, body, tokens, generation.seed, prompt, stream=False)
+        final = _final(context, body, tokens, generation, prompt, stream=False)
         return await answer_whole(request, context, generation, wire, final)
     n_prompt, n_probs = context.reported_prompt_tokens(prompt), int(body.get("n_probs") or 0)
     plan = StreamPlan(
         tokens,
         lambda token, k: wire.token_frame(token, k, n_prompt, n_probs=n_probs),
-        [encode_sse(dumps(_final(context, body, tokens, generation.seed, prompt, True)), context.script.framing)],
+        [encode_sse(dumps(_final(context, body, tokens, generation, prompt, True)), context.script.framing)],
     )
     return await play_stream(request, context, generation, plan, wire)
 

@@ -120,7 +120,7 @@ async def _generate(request: web.Request, context: StubContext, chat: bool) -> w
         return _error_response(400, "option num_predict must be an integer")
     limit = None if budget < 0 else budget
     generation, tokens = await context.new_generation(request, prompt, seed if isinstance(seed, int) else None, limit)
-    reason = "length" if tokens and len(tokens) == generation.max_tokens else "stop"
+    reason = "length" if tokens and len(tokens) == generation.max_tokens and not generation.stop_word else "stop"
     wire = OllamaWire(model, chat)
     if body.get("stream", True) is False:
         return await answer_whole(request, context, generation, wire, wire.final(tokens, prompt, reason, whole=True))

@@ -279,7 +279,7 @@ async def generate(
     if prompt_tokens(parsed.prompt) > context.ctx_size:
         return fail(400, f"This model's maximum context length is {context.ctx_size} tokens.")
     generation, tokens = await context.new_generation(request, parsed.prompt, parsed.seed, parsed.max_tokens)
-    reason = "length" if generation.max_tokens == len(tokens) and tokens else "stop"
+    reason = "length" if generation.max_tokens == len(tokens) and tokens and not generation.stop_word else "stop"
     wire = OpenAIWire(context, flavour, chat=chat, model=parsed.model, number=generation.number)
     n_prompt = context.reported_prompt_tokens(parsed.prompt)
     if not parsed.stream:

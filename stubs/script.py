@@ -182,6 +182,12 @@ class SlowUnderLoadFault(_FaultBase):
     delay_ms: float = Field(default=2500.0, gt=0)
 
 
+class LeakStopFault(_FaultBase):
+    """End a generation after its stop string instead of before it: the stop string leaks into the output."""
+
+    kind: Literal["leak_stop"]
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -217,6 +223,7 @@ Fault = Annotated[
     | SplitCharactersFault
     | ClaimAnyModelFault
     | SlowUnderLoadFault
+    | LeakStopFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),

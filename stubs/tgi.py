@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ._engine import (
     STUB_KEY,
+    Generation,
     StreamPlan,
     StubContext,
     answer_whole,
@@ -109,9 +110,10 @@ def _validate(body: Any) -> _Request | str:
     return _Request(body["inputs"], budget, seed if isinstance(seed, int) else None, bool(parameters.get("details")))
 
 
-def _details(tokens: list[StubToken], seed: int, prompt: str, whole: bool) -> dict[str, Any]:
+def _details(tokens: list[StubToken], generation: Generation, prompt: str, whole: bool) -> dict[str, Any]:
+    seed = generation.seed
     details: dict[str, Any] = {
-        "finish_reason": "length",
+        "finish_reason": "stop_sequence" if generation.stop_word else "length",
         "generated_tokens": len(tokens),
         "seed": seed,
         "input_length": prompt_tokens(prompt),
@@ -148,11 +150,11 @@ async def _generate(request: web.Request, context: StubContext, stream: bool | N
     generation, tokens = await context.new_generation(request, parsed.prompt, parsed.seed, parsed.max_new_tokens)
     text = "".join(t.text for t in tokens)
     if not streaming:
-        result = {"generated_text": text, "details": _details(tokens, generation.seed, parsed.prompt, whole=True)}
+        result = {"generated_text": text, "details": _details(tokens, generation, parsed.prompt, whole=True)}
         return await answer_whole(request, context, generation, wire, [result] if compat else result)
     if not tokens:
         return _error_response(422, "Input validation error: `max_new_tokens` must be strictly positive")
-    details = dumps(_details(tokens, generation.seed, parsed.prompt, whole=False)) if parsed.details else "null"
+    details = dumps(_details(tokens, generation, parsed.prompt, whole=False)) if parsed.details else "null"
     last = len(tokens) - 1
     plan = StreamPlan(
         tokens[:last],

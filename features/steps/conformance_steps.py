@@ -9,6 +9,7 @@ from conform.harness.checks import (
     check_max_tokens,
     check_prompt_tokens,
     check_seed_matters,
+    check_stop_sequence,
     check_top_k_1_is_greedy,
     check_utf8_integrity,
 )
@@ -151,3 +152,40 @@ def health_while_every_slot_generates(conform_runtime: ScenarioRuntime) -> Probe
 @then(parsers.parse("health answers ready within {seconds:g} second each time"))
 def health_answers_in_time(probes: Probes, seconds: float) -> None:
     check_health_under_load(probes[0], probes[1], seconds)
+
+
+StopRun = tuple[StreamRecord, StreamRecord, str]
+
+
+def stop_within_a_token(greedy: StreamRecord) -> str:
+    """A whole token of the greedy text, from its fourth token on (so that something comes before it)."""
+    return next(t.text for t in greedy.tokens[3:] if t.text.strip() and len(t.text) >= 2)
+
+
+def stop_across_tokens(greedy: StreamRecord) -> str:
+    """The last two characters of one token and the first two of the next, from the fourth token on."""
+    pairs = zip(greedy.tokens[3:], greedy.tokens[4:], strict=False)
+    first, second = next((a, b) for a, b in pairs if len(a.text) >= 2 and len(b.text) >= 2)
+    return first.text[-2:] + second.text[:2]
+
+
+STOP_CHOICES = {"is one of its tokens": stop_within_a_token, "spans two of its tokens": stop_across_tokens}
+
+
+@when(
+    parsers.parse(
+        "I stream a greedy completion of {count:d} tokens, then the same request with a stop string that {choice}"
+    ),
+    target_fixture="stop_run",
+)
+def stream_with_a_stop(conform_runtime: ScenarioRuntime, count: int, choice: str) -> StopRun:
+    request = completion_request(conform_runtime, count)
+    greedy = conform_runtime.stream(request)
+    check_max_tokens(greedy, count)  # a greedy run that failed has no text to take a stop string from
+    stop = STOP_CHOICES[choice](greedy)
+    return greedy, conform_runtime.stream(request.model_copy(update={"stop": (stop,)})), stop
+
+
+@then("the output is the greedy text cut before the stop string, without it, and the end says stop")
+def output_cut_at_stop(stop_run: StopRun) -> None:
+    check_stop_sequence(*stop_run)

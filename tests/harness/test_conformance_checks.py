@@ -3,6 +3,8 @@ detail a vendor can act on, on a stub scripted to violate it (its negative contr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from conform.adapters import (
@@ -19,12 +21,13 @@ from conform.adapters import (
     create_adapter,
     engines,
 )
-from conform.features.steps.conformance_steps import MULTILINGUAL_PROMPTS
+from conform.features.steps.conformance_steps import MULTILINGUAL_PROMPTS, stop_across_tokens, stop_within_a_token
 from conform.harness.checks import (
     CheckFailure,
     check_max_tokens,
     check_prompt_tokens,
     check_seed_matters,
+    check_stop_sequence,
     check_top_k_1_is_greedy,
     check_utf8_integrity,
 )
@@ -41,6 +44,7 @@ from conform.harness.stream import StreamRecord, collect
 from conform.stubs import Script, StubServer
 from conform.stubs.script import (
     ClaimAnyModelFault,
+    LeakStopFault,
     MisreportInvalidFault,
     MisreportUsageFault,
     OverrunFault,
@@ -404,3 +408,54 @@ def test_health_under_load_names_each_wrong_answer(probe: HealthProbe, title: st
     with pytest.raises(CheckFailure) as failed:
         check_health_under_load([probe], 2)
     assert failed.value.title.startswith(title)
+
+
+# -- stop.sequence, stop.across_tokens ---------------------------------------------------------------
+
+
+async def _stopped(engine: str, script: Script, choose: Callable[[StreamRecord], str]) -> tuple[StreamRecord, ...]:
+    """A greedy stream, and the same request with a stop string `choose` takes from it."""
+    async with StubServer(engine, script) as stub:
+        adapter = create_adapter(engine, stub.url, AdapterOptions(timeouts=Timeouts(total=10.0)))
+        try:
+            greedy = await collect(adapter, GREEDY)
+            stop = choose(greedy)
+            return greedy, await collect(adapter, GREEDY.model_copy(update={"stop": (stop,)})), stop
+        finally:
+            await adapter.aclose()
+
+
+@pytest.mark.parametrize("choose", [stop_within_a_token, stop_across_tokens])
+@pytest.mark.parametrize("engine", _with(Capability.STOP))
+async def test_stop_holds_on_every_well_behaved_stub(engine: str, choose: Callable[[StreamRecord], str]) -> None:
+    greedy, stopped, stop = await _stopped(engine, Script(), choose)
+    check_stop_sequence(greedy, stopped, stop)
+    assert 0 < len(stopped.text) < len(greedy.text), "the stop string cut the output short"
+
+
+@pytest.mark.parametrize("choose", [stop_within_a_token, stop_across_tokens])
+@pytest.mark.parametrize("engine", _with(Capability.STOP))
+async def test_stop_fails_on_a_stub_that_leaks_the_stop_string(
+    engine: str, choose: Callable[[StreamRecord], str]
+) -> None:
+    greedy, stopped, stop = await _stopped(engine, Script(faults=(LeakStopFault(kind="leak_stop"),)), choose)
+    with pytest.raises(CheckFailure) as failed:
+        check_stop_sequence(greedy, stopped, stop)
+    assert failed.value.title == "the stop string leaked"
+    assert failed.value.detail.startswith(f"the stop string {stop!r} is in the output at character")
+
+
+def test_stop_names_an_output_cut_elsewhere_and_a_finish_reason_that_is_not_stop() -> None:
+    greedy = record(
+        Started("t", 0.0),
+        *(Token(i, w, None, 0.0) for i, w in enumerate([" a", " b", " c", " d"])),
+        End("length", None, 0.0),
+    )
+    early = record(Started("t", 0.0), Token(0, " a", None, 0.0), End("stop", None, 0.0))
+    with pytest.raises(CheckFailure) as failed:
+        check_stop_sequence(greedy, early, " c")
+    assert failed.value.title == "the output is not the greedy text cut at the stop string"
+    unsaid = record(Started("t", 0.0), Token(0, " a", None, 0.0), Token(1, " b", None, 0.0), End("length", None, 0.0))
+    with pytest.raises(CheckFailure) as failed:
+        check_stop_sequence(greedy, unsaid, " c")
+    assert failed.value.title == "the end does not say stop"

@@ -50,6 +50,8 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         "sampling.seed_matters",
         "errors.unknown_model",
         "health.under_load",
+        "stop.sequence",
+        "stop.across_tokens",
     ):
         assert statuses[check_id] == "passed", statuses
     skipped = {r["id"]: r["detail"] for r in document["results"] if r["status"] == "skipped"}
@@ -146,6 +148,8 @@ def test_openai_engine_against_real_llamacpp_v1(llamacpp_server: RunningProcess,
         "sampling.seed_matters",
         "errors.unknown_model",
         "health.under_load",
+        "stop.sequence",
+        "stop.across_tokens",
     ):
         assert results[check_id]["status"] == "passed", results[check_id]
     # The OpenAI API cannot turn llama.cpp's prompt cache off: the non-streamed request that the streamed
@@ -183,6 +187,8 @@ def test_anthropic_engine_against_real_llamacpp_messages(llamacpp_server: Runnin
         "sampling.greedy_is_top_k_1",
         "errors.unknown_model",
         "health.under_load",
+        "stop.sequence",
+        "stop.across_tokens",
     ):
         assert statuses[check_id] == "passed", statuses
     assert document["summary"]["failed"] == 0 and document["summary"]["errors"] == 0

@@ -1,0 +1,5 @@
+"""Binds stop.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("stop.feature")
