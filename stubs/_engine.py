@@ -343,8 +343,9 @@ def stub_middleware(error_response: Callable[[int, str], web.StreamResponse]) ->
     return around
 
 
-ENDLESS_TOKENS = 20_000
-"""What an endless stream sends at most: far past any budget, still bounded for the stub's memory."""
+ENDLESS_TOKENS = 4_000
+"""What an endless stream sends at most: far past any budget the checks ask for (at most 256 tokens), still
+cheap to draw before the response head (a loaded machine must not turn it into a stall)."""
 
 BATCH_WINDOW_S = 0.05
 """How long a batch-variant stub waits for other requests to share its batch."""

@@ -130,7 +130,7 @@ class SlowLorisFault(_FaultBase):
 
 
 class EndlessFault(_FaultBase):
-    """Ignore the token budget: keep streaming tokens (up to 20,000) until the client leaves."""
+    """Ignore the token budget: keep streaming tokens (up to 4,000) until the client leaves."""
 
     kind: Literal["endless"]
 

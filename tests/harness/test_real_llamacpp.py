@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from conform.adapters import LlamaCppAdapter, TaskRequest, Token, WorkerError
+from conform.adapters import AdapterOptions, LlamaCppAdapter, TaskRequest, Timeouts, Token, WorkerError
 from conform.harness.checks import check_engine_stopped
 from conform.reports import validate_report
 from tests.helpers import RunningProcess, run_conform
 
 pytestmark = pytest.mark.real_engine
+
+GENEROUS = AdapterOptions(timeouts=Timeouts(total=120.0))
+"""A generous bound, as the CLI runs here get: CI machines are small and shared; the checks are unchanged."""
 
 
 def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProcess, tmp_path: Path) -> None:
@@ -71,7 +74,7 @@ async def _tokens(adapter: LlamaCppAdapter, request: TaskRequest) -> list[Token]
 
 def test_real_stream_has_ids_and_seeded_solo_runs_repeat(llamacpp_server: RunningProcess) -> None:
     async def scenario() -> tuple[list[Token], list[Token]]:
-        adapter = LlamaCppAdapter(llamacpp_server.url)
+        adapter = LlamaCppAdapter(llamacpp_server.url, GENEROUS)
         request = TaskRequest(prompt="Once upon a time", max_tokens=24, seed=5, temperature=0.9, cache_prompt=False)
         try:
             return await _tokens(adapter, request), await _tokens(adapter, request)
@@ -86,7 +89,7 @@ def test_real_stream_has_ids_and_seeded_solo_runs_repeat(llamacpp_server: Runnin
 
 def test_disconnect_frees_the_real_slot(llamacpp_server: RunningProcess) -> None:
     async def scenario() -> float:
-        adapter = LlamaCppAdapter(llamacpp_server.url)
+        adapter = LlamaCppAdapter(llamacpp_server.url, GENEROUS)
         request = TaskRequest(prompt="Count to one thousand:", max_tokens=800, cache_prompt=False)
         try:
             with contextlib.suppress(WorkerError):
