@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
 from ._http import HttpClient, RetryPolicy, StreamResponse, Timeouts, classify_status, default_describer
 from ._ndjson import NDJSONDecoder, NDJSONError
@@ -145,6 +146,11 @@ class HttpAdapter(abc.ABC):
     capabilities: frozenset[Capability] = frozenset()
     models_path: str = "/v1/models"
     """Where the engine lists its models (OpenAI's list shape: ``{"data": [{"id": …}]}``)."""
+    metrics_path: str = "/metrics"
+    """Where the engine exposes Prometheus metrics (engines with the metrics capability)."""
+    metrics_counters: Mapping[str, str] = {}
+    """The engine's counters of what it served, by what they count (``prompt_tokens``, ``generated_tokens``,
+    ``requests``): sample names of its Prometheus exposition."""
     budget_key: tuple[str, ...] = ("max_tokens",)
     """Where the token budget sits in the body of a non-streamed request (`whole`), as a path of keys."""
 
@@ -261,6 +267,17 @@ class HttpAdapter(abc.ABC):
     async def whole(self, req: TaskRequest) -> Whole:
         """The request for `req` answered whole; engines with the non_streaming capability implement it."""
         raise WorkerError(ErrorKind.INVALID_REQUEST, f"{self.engine} adapter has no non-streaming completion")
+
+    async def metrics(self) -> dict[str, float]:
+        """The current value of each of `metrics_counters`, read from the engine's Prometheus exposition (with
+        prometheus_client's parser); a counter the exposition lacks is left out."""
+        reply = await self.http.request("GET", self.metrics_path, retry=False)
+        samples = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(reply.body.decode("utf-8", "replace"))
+            for sample in family.samples
+        }
+        return {what: samples[name] for what, name in self.metrics_counters.items() if name in samples}
 
     async def count_prompt_tokens(self, req: TaskRequest) -> int:
         """How many tokens the engine's own tokenizer makes of `req`'s prompt, as generation takes it in

@@ -18,6 +18,8 @@ class Capability(StrEnum):
     """The end of a stream reports prompt and completion token counts."""
     STOP = "stop"
     """A request's stop strings end the generation before them."""
+    METRICS = "metrics"
+    """The engine exposes Prometheus counters of what it served (llama.cpp started with --metrics)."""
     SAMPLING = "sampling"
     """The engine samples at a temperature above 0 (conform's echo engine only repeats its prompt)."""
     TOP_K = "top_k"

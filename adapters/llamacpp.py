@@ -45,10 +45,14 @@ class LlamaCppAdapter(HttpAdapter):
     capabilities = Capability.parse(
         "streaming, end_marker, token_ids, seed, usage, health, props, engine_side_cancel, completions, "
         "non_streaming, model_digest, engine_version, logprobs, prompt_cache_control, tokenize, detokenize, "
-        "top_k, sampling, named_models, stop"
+        "top_k, sampling, named_models, stop, metrics"
     )
-    budget_key = ("n_predict",)
     """What the protocol offers; probing a target removes what that server turns off."""
+    budget_key = ("n_predict",)
+    metrics_counters = {
+        "prompt_tokens": "llamacpp:prompt_tokens_total",
+        "generated_tokens": "llamacpp:tokens_predicted_total",
+    }
 
     async def health(self) -> Health:
         return await self.probe_health("/health", lambda body: isinstance(body, dict) and body.get("status") == "ok")

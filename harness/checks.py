@@ -22,6 +22,7 @@ __all__ = [
     "CheckFailure",
     "check",
     "check_classified",
+    "check_counters_rose",
     "check_engine_stopped",
     "check_max_tokens",
     "check_prompt_tokens",
@@ -277,6 +278,22 @@ def check_stop_sequence(greedy: StreamRecord, stopped: StreamRecord, stop: str) 
             f"the generation ended at the stop string {stop!r} but the finish reason is "
             f"{stopped.end.finish_reason!r}, expected 'stop'",
         )
+
+
+def check_counters_rose(before: dict[str, float], after: dict[str, float], served: dict[str, float]) -> None:
+    """Each of the engine's counters of what it served rose by exactly what was served meanwhile."""
+    for what, amount in served.items():
+        if what not in before or what not in after:
+            raise CheckFailure(
+                "a counter is missing", f"the metrics have no counter of {what.replace('_', ' ')} (before or after)"
+            )
+        rose = after[what] - before[what]
+        if rose != amount:
+            raise CheckFailure(
+                "the metrics do not count what was served",
+                f"the counter of {what.replace('_', ' ')} rose by {rose:g} while {amount:g} were served: it must "
+                "count every one, once",
+            )
 
 
 REPLACEMENT_CHARACTER = "\ufffd"

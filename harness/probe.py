@@ -55,5 +55,11 @@ async def probe(adapter: HttpAdapter, *, is_stub: bool) -> TargetProfile:
         with contextlib.suppress(WorkerError):
             if (await adapter.props()).busy_slots is None:  # /slots turned off: nothing can prove a stop
                 removed.add(Capability.ENGINE_SIDE_CANCEL)
+    if Capability.METRICS in offered:
+        try:
+            await adapter.metrics()
+        except WorkerError as error:
+            if error.status is not None:  # started without --metrics (501), or no such endpoint (404)
+                removed.add(Capability.METRICS)
     supported = offered - removed
     return TargetProfile(frozenset(supported), frozenset(set(Capability) - supported), version)

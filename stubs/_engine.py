@@ -93,6 +93,8 @@ class Generation:
     """The client left before the end and the stub stopped generating."""
     stop_word: str | None = None
     """The stop string that ended the generation, if one did."""
+    generated: int = 0
+    """How many tokens it was to stream (what an engine's counters of generated tokens count)."""
 
 
 @dataclass(slots=True)
@@ -198,6 +200,7 @@ class StubContext:
         )
         if any(isinstance(f, SplitCharactersFault) for f in faults):
             tokens = split_characters(tokens)
+        generation.generated = len(tokens)
         if behaviour.logprob_jitter:
             shift = behaviour.logprob_jitter * (number % 3)
             tokens = [t._replace(logprob=t.logprob - shift) for t in tokens]

@@ -27,6 +27,7 @@ from ._engine import (
     record_request,
     stub_middleware,
 )
+from .script import StaleMetricsFault
 from .tokens import StubToken, detokenize, tokenize
 
 __all__ = ["create_app"]
@@ -170,6 +171,27 @@ async def _completion(request: web.Request, context: StubContext) -> web.StreamR
     return await play_stream(request, context, generation, plan, wire)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus counters of what was served, as llama-server started with --metrics names them."""
+    context: StubContext = request.app[STUB_KEY]
+    stale = any(isinstance(f, StaleMetricsFault) for f in context.script.faults)
+    generations = [] if stale else context.state.generations
+    prompt = sum(context.reported_prompt_tokens(g.prompt) for g in generations)
+    generated = sum(g.generated for g in generations)
+    lines = [
+        "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.",
+        "# TYPE llamacpp:prompt_tokens_total counter",
+        f"llamacpp:prompt_tokens_total {prompt}",
+        "# HELP llamacpp:tokens_predicted_total Number of generation tokens processed.",
+        "# TYPE llamacpp:tokens_predicted_total counter",
+        f"llamacpp:tokens_predicted_total {generated}",
+        "# HELP llamacpp:requests_processing Number of requests processing.",
+        "# TYPE llamacpp:requests_processing gauge",
+        f"llamacpp:requests_processing {context.state.active}",
+    ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
 async def tokenize_route(request: web.Request) -> web.Response:
     """``{"content": text}`` -> ``{"tokens": [id, …]}``: the tokenizer the stub's usage counts with."""
     body = await record_request(request)
@@ -292,6 +314,7 @@ def create_app(context: StubContext) -> web.Application:
     app.router.add_post("/completions", generation_route(_completion))
     app.router.add_post("/apply-template", apply_template)
     app.router.add_post("/tokenize", tokenize_route)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/detokenize", detokenize_route)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/health", health)

@@ -188,6 +188,12 @@ class LeakStopFault(_FaultBase):
     kind: Literal["leak_stop"]
 
 
+class StaleMetricsFault(_FaultBase):
+    """Serve /metrics whose counters never rise, whatever was served."""
+
+    kind: Literal["stale_metrics"]
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -224,6 +230,7 @@ Fault = Annotated[
     | ClaimAnyModelFault
     | SlowUnderLoadFault
     | LeakStopFault
+    | StaleMetricsFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),

@@ -140,7 +140,7 @@ def start_llamacpp(log_path: Path, slots: int = 2, threads: int | None = None) -
     for _attempt in range(3):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "2048"]
+        command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "2048", "--metrics"]
         command += ["-np", str(slots), *(["-t", str(threads)] if threads else [])]
         try:
             process = start_engine("llama-server", command, url + "/health", log_path, READY_TIMEOUT_S)

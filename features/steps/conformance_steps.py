@@ -6,6 +6,7 @@ from pytest_bdd import parsers, then, when
 
 from conform.adapters import Capability
 from conform.harness.checks import (
+    check_counters_rose,
     check_max_tokens,
     check_prompt_tokens,
     check_seed_matters,
@@ -25,7 +26,7 @@ from conform.harness.request_errors import (
 from conform.harness.runtime import ScenarioRuntime
 from conform.harness.stream import StreamRecord
 
-from .engine_steps import completion_request
+from .engine_steps import PROMPT, completion_request
 
 Budgets = list[tuple[int, StreamRecord]]
 
@@ -189,3 +190,30 @@ def stream_with_a_stop(conform_runtime: ScenarioRuntime, count: int, choice: str
 @then("the output is the greedy text cut before the stop string, without it, and the end says stop")
 def output_cut_at_stop(stop_run: StopRun) -> None:
     check_stop_sequence(*stop_run)
+
+
+Counted = tuple[dict[str, float], dict[str, float], dict[str, float]]
+
+
+def served_by(streams: list[StreamRecord]) -> dict[str, float]:
+    """What `streams` had the engine do, by what its counters count: their usage, else the tokens streamed."""
+    prompt = sum(s.end.usage.prompt_tokens or 0 for s in streams if s.end and s.end.usage)
+    generated = sum(len(s.tokens) for s in streams)
+    return {"prompt_tokens": prompt, "generated_tokens": generated, "requests": len(streams)}
+
+
+@when(parsers.parse("I read the metrics, stream {count:d} completions, and read them again"), target_fixture="counted")
+def read_serve_read(conform_runtime: ScenarioRuntime, count: int) -> Counted:
+    adapter = conform_runtime.adapter
+    before = conform_runtime.run(adapter.metrics())
+    streams = [conform_runtime.stream(completion_request(conform_runtime, 8, f"{PROMPT} ({n})")) for n in range(count)]
+    for stream in streams:
+        check_max_tokens(stream, 8)  # only streams that completed count as served
+    after = conform_runtime.run(adapter.metrics())
+    served = {what: amount for what, amount in served_by(streams).items() if what in adapter.metrics_counters}
+    return before, after, served
+
+
+@then("each counter of what was served rose by exactly that")
+def counters_rose(counted: Counted) -> None:
+    check_counters_rose(*counted)

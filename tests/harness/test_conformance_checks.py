@@ -21,9 +21,15 @@ from conform.adapters import (
     create_adapter,
     engines,
 )
-from conform.features.steps.conformance_steps import MULTILINGUAL_PROMPTS, stop_across_tokens, stop_within_a_token
+from conform.features.steps.conformance_steps import (
+    MULTILINGUAL_PROMPTS,
+    served_by,
+    stop_across_tokens,
+    stop_within_a_token,
+)
 from conform.harness.checks import (
     CheckFailure,
+    check_counters_rose,
     check_max_tokens,
     check_prompt_tokens,
     check_seed_matters,
@@ -49,6 +55,7 @@ from conform.stubs.script import (
     MisreportUsageFault,
     OverrunFault,
     SplitCharactersFault,
+    StaleMetricsFault,
 )
 from tests.harness.test_checks import record, tokens
 
@@ -459,3 +466,43 @@ def test_stop_names_an_output_cut_elsewhere_and_a_finish_reason_that_is_not_stop
     with pytest.raises(CheckFailure) as failed:
         check_stop_sequence(greedy, unsaid, " c")
     assert failed.value.title == "the end does not say stop"
+
+
+# -- metrics.consistent ------------------------------------------------------------------------------
+
+
+async def _counted(script: Script) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    async with StubServer("llamacpp", script) as stub:
+        adapter = create_adapter("llamacpp", stub.url, AdapterOptions(timeouts=Timeouts(total=10.0)))
+        try:
+            before = await adapter.metrics()
+            streams = [await collect(adapter, GREEDY.model_copy(update={"prompt": f"{PROMPT} {n}"})) for n in range(3)]
+            after = await adapter.metrics()
+        finally:
+            await adapter.aclose()
+    served = {what: amount for what, amount in served_by(streams).items() if what in adapter.metrics_counters}
+    return before, after, served
+
+
+def test_the_metrics_are_llamacpp_s() -> None:
+    assert _with(Capability.METRICS) == ["llamacpp"]
+
+
+async def test_counters_rise_by_what_a_well_behaved_stub_served() -> None:
+    before, after, served = await _counted(Script())
+    assert served == {"prompt_tokens": 3 * (len(PROMPT.split()) + 1), "generated_tokens": 3 * 24}
+    check_counters_rose(before, after, served)
+
+
+async def test_counters_fail_on_a_stub_whose_metrics_never_rise() -> None:
+    before, after, served = await _counted(Script(faults=(StaleMetricsFault(kind="stale_metrics"),)))
+    with pytest.raises(CheckFailure) as failed:
+        check_counters_rose(before, after, served)
+    assert failed.value.title == "the metrics do not count what was served"
+    assert failed.value.detail.startswith("the counter of prompt tokens rose by 0 while 48 were served")
+
+
+def test_counters_name_a_counter_that_is_missing() -> None:
+    with pytest.raises(CheckFailure) as failed:
+        check_counters_rose({"generated_tokens": 0.0}, {"generated_tokens": 5.0}, {"prompt_tokens": 9.0})
+    assert failed.value.title == "a counter is missing"

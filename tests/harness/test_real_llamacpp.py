@@ -52,6 +52,7 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         "sampling.greedy_is_top_k_1",
         "sampling.seed_matters",
         "errors.unknown_model",
+        "metrics.consistent",
         "health.under_load",
         "stop.sequence",
         "stop.across_tokens",

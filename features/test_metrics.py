@@ -1,0 +1,5 @@
+"""Binds metrics.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("metrics.feature")
