@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
@@ -146,6 +147,8 @@ class HttpAdapter(abc.ABC):
     capabilities: frozenset[Capability] = frozenset()
     models_path: str = "/v1/models"
     """Where the engine lists its models (OpenAI's list shape: ``{"data": [{"id": …}]}``)."""
+    public_health: bool = False
+    """The engine documents its health endpoint as open without an API key (llama.cpp's /health)."""
     metrics_path: str = "/metrics"
     """Where the engine exposes Prometheus metrics (engines with the metrics capability)."""
     metrics_counters: Mapping[str, str] = {}
@@ -174,6 +177,15 @@ class HttpAdapter(abc.ABC):
         self._cancelled: set[str] = set()
         self._delivering: dict[str, list[Any]] = {}
         """The frames of the read each open stream is delivering, which a cancel cuts short."""
+
+    def with_api_key(self, api_key: str | None) -> HttpAdapter:
+        """The same adapter for the same target, sending `api_key` (or none) instead of its own; the original
+        key stays redacted in what it reports."""
+        secrets = [self.options.api_key] if self.options.api_key else []
+        options = dataclasses.replace(
+            self.options, api_key=api_key, redactor=self.options.redactor.with_secrets(secrets), transcript=None
+        )
+        return type(self)(self.base_url, options)
 
     def auth_headers(self, api_key: str | None) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}

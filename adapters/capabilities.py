@@ -18,6 +18,8 @@ class Capability(StrEnum):
     """The end of a stream reports prompt and completion token counts."""
     STOP = "stop"
     """A request's stop strings end the generation before them."""
+    AUTH = "auth"
+    """The target was given an API key (--api-key-env): requests without it, or with another, are refused."""
     METRICS = "metrics"
     """The engine exposes Prometheus counters of what it served (llama.cpp started with --metrics)."""
     SAMPLING = "sampling"

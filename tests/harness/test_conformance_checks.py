@@ -18,6 +18,7 @@ from conform.adapters import (
     TaskRequest,
     Timeouts,
     Token,
+    WorkerError,
     create_adapter,
     engines,
 )
@@ -27,6 +28,7 @@ from conform.features.steps.conformance_steps import (
     stop_across_tokens,
     stop_within_a_token,
 )
+from conform.harness.auth import AuthAnswers, auth_answers, check_auth_required
 from conform.harness.checks import (
     CheckFailure,
     check_counters_rose,
@@ -49,6 +51,7 @@ from conform.harness.request_errors import (
 from conform.harness.stream import StreamRecord, collect
 from conform.stubs import Script, StubServer
 from conform.stubs.script import (
+    AcceptAnyKeyFault,
     ClaimAnyModelFault,
     LeakStopFault,
     MisreportInvalidFault,
@@ -506,3 +509,53 @@ def test_counters_name_a_counter_that_is_missing() -> None:
     with pytest.raises(CheckFailure) as failed:
         check_counters_rose({"generated_tokens": 0.0}, {"generated_tokens": 5.0}, {"prompt_tokens": 9.0})
     assert failed.value.title == "a counter is missing"
+
+
+# -- auth.required -----------------------------------------------------------------------------------
+
+STUB_KEY = "sk-stub-key-0123456789"
+
+
+async def _auth(engine: str, script: Script) -> AuthAnswers:
+    async with StubServer(engine, script) as stub:
+        options = AdapterOptions(timeouts=Timeouts(total=10.0), api_key=STUB_KEY, retry=RetryPolicy.none())
+        adapter = create_adapter(engine, stub.url, options)
+        try:
+            return await auth_answers(adapter, TaskRequest(prompt=PROMPT, max_tokens=4, seed=42))
+        finally:
+            await adapter.aclose()
+
+
+@pytest.mark.parametrize("engine", list(engines()))
+async def test_auth_holds_on_every_well_behaved_stub_with_a_key(engine: str) -> None:
+    answers = await _auth(engine, Script(api_key=STUB_KEY))
+    check_auth_required(answers)
+    assert (answers.health_without_key is not None) == (engine == "llamacpp"), "llama.cpp documents /health public"
+
+
+@pytest.mark.parametrize("engine", list(engines()))
+async def test_auth_fails_on_a_stub_that_serves_any_key(engine: str) -> None:
+    answers = await _auth(engine, Script(api_key=STUB_KEY, faults=(AcceptAnyKeyFault(kind="accept_any_key"),)))
+    with pytest.raises(CheckFailure) as failed:
+        check_auth_required(answers)
+    if engine == "llamaswap":  # it sends the placeholder key "no-key" when it has none: a wrong key, served
+        assert failed.value.detail.startswith("a request without a key was served")
+    else:
+        assert failed.value.detail.startswith("a request with a wrong key was served")
+    assert failed.value.title == "served without the right key"
+    assert STUB_KEY not in str(failed.value)
+
+
+def test_auth_names_a_refusal_with_the_wrong_status_and_a_refused_right_key() -> None:
+    refused = record(error=WorkerError(ErrorKind.ENGINE_ERROR, "boom", status=500))
+    unauthorized = record(error=WorkerError(ErrorKind.AUTH, "Invalid API Key", status=401))
+    served = record(Started("t", 0.0), *tokens(0, 1), End("stop", None, 0.0))
+    with pytest.raises(CheckFailure) as failed:
+        check_auth_required(AuthAnswers(refused, unauthorized, served, None))
+    assert failed.value.title == "refused with the wrong status" and "answered 500" in failed.value.detail
+    with pytest.raises(CheckFailure) as failed:
+        check_auth_required(AuthAnswers(unauthorized, unauthorized, unauthorized, None))
+    assert failed.value.title == "the right key was refused"
+    with pytest.raises(CheckFailure) as failed:
+        check_auth_required(AuthAnswers(unauthorized, unauthorized, served, Health(ready=False, status=401)))
+    assert failed.value.title == "public health needs a key"

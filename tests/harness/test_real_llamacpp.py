@@ -16,7 +16,7 @@ import pytest
 from conform.adapters import AdapterOptions, LlamaCppAdapter, TaskRequest, Timeouts, Token, WorkerError
 from conform.harness.checks import check_engine_stopped
 from conform.reports import validate_report
-from tests.helpers import RunningProcess, run_conform
+from tests.helpers import LLAMACPP_KEY, RunningProcess, run_conform
 
 pytestmark = pytest.mark.real_engine
 
@@ -196,3 +196,32 @@ def test_anthropic_engine_against_real_llamacpp_messages(llamacpp_server: Runnin
     ):
         assert statuses[check_id] == "passed", statuses
     assert document["summary"]["failed"] == 0 and document["summary"]["errors"] == 0
+
+
+@pytest.mark.parametrize(("engine", "path"), [("llamacpp", ""), ("openai", "/v1"), ("anthropic", "")])
+def test_auth_required_against_a_real_llamacpp_started_with_a_key(
+    llamacpp_keyed_server: RunningProcess, tmp_path: Path, engine: str, path: str
+) -> None:
+    """llama-server --api-key: no key and a wrong key are 401 on every wire (Bearer or x-api-key), the right
+    key is served, and /health stays public, as its documentation says."""
+    report = tmp_path / "report.json"
+    result = run_conform(
+        "run",
+        "--engine",
+        engine,
+        "--url",
+        llamacpp_keyed_server.url + path,
+        "--api-key-env",
+        "CONFORM_KEY",
+        "--checks",
+        "auth.required,admission.stream",
+        "--timeout",
+        "120",
+        "--report",
+        str(report),
+        env={"CONFORM_KEY": LLAMACPP_KEY},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    statuses = {r["id"]: r["status"] for r in json.loads(report.read_text())["results"]}
+    assert statuses == {"auth.required": "passed", "admission.stream": "passed"}
+    assert LLAMACPP_KEY not in result.stdout + result.stderr + report.read_text()

@@ -1,0 +1,5 @@
+"""Binds auth.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("auth.feature")
