@@ -13,7 +13,7 @@ from conform.adapters import Health, HttpAdapter, TaskRequest, Token, WorkerErro
 
 from .checks import CheckFailure
 
-__all__ = ["HealthProbe", "check_health_under_load", "health_while_generating", "slots_of"]
+__all__ = ["HealthProbe", "check_health_under_load", "health_while_generating", "slots_of", "until_idle"]
 
 _PROBE_CUT_S = 10.0
 """A health probe that has not answered by then is cut short: it failed its bound long before."""
@@ -35,6 +35,25 @@ async def slots_of(adapter: HttpAdapter, fallback: int = 2) -> int:
     except WorkerError:
         slots = None
     return slots if isinstance(slots, int) and slots > 0 else fallback
+
+
+async def until_idle(adapter: HttpAdapter, within_s: float = 15.0, poll_s: float = 0.05) -> bool:
+    """Wait until the engine reports no busy slot (what a disconnected generation leaves busy a moment
+    longer); True once idle, False if still busy after `within_s` or if the engine does not say."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        try:
+            busy = (await adapter.props()).busy_slots
+        except WorkerError:
+            return False
+        if busy is None:
+            return False
+        if busy == 0:
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(poll_s)
 
 
 async def health_while_generating(
@@ -68,6 +87,7 @@ async def health_while_generating(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await until_idle(adapter)  # leave the engine as found: the next check may count what it does
 
 
 def check_health_under_load(probes: list[HealthProbe], streams: int, within_s: float = 1.0) -> None:

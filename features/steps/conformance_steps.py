@@ -15,7 +15,7 @@ from conform.harness.checks import (
     check_top_k_1_is_greedy,
     check_utf8_integrity,
 )
-from conform.harness.load import HealthProbe, check_health_under_load, health_while_generating, slots_of
+from conform.harness.load import HealthProbe, check_health_under_load, health_while_generating, slots_of, until_idle
 from conform.harness.request_errors import (
     Refusal,
     check_refused_as_invalid,
@@ -206,10 +206,12 @@ def served_by(streams: list[StreamRecord]) -> dict[str, float]:
 @when(parsers.parse("I read the metrics, stream {count:d} completions, and read them again"), target_fixture="counted")
 def read_serve_read(conform_runtime: ScenarioRuntime, count: int) -> Counted:
     adapter = conform_runtime.adapter
+    conform_runtime.run(until_idle(adapter))  # what an earlier check left running would be counted too
     before = conform_runtime.run(adapter.metrics())
     streams = [conform_runtime.stream(completion_request(conform_runtime, 8, f"{PROMPT} ({n})")) for n in range(count)]
     for stream in streams:
         check_max_tokens(stream, 8)  # only streams that completed count as served
+    conform_runtime.run(until_idle(adapter))
     after = conform_runtime.run(adapter.metrics())
     served = {what: amount for what, amount in served_by(streams).items() if what in adapter.metrics_counters}
     return before, after, served
