@@ -178,14 +178,18 @@ class HttpAdapter(abc.ABC):
         self._delivering: dict[str, list[Any]] = {}
         """The frames of the read each open stream is delivering, which a cancel cuts short."""
 
-    def with_api_key(self, api_key: str | None) -> HttpAdapter:
-        """The same adapter for the same target, sending `api_key` (or none) instead of its own; the original
-        key stays redacted in what it reports."""
+    def replaced(self, **changes: Any) -> HttpAdapter:
+        """Another adapter for the same target, with these options changed (a key, a retry policy); its own
+        connections, no transcript; the original key stays redacted in what it reports. Close it after use."""
         secrets = [self.options.api_key] if self.options.api_key else []
-        options = dataclasses.replace(
-            self.options, api_key=api_key, redactor=self.options.redactor.with_secrets(secrets), transcript=None
+        redactor = self.options.redactor.with_secrets(secrets)
+        return type(self)(
+            self.base_url, dataclasses.replace(self.options, redactor=redactor, transcript=None, **changes)
         )
-        return type(self)(self.base_url, options)
+
+    def with_api_key(self, api_key: str | None) -> HttpAdapter:
+        """The same adapter for the same target, sending `api_key` (or none) instead of its own."""
+        return self.replaced(api_key=api_key)
 
     def auth_headers(self, api_key: str | None) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -9,11 +9,21 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from conform.adapters import Health, HttpAdapter, TaskRequest, Token, WorkerError
+from conform.adapters import ErrorKind, Health, HttpAdapter, TaskRequest, Token, WorkerError
 
 from .checks import CheckFailure
+from .stream import StreamRecord, collect
 
-__all__ = ["HealthProbe", "check_health_under_load", "health_while_generating", "slots_of", "until_idle"]
+__all__ = [
+    "HealthProbe",
+    "Overload",
+    "check_health_under_load",
+    "check_overload",
+    "health_while_generating",
+    "overload",
+    "slots_of",
+    "until_idle",
+]
 
 _PROBE_CUT_S = 10.0
 """A health probe that has not answered by then is cut short: it failed its bound long before."""
@@ -112,3 +122,63 @@ def check_health_under_load(probes: list[HealthProbe], streams: int, within_s: f
                 f"health answered not ready ({probe.health.status}: {probe.health.detail[:80]}) while {streams} "
                 "slots were generating: busy is not unready",
             )
+
+
+REFUSALS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.UPSTREAM_UNAVAILABLE})
+"""How an engine may turn a request away under load: 429, 503, 529 — the kinds a client retries."""
+
+
+@dataclass(frozen=True, slots=True)
+class Overload:
+    streams: list[StreamRecord]
+    idle_after: bool | None
+    """Whether every slot was idle afterwards (None: the engine does not say)."""
+    health_after: Health | None
+
+
+async def overload(adapter: HttpAdapter, request: TaskRequest, count: int) -> Overload:
+    """`count` copies of `request` at once, each tried once (no retry: a refusal is what is looked at); then
+    the engine's slots and health."""
+    copies = [request.model_copy(update={"task_id": uuid.uuid4().hex}) for _ in range(count)]
+    streams = list(await asyncio.gather(*(collect(adapter, copy) for copy in copies)))
+    idle = await until_idle(adapter)
+    props_say = idle or await _reports_slots(adapter)
+    try:
+        health: Health | None = await adapter.health()
+    except WorkerError:
+        health = None
+    return Overload(streams, idle if props_say else None, health)
+
+
+async def _reports_slots(adapter: HttpAdapter) -> bool:
+    try:
+        return (await adapter.props()).busy_slots is not None
+    except WorkerError:
+        return False
+
+
+def check_overload(result: Overload) -> None:
+    """Each request completed or was refused as retriable (429, 503, 529); none hung past its deadline; no 5xx
+    otherwise; afterwards every slot is idle and health is ready."""
+    for n, stream in enumerate(result.streams):
+        error = stream.error
+        if error is None or error.kind in REFUSALS:
+            continue
+        if error.kind in (ErrorKind.DEADLINE_UNMET, ErrorKind.DECODE_TIMEOUT):
+            raise CheckFailure(
+                "a request hung under load",
+                f"request {n + 1} of {len(result.streams)} sent at once got nowhere: {error}; a busy engine must "
+                "queue it and answer, or refuse it at once with 429 or 503",
+            )
+        raise CheckFailure(
+            "overload answered as an error",
+            f"request {n + 1} of {len(result.streams)} sent at once failed: {error}; a busy engine must queue "
+            "it, or refuse it with 429 or 503 (with retry-after), never fail it",
+        )
+    if result.idle_after is False:
+        raise CheckFailure(
+            "slots stay busy after the load", "the engine still reports busy slots after every request ended"
+        )
+    if result.health_after is None or not result.health_after.ready:
+        detail = result.health_after.detail[:80] if result.health_after else "no answer"
+        raise CheckFailure("unhealthy after the load", f"health after the load: {detail}")

@@ -43,6 +43,7 @@ from .script import (
     MisreportUsageFault,
     MissingFinalFault,
     NonUtf8Fault,
+    OverloadFault,
     OverrunFault,
     OversizedFrameFault,
     ReorderTokensFault,
@@ -68,6 +69,7 @@ __all__ = [
     "dumps",
     "encode_sse",
     "generation_route",
+    "overloaded",
     "play_stream",
     "prompt_tokens",
     "record_request",
@@ -269,11 +271,27 @@ BODY_KEY = web.RequestKey("conform_body", object)
 GenerationHandler = Callable[[web.Request, StubContext], Awaitable[web.StreamResponse]]
 
 
+async def overloaded(request: web.Request, context: StubContext) -> web.StreamResponse | None:
+    """An overload fault's answer to a generation that arrives while every slot is busy (a hang, until the
+    client gives up and the handler is cancelled, where it has no status); None otherwise."""
+    overload = next((f for f in context.script.faults if isinstance(f, OverloadFault)), None)
+    if overload is None or context.state.admitted < context.total_slots:
+        return None
+    await record_request(request)
+    if overload.status is None:
+        await asyncio.Event().wait()
+    error = {"error": {"message": "Internal Server Error", "code": overload.status}}
+    return web.json_response(error, status=overload.status or 500)
+
+
 def generation_route(handle: GenerationHandler) -> Handler:
     """The aiohttp handler of a generation route: the request counts as admitted while `handle` answers it."""
 
     async def route(request: web.Request) -> web.StreamResponse:
         context = request.app[STUB_KEY]
+        refused = await overloaded(request, context)
+        if refused is not None:
+            return refused
         async with context.admission():
             return await handle(request, context)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ._engine import STUB_KEY, StubContext, record_request
+from ._engine import STUB_KEY, StubContext, overloaded, record_request
 from .openai import OpenAIFlavour, base_app, generate, model_entry, openai_error
 from .png import make_png
 
@@ -81,6 +81,9 @@ def _generation(chat: bool) -> Any:
         if model not in swap.models:
             await record_request(request)
             return _error(context, 404, f"no local server found for {model}")
+        refused = await overloaded(request, context)
+        if refused is not None:
+            return refused
         async with context.admission():
             await _swap_in(context, swap, model)
             return await generate(request, context, LLAMASWAP, chat, swap.models)

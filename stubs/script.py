@@ -200,6 +200,14 @@ class AcceptAnyKeyFault(_FaultBase):
     kind: Literal["accept_any_key"]
 
 
+class OverloadFault(_FaultBase):
+    """A generation that arrives while every slot is busy is answered `status` (a 500 where a 429 or 503
+    belongs), or, with no status, never answered at all (a server that hangs under load)."""
+
+    kind: Literal["overload"]
+    status: int | None = Field(default=500, ge=400, le=599)
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -238,6 +246,7 @@ Fault = Annotated[
     | LeakStopFault
     | StaleMetricsFault
     | AcceptAnyKeyFault
+    | OverloadFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),

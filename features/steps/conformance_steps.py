@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from conform.adapters import Capability
+from conform.adapters import Capability, RetryPolicy
 from conform.harness.auth import AuthAnswers, auth_answers, check_auth_required
 from conform.harness.checks import (
     check_counters_rose,
@@ -15,7 +15,16 @@ from conform.harness.checks import (
     check_top_k_1_is_greedy,
     check_utf8_integrity,
 )
-from conform.harness.load import HealthProbe, check_health_under_load, health_while_generating, slots_of, until_idle
+from conform.harness.load import (
+    HealthProbe,
+    Overload,
+    check_health_under_load,
+    check_overload,
+    health_while_generating,
+    overload,
+    slots_of,
+    until_idle,
+)
 from conform.harness.request_errors import (
     Refusal,
     check_refused_as_invalid,
@@ -230,3 +239,21 @@ def stream_with_each_key(conform_runtime: ScenarioRuntime) -> AuthAnswers:
 @then("only the right key is served, the others are refused with 401 or 403, and public health stays public")
 def only_the_right_key(auth: AuthAnswers) -> None:
     check_auth_required(auth)
+
+
+@when(
+    parsers.parse("I send {times:d} times as many requests as the engine has slots, all at once"), target_fixture="load"
+)
+def send_overload(conform_runtime: ScenarioRuntime, times: int) -> Overload:
+    adapter = conform_runtime.adapter
+    slots = conform_runtime.run(slots_of(adapter, fallback=2))
+    once = adapter.replaced(retry=RetryPolicy.none())  # a refusal is what is looked at: no retry hides it
+    try:
+        return conform_runtime.run(overload(once, completion_request(conform_runtime, 16), times * slots))
+    finally:
+        conform_runtime.run(once.aclose())
+
+
+@then("each completes or is refused as retriable, none hangs, and the engine is idle and healthy afterwards")
+def overload_handled(load: Overload) -> None:
+    check_overload(load)

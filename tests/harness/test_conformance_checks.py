@@ -39,7 +39,15 @@ from conform.harness.checks import (
     check_top_k_1_is_greedy,
     check_utf8_integrity,
 )
-from conform.harness.load import HealthProbe, check_health_under_load, health_while_generating, slots_of
+from conform.harness.load import (
+    HealthProbe,
+    Overload,
+    check_health_under_load,
+    check_overload,
+    health_while_generating,
+    overload,
+    slots_of,
+)
 from conform.harness.request_errors import (
     Refusal,
     check_refused_as_invalid,
@@ -559,3 +567,50 @@ def test_auth_names_a_refusal_with_the_wrong_status_and_a_refused_right_key() ->
     with pytest.raises(CheckFailure) as failed:
         check_auth_required(AuthAnswers(unauthorized, unauthorized, served, Health(ready=False, status=401)))
     assert failed.value.title == "public health needs a key"
+
+
+# -- admission.overload ------------------------------------------------------------------------------
+
+
+async def _overloaded(engine: str, script: Script, total: float = 10.0) -> Overload:
+    """8 requests at once (4 times the stubs' 2 slots), each tried once."""
+    async with StubServer(engine, script) as stub:
+        options = AdapterOptions(timeouts=Timeouts(total=total), retry=RetryPolicy.none())
+        adapter = create_adapter(engine, stub.url, options)
+        try:
+            return await overload(adapter, TaskRequest(prompt=PROMPT, max_tokens=16, seed=42), 8)
+        finally:
+            await adapter.aclose()
+
+
+@pytest.mark.parametrize("engine", list(engines()))
+async def test_overload_holds_on_every_well_behaved_stub(engine: str) -> None:
+    result = await _overloaded(engine, Script.model_validate(PACED))
+    check_overload(result)
+    assert len(result.streams) == 8 and all(s.error is None for s in result.streams), "the stub queues nothing away"
+
+
+@pytest.mark.parametrize("engine", list(engines()))
+async def test_overload_fails_on_a_stub_that_answers_500_when_its_slots_are_busy(engine: str) -> None:
+    script = Script.model_validate({**PACED, "faults": [{"kind": "overload", "status": 500}]})
+    with pytest.raises(CheckFailure) as failed:
+        check_overload(await _overloaded(engine, script))
+    assert failed.value.title == "overload answered as an error"
+    assert "sent at once failed: engine_error (HTTP 500)" in failed.value.detail
+    assert "refuse it with 429 or 503 (with retry-after), never fail it" in failed.value.detail
+
+
+async def test_overload_fails_on_a_stub_that_hangs_when_its_slots_are_busy() -> None:
+    script = Script.model_validate({**PACED, "faults": [{"kind": "overload", "status": None}]})
+    with pytest.raises(CheckFailure) as failed:
+        check_overload(await _overloaded("llamacpp", script, total=1.0))
+    assert failed.value.title == "a request hung under load"
+    assert "deadline_unmet" in failed.value.detail and "queue it and answer" in failed.value.detail
+
+
+async def test_overload_accepts_refusals_a_client_retries() -> None:
+    script = Script.model_validate({**PACED, "faults": [{"kind": "overload", "status": 503}]})
+    result = await _overloaded("llamacpp", script)
+    check_overload(result)
+    refused = [s.error for s in result.streams if s.error is not None]
+    assert refused and all(e.kind is ErrorKind.UPSTREAM_UNAVAILABLE and e.status == 503 for e in refused)

@@ -54,6 +54,7 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         "errors.unknown_model",
         "metrics.consistent",
         "health.under_load",
+        "admission.overload",
         "stop.sequence",
         "stop.across_tokens",
     ):
@@ -152,6 +153,7 @@ def test_openai_engine_against_real_llamacpp_v1(llamacpp_server: RunningProcess,
         "sampling.seed_matters",
         "errors.unknown_model",
         "health.under_load",
+        "admission.overload",
         "stop.sequence",
         "stop.across_tokens",
     ):
@@ -191,6 +193,7 @@ def test_anthropic_engine_against_real_llamacpp_messages(llamacpp_server: Runnin
         "sampling.greedy_is_top_k_1",
         "errors.unknown_model",
         "health.under_load",
+        "admission.overload",
         "stop.sequence",
         "stop.across_tokens",
     ):
