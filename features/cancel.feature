@@ -16,3 +16,8 @@ Feature: cancel
     When I stream a completion of 400 tokens and disconnect after 3 tokens
     Then the stream ends as cancelled
     And the engine stops generating within 2 seconds
+
+  @check:cancel.queued @needs_engine_side_cancel @needs_props
+  Scenario: a request cancelled while it waits for a slot never starts generating
+    When I fill every slot, then give up on one more request while it waits for a slot
+    Then no slot starts generating for it once the slots are free

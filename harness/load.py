@@ -17,10 +17,13 @@ from .stream import StreamRecord, collect
 __all__ = [
     "HealthProbe",
     "Overload",
+    "QueuedCancel",
     "check_health_under_load",
     "check_overload",
+    "check_queued_cancel",
     "health_while_generating",
     "overload",
+    "queued_cancel",
     "slots_of",
     "until_idle",
 ]
@@ -182,3 +185,59 @@ def check_overload(result: Overload) -> None:
     if result.health_after is None or not result.health_after.ready:
         detail = result.health_after.detail[:80] if result.health_after else "no answer"
         raise CheckFailure("unhealthy after the load", f"health after the load: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedCancel:
+    busy_after: int
+    """The most slots seen busy once every client had gone and the engine had been idle: the cancelled queued
+    request, if it started anyway."""
+    watched_s: float
+
+
+async def queued_cancel(
+    adapter: HttpAdapter, request: TaskRequest, slots: int, queued_s: float = 0.5, watch_s: float = 2.0
+) -> QueuedCancel:
+    """Fill every slot, send one more request and give up on it while it waits, free the slots, and watch
+    whether a slot starts generating for the request that was given up on."""
+    started = [asyncio.Event() for _ in range(slots)]
+
+    async def generate(first_token: asyncio.Event | None) -> None:
+        copy = request.model_copy(update={"task_id": uuid.uuid4().hex})
+        async with contextlib.aclosing(adapter.submit(copy)) as events:
+            async for event in events:
+                if first_token is not None and isinstance(event, Token):
+                    first_token.set()
+
+    fillers = [asyncio.create_task(generate(event)) for event in started]
+    try:
+        async with asyncio.timeout(60.0):
+            await asyncio.gather(*(event.wait() for event in started))
+        waiting = asyncio.create_task(generate(None))
+        await asyncio.sleep(queued_s)  # it waits for a slot meanwhile
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+    finally:
+        for task in fillers:
+            task.cancel()
+        await asyncio.gather(*fillers, return_exceptions=True)
+    # The fillers stop at once (cancel.engine_side checks that); a queued request that starts instead keeps a
+    # slot busy past this, where watching finds it.
+    await until_idle(adapter, within_s=2.0)
+    busy, loop = 0, asyncio.get_running_loop()
+    until = loop.time() + watch_s
+    while loop.time() < until:
+        busy = max(busy, (await adapter.props()).busy_slots or 0)
+        await asyncio.sleep(0.05)
+    return QueuedCancel(busy, watch_s)
+
+
+def check_queued_cancel(result: QueuedCancel) -> None:
+    """A request given up on while it waited for a slot never starts generating."""
+    if result.busy_after:
+        raise CheckFailure(
+            "a cancelled queued request ran",
+            f"a request whose client left while it waited for a slot started generating once slots were free "
+            f"({result.busy_after} slot busy within {result.watched_s:g} s after every client had gone): the "
+            "engine must drop a queued request whose client is gone",
+        )

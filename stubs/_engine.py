@@ -48,6 +48,7 @@ from .script import (
     OversizedFrameFault,
     ReorderTokensFault,
     ResetFault,
+    RunCancelledQueuedFault,
     Script,
     SkipTokenFault,
     SlowLorisFault,
@@ -130,6 +131,19 @@ class StubContext:
     """Where tokens come from: seeded random words, or (the echo engine) the prompt itself."""
     keep_timeline: bool = False
     """Record when each token frame was written (`Generation.written_at`); off, nothing accumulates."""
+    _slots: asyncio.Semaphore | None = None
+
+    def slots_full(self) -> bool:
+        """Whether a generation arriving now waits for a slot (a queueing script, every slot taken)."""
+        return self._slots is not None and self._slots.locked()
+
+    def slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A generation's slot: with a queueing script, one of `total_slots`, waited for; else none to wait for."""
+        if not self.script.queue:
+            return contextlib.nullcontext()
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.total_slots)
+        return self._slots
 
     def serves(self, model: str, models: list[str] | None = None) -> bool:
         """Whether a request for `model` is served: one of `models` (default: the stub's own), or any model
@@ -530,7 +544,9 @@ async def play_stream(
     writer = _Writer(request, response, context.script.framing, coalesce=context.script.token_delay_ms == 0)
     writer.sse = wire.content_type == "text/event-stream"
     writer.slow = next((f.bytes_per_second for f in faults if isinstance(f, SlowLorisFault)), None)
-    survive = any(isinstance(f, IgnoreDisconnectFault) for f in faults)
+    survive = any(isinstance(f, IgnoreDisconnectFault) for f in faults) or (
+        context.slots_full() and any(isinstance(f, RunCancelledQueuedFault) for f in faults)
+    )
     run = _run_steps(
         writer,
         _Pace(start, context.script.token_delay_ms / 1000.0),
@@ -541,7 +557,7 @@ async def play_stream(
         stalls.get("mid_stream"),
         survive,
     )
-    await _generate(context.state, generation, run, survive_disconnect=survive)
+    await _generate(context.state, generation, run, survive_disconnect=survive, slot=context.slot())
     if writer.broken:
         return response
     with contextlib.suppress(ConnectionError):
@@ -578,7 +594,12 @@ async def _before_headers(
 
 
 async def _generate(
-    state: StubState, generation: Generation, run: Coroutine[Any, Any, bool], *, survive_disconnect: bool
+    state: StubState,
+    generation: Generation,
+    run: Coroutine[Any, Any, bool],
+    *,
+    survive_disconnect: bool,
+    slot: contextlib.AbstractAsyncContextManager[Any],
 ) -> None:
     """Run one generation, counting it as active while it runs.
 
@@ -588,6 +609,13 @@ async def _generate(
     """
 
     async def tracked() -> None:
+        try:
+            async with slot:  # a queued generation whose client leaves meanwhile never starts (unless it survives)
+                await running()
+        finally:
+            run.close()  # never started (its client left in the queue): closed, not left unawaited
+
+    async def running() -> None:
         state.active += 1
         try:
             client_stayed = await run

@@ -208,6 +208,13 @@ class OverloadFault(_FaultBase):
     status: int | None = Field(default=500, ge=400, le=599)
 
 
+class RunCancelledQueuedFault(_FaultBase):
+    """With a queueing script: a generation that had to wait for a slot runs to its end once it gets one,
+    even when its client left while it waited."""
+
+    kind: Literal["run_cancelled_queued"]
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -247,6 +254,7 @@ Fault = Annotated[
     | StaleMetricsFault
     | AcceptAnyKeyFault
     | OverloadFault
+    | RunCancelledQueuedFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),
@@ -287,6 +295,10 @@ class Script(_Strict):
         default=None,
         description="the engine release whose wire variant to play where versions differ "
         "(vllm: '0.10.0' for flat error bodies; llamaswap: '217' plain-text errors, '251' OpenAI-typed errors)",
+    )
+    queue: bool = Field(
+        default=False,
+        description="generate on at most the stub's slots (2) at once; a generation beyond them waits for one",
     )
     api_key: str | None = Field(
         default=None,

@@ -18,10 +18,13 @@ from conform.harness.checks import (
 from conform.harness.load import (
     HealthProbe,
     Overload,
+    QueuedCancel,
     check_health_under_load,
     check_overload,
+    check_queued_cancel,
     health_while_generating,
     overload,
+    queued_cancel,
     slots_of,
     until_idle,
 )
@@ -257,3 +260,15 @@ def send_overload(conform_runtime: ScenarioRuntime, times: int) -> Overload:
 @then("each completes or is refused as retriable, none hangs, and the engine is idle and healthy afterwards")
 def overload_handled(load: Overload) -> None:
     check_overload(load)
+
+
+@when("I fill every slot, then give up on one more request while it waits for a slot", target_fixture="queued")
+def give_up_on_a_queued_request(conform_runtime: ScenarioRuntime) -> QueuedCancel:
+    adapter = conform_runtime.adapter
+    slots = conform_runtime.run(slots_of(adapter))
+    return conform_runtime.run(queued_cancel(adapter, completion_request(conform_runtime, 256), slots))
+
+
+@then("no slot starts generating for it once the slots are free")
+def queued_request_never_runs(queued: QueuedCancel) -> None:
+    check_queued_cancel(queued)

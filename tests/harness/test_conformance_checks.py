@@ -42,10 +42,13 @@ from conform.harness.checks import (
 from conform.harness.load import (
     HealthProbe,
     Overload,
+    QueuedCancel,
     check_health_under_load,
     check_overload,
+    check_queued_cancel,
     health_while_generating,
     overload,
+    queued_cancel,
     slots_of,
 )
 from conform.harness.request_errors import (
@@ -614,3 +617,38 @@ async def test_overload_accepts_refusals_a_client_retries() -> None:
     check_overload(result)
     refused = [s.error for s in result.streams if s.error is not None]
     assert refused and all(e.kind is ErrorKind.UPSTREAM_UNAVAILABLE and e.status == 503 for e in refused)
+
+
+# -- cancel.queued -----------------------------------------------------------------------------------
+
+QUEUEING = {"token_delay_ms": 20, "queue": True}
+"""A stub that generates on its 2 slots at most, so a third request waits; 256 tokens take it 5 s."""
+
+
+async def _queued(script: Script) -> QueuedCancel:
+    async with StubServer("llamacpp", script) as stub:
+        adapter = create_adapter("llamacpp", stub.url, AdapterOptions(timeouts=Timeouts(total=30.0)))
+        try:
+            request = TaskRequest(prompt=PROMPT, max_tokens=256, seed=42)
+            return await queued_cancel(adapter, request, await slots_of(adapter))
+        finally:
+            await adapter.aclose()
+
+
+def test_queued_cancel_is_llamacpp_s() -> None:
+    assert _with(Capability.ENGINE_SIDE_CANCEL, Capability.PROPS) == ["llamacpp"]
+
+
+async def test_queued_cancel_holds_on_a_well_behaved_queueing_stub() -> None:
+    result = await _queued(Script.model_validate(QUEUEING))
+    check_queued_cancel(result)
+    assert result.busy_after == 0
+
+
+async def test_queued_cancel_fails_on_a_stub_that_runs_a_request_whose_client_left_in_the_queue() -> None:
+    script = Script.model_validate({**QUEUEING, "faults": [{"kind": "run_cancelled_queued"}]})
+    with pytest.raises(CheckFailure) as failed:
+        check_queued_cancel(await _queued(script))
+    assert failed.value.title == "a cancelled queued request ran"
+    assert "started generating once slots were free (1 slot busy" in failed.value.detail
+    assert "the engine must drop a queued request whose client is gone" in failed.value.detail

@@ -55,6 +55,7 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         "metrics.consistent",
         "health.under_load",
         "admission.overload",
+        "cancel.queued",
         "stop.sequence",
         "stop.across_tokens",
     ):
