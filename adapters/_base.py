@@ -134,6 +134,9 @@ class AdapterOptions:
     transcript: Transcript | None = None
     """Where to keep a redacted record of every request and received frame (--transcripts), if anywhere."""
     max_event_bytes: int = 4 * 1024 * 1024
+    request_extra: Mapping[str, Any] = field(default_factory=dict)
+    """Fields added to the body of every generation request (an engine's own extensions, such as llama.cpp's
+    cache_prompt on its OpenAI-compatible routes)."""
 
 
 class HttpAdapter(abc.ABC):
@@ -147,6 +150,8 @@ class HttpAdapter(abc.ABC):
     capabilities: frozenset[Capability] = frozenset()
     models_path: str = "/v1/models"
     """Where the engine lists its models (OpenAI's list shape: ``{"data": [{"id": …}]}``)."""
+    also_speaks: tuple[str, ...] = ()
+    """Other engines' wires the same server serves (llama.cpp: OpenAI's /v1 and Anthropic's /v1/messages)."""
     public_health: bool = False
     """The engine documents its health endpoint as open without an API key (llama.cpp's /health)."""
     metrics_path: str = "/metrics"
@@ -307,7 +312,7 @@ class HttpAdapter(abc.ABC):
     async def complete(self, req: TaskRequest) -> str:
         """The whole completion of a request, without streaming (the reference a stream reassembles to)."""
         whole = await self.whole(req)
-        text = whole.text((await self.http.request("POST", whole.path, json_body=whole.body)).json())
+        text = whole.text((await self.http.request("POST", whole.path, json_body=self._with_extra(whole.body))).json())
         if text is None:
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{whole.path} answered without text")
         return text
@@ -324,6 +329,18 @@ class HttpAdapter(abc.ABC):
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+    def _with_extra(self, body: Any) -> Any:
+        """A request body with the options' request_extra fields added (a body that is no object, as is)."""
+        extra = self.options.request_extra
+        return {**body, **extra} if extra and isinstance(body, dict) else body
+
+    def sibling(self, engine: str) -> HttpAdapter:
+        """An adapter for another wire of the same server (one of `also_speaks`), with these options; its own
+        connections, no transcript. Close it after use."""
+        from ._engines import create_adapter  # the engines' registry imports this module
+
+        return create_adapter(engine, self.base_url, dataclasses.replace(self.options, transcript=None))
 
     def started(self, task_id: str) -> Started:
         """The Started event of the stream open for `task_id`: now, and when its request was sent."""
@@ -345,7 +362,8 @@ class HttpAdapter(abc.ABC):
         time; registers the stream for cancel()."""
         decoder, content_type = self._decoder(generation.framing)
         self._cancelled.discard(task_id)
-        async with self.http.open_stream("POST", generation.path, json_body=generation.body) as stream:
+        body = self._with_extra(generation.body)
+        async with self.http.open_stream("POST", generation.path, json_body=body) as stream:
             if stream.content_type != content_type:
                 raise WorkerError(
                     ErrorKind.PROTOCOL_VIOLATION,

@@ -20,6 +20,9 @@ class Capability(StrEnum):
     """A request's stop strings end the generation before them."""
     AUTH = "auth"
     """The target was given an API key (--api-key-env): requests without it, or with another, are refused."""
+    OTHER_WIRES = "other_wires"
+    """The server also speaks other engines' wires (llama.cpp: OpenAI's and Anthropic's), which must answer the
+    same request alike."""
     METRICS = "metrics"
     """The engine exposes Prometheus counters of what it served (llama.cpp started with --metrics)."""
     SAMPLING = "sampling"

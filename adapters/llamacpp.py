@@ -45,11 +45,12 @@ class LlamaCppAdapter(HttpAdapter):
     capabilities = Capability.parse(
         "streaming, end_marker, token_ids, seed, usage, health, props, engine_side_cancel, completions, "
         "non_streaming, model_digest, engine_version, logprobs, prompt_cache_control, tokenize, detokenize, "
-        "top_k, sampling, named_models, stop, metrics"
+        "top_k, sampling, named_models, stop, metrics, other_wires"
     )
     """What the protocol offers; probing a target removes what that server turns off."""
     budget_key = ("n_predict",)
     public_health = True
+    also_speaks = ("openai", "anthropic")
     metrics_counters = {
         "prompt_tokens": "llamacpp:prompt_tokens_total",
         "generated_tokens": "llamacpp:tokens_predicted_total",

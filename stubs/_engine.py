@@ -56,6 +56,7 @@ from .script import (
     SplitCharactersFault,
     StallFault,
     StatusFault,
+    WireDriftFault,
 )
 from .tokens import StubToken, TokenGenerator, generate_tokens, split_characters, tokenize
 
@@ -205,6 +206,8 @@ class StubContext:
         salt = self.salt + behaviour.generator
         if behaviour.ignore_seed:
             salt += f"/request {number}"
+        if request.path.startswith("/v1/") and any(isinstance(f, WireDriftFault) for f in self.script.faults):
+            salt += "/another wire"
         if behaviour.ignore_top_k and _samples(request.get(BODY_KEY)):
             salt += "/sampled without top_k"
         tokens = self.generator(effective_seed, prompt, limit, salt=salt)

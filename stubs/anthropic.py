@@ -184,10 +184,14 @@ async def models(request: web.Request) -> web.Response:
     return web.json_response({"data": [entry], "has_more": False, "first_id": context.model, "last_id": context.model})
 
 
+messages_route = generation_route(_messages)
+"""The /v1/messages handler, for a server that speaks this wire besides its own (llama.cpp)."""
+
+
 def create_app(context: StubContext) -> web.Application:
     app = web.Application(middlewares=[stub_middleware(_error_response)])
     app[STUB_KEY] = context
-    app.router.add_post("/v1/messages", generation_route(_messages))
+    app.router.add_post("/v1/messages", messages_route)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
     return app

@@ -27,6 +27,8 @@ from ._engine import (
     record_request,
     stub_middleware,
 )
+from .anthropic import messages_route
+from .openai import FLAVOUR_KEY, OPENAI, generation_handler
 from .script import StaleMetricsFault
 from .tokens import StubToken, detokenize, tokenize
 
@@ -315,6 +317,11 @@ def create_app(context: StubContext) -> web.Application:
     app.router.add_post("/apply-template", apply_template)
     app.router.add_post("/tokenize", tokenize_route)
     app.router.add_get("/metrics", metrics)
+    # One server, many wires, as llama-server has: OpenAI's /v1 routes and Anthropic's /v1/messages.
+    app[FLAVOUR_KEY] = OPENAI
+    app.router.add_post("/v1/completions", generation_handler(chat=False))
+    app.router.add_post("/v1/chat/completions", generation_handler(chat=True))
+    app.router.add_post("/v1/messages", messages_route)
     app.router.add_post("/detokenize", detokenize_route)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/health", health)

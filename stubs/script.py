@@ -215,6 +215,13 @@ class RunCancelledQueuedFault(_FaultBase):
     kind: Literal["run_cancelled_queued"]
 
 
+class WireDriftFault(_FaultBase):
+    """On a server of many wires (llama.cpp's stub), answer through the other engines' routes (/v1/…) from
+    another token stream than through its own: one model, two answers to the same request."""
+
+    kind: Literal["wire_drift"]
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -255,6 +262,7 @@ Fault = Annotated[
     | AcceptAnyKeyFault
     | OverloadFault
     | RunCancelledQueuedFault
+    | WireDriftFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),

@@ -38,6 +38,7 @@ from conform.harness.request_errors import (
 )
 from conform.harness.runtime import ScenarioRuntime
 from conform.harness.stream import StreamRecord
+from conform.harness.wires import WireAnswer, check_wires_agree, through_each_wire
 
 from .engine_steps import PROMPT, completion_request
 
@@ -272,3 +273,16 @@ def give_up_on_a_queued_request(conform_runtime: ScenarioRuntime) -> QueuedCance
 @then("no slot starts generating for it once the slots are free")
 def queued_request_never_runs(queued: QueuedCancel) -> None:
     check_queued_cancel(queued)
+
+
+@when(
+    parsers.parse("I send the same greedy request of {count:d} tokens through each wire the server speaks"),
+    target_fixture="wires",
+)
+def same_request_each_wire(conform_runtime: ScenarioRuntime, count: int) -> list[list[WireAnswer]]:
+    return conform_runtime.run(through_each_wire(conform_runtime.adapter, PROMPT, count))
+
+
+@then("every wire gives the same text")
+def every_wire_agrees(wires: list[list[WireAnswer]]) -> None:
+    check_wires_agree(wires)

@@ -60,6 +60,7 @@ from conform.harness.request_errors import (
     send_wrong_type,
 )
 from conform.harness.stream import StreamRecord, collect
+from conform.harness.wires import WireAnswer, check_wires_agree, through_each_wire
 from conform.stubs import Script, StubServer
 from conform.stubs.script import (
     AcceptAnyKeyFault,
@@ -70,6 +71,7 @@ from conform.stubs.script import (
     OverrunFault,
     SplitCharactersFault,
     StaleMetricsFault,
+    WireDriftFault,
 )
 from tests.harness.test_checks import record, tokens
 
@@ -652,3 +654,41 @@ async def test_queued_cancel_fails_on_a_stub_that_runs_a_request_whose_client_le
     assert failed.value.title == "a cancelled queued request ran"
     assert "started generating once slots were free (1 slot busy" in failed.value.detail
     assert "the engine must drop a queued request whose client is gone" in failed.value.detail
+
+
+# -- equivalence.wires -------------------------------------------------------------------------------
+
+
+async def _wires(script: Script) -> list[list[WireAnswer]]:
+    async with StubServer("llamacpp", script) as stub:
+        adapter = create_adapter("llamacpp", stub.url, AdapterOptions(timeouts=Timeouts(total=10.0)))
+        try:
+            return await through_each_wire(adapter, PROMPT, 24)
+        finally:
+            await adapter.aclose()
+
+
+def test_only_llamacpp_speaks_other_wires() -> None:
+    assert _with(Capability.OTHER_WIRES) == ["llamacpp"]
+
+
+async def test_wires_agree_on_the_well_behaved_llamacpp_stub() -> None:
+    groups = await _wires(Script())
+    assert [[a.wire for a in group] for group in groups] == [
+        ["llamacpp prompt", "openai prompt"],
+        ["openai chat", "anthropic chat"],
+    ]
+    check_wires_agree(groups)
+
+
+async def test_wires_fail_on_a_stub_whose_other_wires_answer_from_another_stream() -> None:
+    with pytest.raises(CheckFailure) as failed:
+        check_wires_agree(await _wires(Script(faults=(WireDriftFault(kind="wire_drift"),))))
+    assert failed.value.title == "two wires answer the same request differently"
+    assert failed.value.detail.startswith("llamacpp prompt and openai prompt differ at character")
+
+
+def test_wires_need_two_to_compare() -> None:
+    with pytest.raises(CheckFailure) as failed:
+        check_wires_agree([])
+    assert failed.value.title == "no two wires to compare"

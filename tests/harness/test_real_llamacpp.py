@@ -56,6 +56,7 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         "health.under_load",
         "admission.overload",
         "cancel.queued",
+        "equivalence.wires",
         "stop.sequence",
         "stop.across_tokens",
     ):

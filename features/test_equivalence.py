@@ -1,0 +1,5 @@
+"""Binds equivalence.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("equivalence.feature")
