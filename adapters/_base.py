@@ -300,6 +300,10 @@ class HttpAdapter(abc.ABC):
         }
         return {what: samples[name] for what, name in self.metrics_counters.items() if name in samples}
 
+    async def whole_logprobs(self, req: TaskRequest) -> list[float]:
+        """The log-probability of each token of `req` answered whole (engines with the top_logprobs capability)."""
+        raise WorkerError(ErrorKind.INVALID_REQUEST, f"{self.engine} adapter reads no logprobs of a whole answer")
+
     async def count_prompt_tokens(self, req: TaskRequest) -> int:
         """How many tokens the engine's own tokenizer makes of `req`'s prompt, as generation takes it in
         (engines with the tokenize capability implement it)."""

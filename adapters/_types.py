@@ -58,6 +58,8 @@ class TaskRequest(BaseModel):
     """Ask the engine to reuse (True) or not reuse (False) its prompt cache; None leaves its default."""
     logprobs: bool = False
     """Ask for the log-probability of each sampled token, where the engine offers it."""
+    top_logprobs: int = Field(default=0, ge=0, le=20)
+    """With logprobs: how many of the most likely tokens to list at each position (engines that list them)."""
 
     @model_validator(mode="after")
     def _one_input(self) -> TaskRequest:
@@ -94,21 +96,32 @@ class Token(msgspec.Struct, gc=False):
     at: float
     logprob: float | None = None
     """Log-probability of the sampled token, when requested and offered."""
+    top: tuple[tuple[int | None, str, float], ...] = ()
+    """The most likely tokens at this position as (id, text, log-probability), in the engine's order, when
+    requested (top_logprobs) and listed."""
 
 
 def frame_tokens(
-    first: int, text: str, ids: list[int], at: float, logprobs: dict[int, float] | None = None
+    first: int,
+    text: str,
+    ids: list[int],
+    at: float,
+    logprobs: dict[int, float] | None = None,
+    tops: dict[int, tuple[tuple[int | None, str, float], ...]] | None = None,
 ) -> list[Token]:
     """The tokens of one frame that carries `ids` and the text of all of them.
 
     Engines that batch several token ids into one frame send the text once: it
     rides on the last token, the others carry "". With no ids the frame is one token.
     """
-    found = logprobs or {}
+    found, listed = logprobs or {}, tops or {}
     if not ids:
-        return [Token(first, text, None, at, found.get(0))]
+        return [Token(first, text, None, at, found.get(0), listed.get(0, ()))]
     last = len(ids) - 1
-    return [Token(first + n, text if n == last else "", token_id, at, found.get(n)) for n, token_id in enumerate(ids)]
+    return [
+        Token(first + n, text if n == last else "", token_id, at, found.get(n), listed.get(n, ()))
+        for n, token_id in enumerate(ids)
+    ]
 
 
 @dataclass(slots=True, frozen=True)

@@ -30,6 +30,8 @@ class Capability(StrEnum):
     TOP_K = "top_k"
     """A request's top_k is honoured (top_k 1 leaves one candidate: sampling is then greedy)."""
     LOGPROBS = "logprobs"
+    TOP_LOGPROBS = "top_logprobs"
+    """Each token can come with a list of the most likely tokens at its position, streamed and whole."""
     """Each sampled token can come with its log-probability."""
     TOKENIZE = "tokenize"
     """The engine counts a request's prompt tokens with its own tokenizer (llama.cpp /tokenize, Anthropic

@@ -45,7 +45,7 @@ class LlamaCppAdapter(HttpAdapter):
     capabilities = Capability.parse(
         "streaming, end_marker, token_ids, seed, usage, health, props, engine_side_cancel, completions, "
         "non_streaming, model_digest, engine_version, logprobs, prompt_cache_control, tokenize, detokenize, "
-        "top_k, sampling, named_models, stop, metrics, other_wires"
+        "top_k, sampling, named_models, stop, metrics, other_wires, top_logprobs"
     )
     """What the protocol offers; probing a target removes what that server turns off."""
     budget_key = ("n_predict",)
@@ -111,7 +111,7 @@ class LlamaCppAdapter(HttpAdapter):
         if req.model is not None:
             body["model"] = req.model
         if req.logprobs:
-            body["n_probs"] = 1
+            body["n_probs"] = max(1, req.top_logprobs)
         return body
 
     async def _prompt(self, req: TaskRequest) -> str:
@@ -123,6 +123,13 @@ class LlamaCppAdapter(HttpAdapter):
         if not isinstance(prompt, str):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/apply-template returned no prompt")
         return prompt
+
+    async def whole_logprobs(self, req: TaskRequest) -> list[float]:
+        """The log-probability of each token of the same request answered whole (completion_probabilities)."""
+        body = self.request_body(req, await self._prompt(req), stream=False)
+        reply = (await self.http.request("POST", "/completion", json_body=self._with_extra(body))).json()
+        found = _logprobs(reply) if isinstance(reply, dict) else {}
+        return [found[n] for n in sorted(found)]
 
     async def count_prompt_tokens(self, req: TaskRequest) -> int:
         """/tokenize with the special tokens /completion adds (the BOS), so that it counts what is evaluated."""
@@ -217,7 +224,7 @@ def _tokens(frame: dict[str, Any], position: int, now: float) -> list[Token]:
     predicted = frame.get("tokens_predicted")
     ids = [i for i in tokens or [] if isinstance(i, int)]
     first = predicted - max(1, len(ids)) if isinstance(predicted, int) else position
-    return frame_tokens(first, text, ids, now, _logprobs(frame))
+    return frame_tokens(first, text, ids, now, _logprobs(frame), _tops(frame))
 
 
 def _logprobs(frame: dict[str, Any]) -> dict[int, float]:
@@ -231,6 +238,34 @@ def _logprobs(frame: dict[str, Any]) -> dict[int, float]:
         if isinstance(value, int | float):
             found[n] = float(value)
     return found
+
+
+def _tops(frame: dict[str, Any]) -> dict[int, tuple[tuple[int | None, str, float], ...]]:
+    """The most likely tokens listed at each position of a frame (``top_logprobs`` of each entry)."""
+    entries = frame.get("completion_probabilities")
+    found: dict[int, tuple[tuple[int | None, str, float], ...]] = {}
+    for n, entry in enumerate(entries if isinstance(entries, list) else []):
+        listed = entry.get("top_logprobs") if isinstance(entry, dict) else None
+        if isinstance(listed, list):
+            found[n] = tuple(
+                (
+                    item.get("id") if type(item.get("id")) is int else None,
+                    str(item.get("token", "")),
+                    float(item["logprob"]),
+                )
+                for item in listed
+                if isinstance(item, dict) and isinstance(item.get("logprob"), int | float)
+            )
+    return found
+
+
+def _listed(item: dict[str, Any]) -> tuple[int | None, str, float]:
+    token_id = item.get("id")
+    return (token_id if type(token_id) is int else None, str(item.get("token", "")), float(item["logprob"]))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _final_events(frame: dict[str, Any]) -> list[TokenEvent]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import Callable
 
 from conform.adapters import End, ErrorKind, HttpAdapter, Metrics, Started, Token, WorkerError
@@ -24,6 +25,7 @@ __all__ = [
     "check_classified",
     "check_counters_rose",
     "check_engine_stopped",
+    "check_logprobs",
     "check_max_tokens",
     "check_prompt_tokens",
     "check_reassembles",
@@ -293,6 +295,56 @@ def check_counters_rose(before: dict[str, float], after: dict[str, float], serve
                 "the metrics do not count what was served",
                 f"the counter of {what.replace('_', ' ')} rose by {rose:g} while {amount:g} were served: it must "
                 "count every one, once",
+            )
+
+
+def check_logprobs(record: StreamRecord, listed: int, whole: list[float], rtol: float = 0.0) -> None:
+    """Every log-probability is at most 0; each token lists `listed` most likely tokens, in descending order,
+    led (under greedy decoding) by the chosen token; the whole answer's log-probabilities are the streamed
+    ones, within `rtol` (0: bitwise)."""
+    stream_completed(record)
+    for token in record.tokens:
+        if token.logprob is None:
+            raise CheckFailure(
+                "a token has no log-probability", f"token {token.index} ({token.text!r}) came without one"
+            )
+        if token.logprob > 0:
+            raise CheckFailure(
+                "a log-probability above 0",
+                f"token {token.index} ({token.text!r}) has log-probability {token.logprob}: a probability above 1",
+            )
+        values = [logprob for _, _, logprob in token.top]
+        if len(values) != listed:
+            raise CheckFailure(
+                "the top list has the wrong length",
+                f"token {token.index} lists {len(values)} most likely tokens, {listed} were asked for",
+            )
+        if values != sorted(values, reverse=True):
+            raise CheckFailure(
+                "the top list is not sorted",
+                f"token {token.index} lists log-probabilities {values}: most likely first, in descending order",
+            )
+        chosen = token.top[0]
+        if (chosen[0] is not None and token.token_id is not None and chosen[0] != token.token_id) or (
+            chosen[2] != token.logprob
+        ):
+            raise CheckFailure(
+                "greedy did not choose the most likely token",
+                f"token {token.index} is {token.text!r} ({token.logprob}), but the most likely listed is "
+                f"{chosen[1]!r} ({chosen[2]}): greedy decoding must choose the top-1",
+            )
+    streamed = [t.logprob for t in record.tokens]
+    if len(whole) != len(streamed):
+        raise CheckFailure(
+            "the whole answer's log-probabilities do not match the stream",
+            f"the whole answer lists {len(whole)} log-probabilities, the stream had {len(streamed)} tokens",
+        )
+    for n, (a, b) in enumerate(zip(streamed, whole, strict=True)):
+        if a is not None and not math.isclose(a, b, rel_tol=rtol, abs_tol=0.0):
+            raise CheckFailure(
+                "streamed and whole log-probabilities differ",
+                f"token {n}: streamed {a}, whole {b} (relative tolerance {rtol:g}): the same request, answered "
+                "whole or streamed, must give the same numbers",
             )
 
 

@@ -29,8 +29,8 @@ from ._engine import (
 )
 from .anthropic import messages_route
 from .openai import FLAVOUR_KEY, OPENAI, generation_handler
-from .script import StaleMetricsFault
-from .tokens import StubToken, detokenize, tokenize
+from .script import MisreportLogprobsFault, StaleMetricsFault
+from .tokens import VOCABULARY, StubToken, detokenize, tokenize
 
 __all__ = ["create_app"]
 
@@ -60,6 +60,8 @@ class LlamaCppWire:
 
     def __init__(self, context: StubContext) -> None:
         self._framing = context.script.framing
+        misreport = next((f for f in context.script.faults if isinstance(f, MisreportLogprobsFault)), None)
+        self._misreport = misreport.how if misreport is not None else None
 
     def error_response(self, status: int, message: str, headers: dict[str, str]) -> web.Response:
         return _error_response(status, message, headers)
@@ -79,16 +81,29 @@ class LlamaCppWire:
         text = dumps(token.text)
         probabilities = ""
         if n_probs > 0:
-            entry = (
-                f'{{"id":{token.id},"token":{text},"bytes":{dumps(list(token.text.encode()))},'
-                f'"logprob":{dumps(token.logprob)}'
-            )
-            probabilities = f',"completion_probabilities":[{entry},"top_logprobs":[{entry}}}]}}]'
+            probabilities = f',"completion_probabilities":[{dumps(probability(token, n_probs, self._misreport))}]'
         frame = (
             f'{{"index":0,"content":{text},"tokens":[{token.id}],"stop":false,"id_slot":0,'
             f'"tokens_predicted":{position + 1},"tokens_evaluated":{prompt_tokens}{probabilities}}}'
         )
         return encode_sse(frame, self._framing)
+
+
+def probability(token: StubToken, n_probs: int, misreport: str | None = None) -> dict[str, Any]:
+    """A token's completion_probabilities entry: its log-probability, and the `n_probs` most likely tokens at
+    its position (itself first, then others less likely), as a misreport_logprobs fault may break them."""
+    logprob = abs(token.logprob) + 0.5 if misreport == "positive" else token.logprob
+    top = [(token.id, token.text, logprob)]
+    for k in range(1, n_probs):
+        pick = (token.id - 100 + k) % len(VOCABULARY)
+        top.append((100 + pick, VOCABULARY[pick], logprob - 0.5 * k))
+    if misreport == "unsorted":
+        top.reverse()
+    if misreport == "short":
+        top = top[:-1]
+    listed = [{"id": i, "token": t, "bytes": list(t.encode()), "logprob": lp} for i, t, lp in top]
+    entry = {"id": token.id, "token": token.text, "bytes": list(token.text.encode()), "logprob": logprob}
+    return {**entry, "top_logprobs": listed}
 
 
 def _settings(body: dict[str, Any], seed: int, n_predict: int) -> dict[str, Any]:
@@ -114,7 +129,14 @@ def _final(
 ) -> dict[str, Any]:
     n, seed = len(tokens), generation.seed
     stop_type = "word" if generation.stop_word else "limit" if n == generation.max_tokens else "eos"
+    n_probs = int(body.get("n_probs") or 0)
+    extra: dict[str, Any] = {}
+    if n_probs > 0 and not stream:
+        misreport = next((f.how for f in context.script.faults if isinstance(f, MisreportLogprobsFault)), None)
+        drift = [t._replace(logprob=t.logprob - 0.1) for t in tokens] if misreport == "drift" else tokens
+        extra["completion_probabilities"] = [probability(t, n_probs) for t in drift]
     return {
+        **extra,
         "index": 0,
         "content": "" if stream else "".join(t.text for t in tokens),
         "tokens": [] if stream else [t.id for t in tokens],

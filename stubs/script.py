@@ -222,6 +222,15 @@ class WireDriftFault(_FaultBase):
     kind: Literal["wire_drift"]
 
 
+class MisreportLogprobsFault(_FaultBase):
+    """Log-probabilities that break what holds for them: a top list in ascending order (the chosen token not
+    first), a positive log-probability, a top list one entry short, or whole answers whose log-probabilities
+    drift from the streamed ones."""
+
+    kind: Literal["misreport_logprobs"]
+    how: Literal["unsorted", "positive", "short", "drift"] = "unsorted"
+
+
 class ResetFault(_FaultBase):
     """Reset the TCP connection (RST) in token frame `at_token`."""
 
@@ -263,6 +272,7 @@ Fault = Annotated[
     | OverloadFault
     | RunCancelledQueuedFault
     | WireDriftFault
+    | MisreportLogprobsFault
     | ResetFault
     | IgnoreDisconnectFault,
     Field(discriminator="kind"),

@@ -8,6 +8,7 @@ from conform.adapters import Capability, RetryPolicy
 from conform.harness.auth import AuthAnswers, auth_answers, check_auth_required
 from conform.harness.checks import (
     check_counters_rose,
+    check_logprobs,
     check_max_tokens,
     check_prompt_tokens,
     check_seed_matters,
@@ -286,3 +287,24 @@ def same_request_each_wire(conform_runtime: ScenarioRuntime, count: int) -> list
 @then("every wire gives the same text")
 def every_wire_agrees(wires: list[list[WireAnswer]]) -> None:
     check_wires_agree(wires)
+
+
+Listed = tuple[StreamRecord, int, list[float]]
+
+
+@when(
+    parsers.parse(
+        "I stream a greedy completion of {count:d} tokens listing the {listed:d} most likely tokens at each "
+        "position, and ask for it whole"
+    ),
+    target_fixture="listed",
+)
+def stream_with_top_logprobs(conform_runtime: ScenarioRuntime, count: int, listed: int) -> Listed:
+    request = completion_request(conform_runtime, count).model_copy(update={"logprobs": True, "top_logprobs": listed})
+    stream = conform_runtime.stream(request)
+    return stream, listed, conform_runtime.run(conform_runtime.adapter.whole_logprobs(request))
+
+
+@then("the log-probabilities are at most 0, listed in descending order led by the chosen token, and the same whole")
+def logprobs_consistent(listed: Listed) -> None:
+    check_logprobs(*listed)

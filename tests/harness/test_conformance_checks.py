@@ -32,6 +32,7 @@ from conform.harness.auth import AuthAnswers, auth_answers, check_auth_required
 from conform.harness.checks import (
     CheckFailure,
     check_counters_rose,
+    check_logprobs,
     check_max_tokens,
     check_prompt_tokens,
     check_seed_matters,
@@ -67,6 +68,7 @@ from conform.stubs.script import (
     ClaimAnyModelFault,
     LeakStopFault,
     MisreportInvalidFault,
+    MisreportLogprobsFault,
     MisreportUsageFault,
     OverrunFault,
     SplitCharactersFault,
@@ -692,3 +694,52 @@ def test_wires_need_two_to_compare() -> None:
     with pytest.raises(CheckFailure) as failed:
         check_wires_agree([])
     assert failed.value.title == "no two wires to compare"
+
+
+# -- logprobs.consistent -----------------------------------------------------------------------------
+
+LISTED = GREEDY.model_copy(update={"logprobs": True, "top_logprobs": 3, "max_tokens": 16})
+
+
+async def _listed(script: Script) -> tuple[StreamRecord, list[float]]:
+    async with StubServer("llamacpp", script) as stub:
+        adapter = create_adapter("llamacpp", stub.url, AdapterOptions(timeouts=Timeouts(total=10.0)))
+        try:
+            return await collect(adapter, LISTED), await adapter.whole_logprobs(LISTED)
+        finally:
+            await adapter.aclose()
+
+
+def test_top_logprobs_are_llamacpp_s() -> None:
+    assert _with(Capability.TOP_LOGPROBS) == ["llamacpp"]
+
+
+async def test_logprobs_hold_on_the_well_behaved_stub() -> None:
+    stream, whole = await _listed(Script())
+    check_logprobs(stream, 3, whole)
+    assert all(len(t.top) == 3 for t in stream.tokens) and len(whole) == 16
+
+
+@pytest.mark.parametrize(
+    ("how", "title"),
+    [
+        ("unsorted", "the top list is not sorted"),
+        ("positive", "a log-probability above 0"),
+        ("short", "the top list has the wrong length"),
+        ("drift", "streamed and whole log-probabilities differ"),
+    ],
+)
+async def test_logprobs_fail_on_a_stub_that_misreports_them(how: str, title: str) -> None:
+    stream, whole = await _listed(Script(faults=(MisreportLogprobsFault(kind="misreport_logprobs", how=how),)))
+    with pytest.raises(CheckFailure) as failed:
+        check_logprobs(stream, 3, whole)
+    assert failed.value.title == title
+    assert failed.value.detail.startswith("token 0")
+
+
+def test_logprobs_name_a_greedy_choice_that_is_not_the_top_1() -> None:
+    token = Token(0, " b", 2, 0.0, -1.0, ((1, " a", -0.5), (2, " b", -1.0), (3, " c", -2.0)))
+    stream = record(Started("t", 0.0), token, End("length", None, 0.0))
+    with pytest.raises(CheckFailure) as failed:
+        check_logprobs(stream, 3, [-1.0])
+    assert failed.value.title == "greedy did not choose the most likely token"

@@ -57,6 +57,7 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         "admission.overload",
         "cancel.queued",
         "equivalence.wires",
+        "logprobs.consistent",
         "stop.sequence",
         "stop.across_tokens",
     ):

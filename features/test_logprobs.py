@@ -1,0 +1,5 @@
+"""Binds logprobs.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("logprobs.feature")
