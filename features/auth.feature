@@ -6,7 +6,7 @@ Feature: auth
   Background:
     Given the engine under test
 
-  @check:auth.required @needs_auth
+  @check:auth.required @needs_auth @extended
   Scenario: only the right API key is served
     When I stream a completion without the API key, with a wrong one, and with the right one
     Then only the right key is served, the others are refused with 401 or 403, and public health stays public

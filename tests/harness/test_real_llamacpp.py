@@ -64,6 +64,8 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         assert statuses[check_id] == "passed", statuses
     skipped = {r["id"]: r["detail"] for r in document["results"] if r["status"] == "skipped"}
     assert skipped.pop("determinism.batch_invariance") == "target lacks capability batch_invariance"
+    # auth.required runs against the keyed server (test_auth_required_against_a_real_llamacpp_started_with_a_key)
+    assert skipped.pop("auth.required") == "target lacks capability auth"
     other_apis = ("openai_compat", "model_management", "image_generation")
     assert skipped and all(
         "scripted faults" in detail or detail.removeprefix("target lacks capability ") in other_apis
