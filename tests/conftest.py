@@ -77,6 +77,7 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningP
         server.stop()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group marks to spread the tests
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A real engine's tests run on one xdist worker, which starts that engine once; they are all slow."""
     for item in items:

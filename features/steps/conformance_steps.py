@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pytest_bdd import parsers, then, when
 
 from conform.adapters import Capability, RetryPolicy
@@ -24,6 +25,7 @@ from conform.harness.load import (
     check_overload,
     check_queued_cancel,
     health_while_generating,
+    kept_busy,
     overload,
     queued_cancel,
     slots_of,
@@ -167,6 +169,8 @@ def health_while_every_slot_generates(conform_runtime: ScenarioRuntime) -> Probe
 
 @then(parsers.parse("health answers ready within {seconds:g} second each time"))
 def health_answers_in_time(probes: Probes, seconds: float) -> None:
+    if not kept_busy(*probes):
+        pytest.skip("the engine finished its 256-token generations before health was asked: no load to judge")
     check_health_under_load(probes[0], probes[1], seconds)
 
 
