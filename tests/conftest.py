@@ -77,11 +77,8 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningP
         server.stop()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group marks to spread the tests
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A real engine's tests run on one xdist worker, which starts that engine once; they are all slow."""
+    """A real engine's tests are all slow."""
     for item in items:
         if item.get_closest_marker("real_engine") is not None:
-            group = "triton" if item.get_closest_marker("triton") is not None else "llamacpp"
-            item.add_marker(pytest.mark.xdist_group(group))
             item.add_marker(pytest.mark.slow)
