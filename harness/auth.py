@@ -27,18 +27,19 @@ class AuthAnswers:
 
 async def auth_answers(adapter: HttpAdapter, request: TaskRequest) -> AuthAnswers:
     """The same request without a key, with a wrong one and with the right one (the adapter's own)."""
-    records = []
-    for key in (None, WRONG_KEY):
+
+    async def once(key: str | None, *, ask_health: bool) -> tuple[StreamRecord, Health | None]:
         other = adapter.with_api_key(key)
         try:
-            records.append(await collect(other, request.model_copy(update={"task_id": uuid.uuid4().hex})))
-            health = await other.health() if adapter.public_health and key is None else None
+            record = await collect(other, request.model_copy(update={"task_id": uuid.uuid4().hex}))
+            return record, await other.health() if ask_health else None
         finally:
             await other.aclose()
-        if key is None:
-            health_without_key = health
+
+    without_key, health = await once(None, ask_health=adapter.public_health)
+    wrong_key, _ = await once(WRONG_KEY, ask_health=False)
     right = await collect(adapter, request.model_copy(update={"task_id": uuid.uuid4().hex}))
-    return AuthAnswers(records[0], records[1], right, health_without_key)
+    return AuthAnswers(without_key, wrong_key, right, health)
 
 
 def check_auth_required(answers: AuthAnswers) -> None:
