@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,15 +26,24 @@ GENEROUS = AdapterOptions(timeouts=Timeouts(total=120.0))
 """A generous bound, as the CLI runs here get: CI machines are small and shared; the checks are unchanged."""
 
 
-def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProcess, tmp_path: Path) -> None:
+def _real_run(
+    tmp_path: Path, engine: str, url: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], str]:
+    """`conform run` against a real server, with a generous bound (CI machines are small and shared; the
+    checks are unchanged): the process, its report (validated against the schema) and the report's text."""
     report = tmp_path / "report.json"
-    # A generous bound: CI machines are small and shared; the checks themselves are unchanged.
-    result = run_conform(
-        "run", "--engine", "llamacpp", "--url", llamacpp_server.url, "--timeout", "120", "--report", str(report)
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    document = json.loads(report.read_text())
+    args = ["run", "--engine", engine, "--url", url, *extra, "--timeout", "120", "--report", str(report)]
+    result = run_conform(*args, env=env)
+    assert report.exists(), result.stdout + result.stderr
+    text = report.read_text()
+    document = json.loads(text)
     validate_report(document)
+    return result, document, text
+
+
+def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProcess, tmp_path: Path) -> None:
+    result, document, _ = _real_run(tmp_path, "llamacpp", llamacpp_server.url)
+    assert result.returncode == 0, result.stdout + result.stderr
     target = document["targets"][0]
     assert target["engine_version"], "the build info of the real server is reported"
     assert target["model"] == "gemma-3-270m-q4_k_m"
@@ -123,25 +134,16 @@ def test_openai_engine_against_real_llamacpp_v1(llamacpp_server: RunningProcess,
     llama.cpp's prompt cache off, and with it a repeat can diverge.
     """
     secret = "sk-conform-real-0123456789"
-    report = tmp_path / "report.json"
-    result = run_conform(
-        "run",
-        "--engine",
+    result, document, text = _real_run(
+        tmp_path,
         "openai",
-        "--url",
         llamacpp_server.url + "/v1",
         "--api-key-env",
         "CONFORM_TEST_KEY",
-        "--timeout",
-        "120",
-        "--report",
-        str(report),
         env={"CONFORM_TEST_KEY": secret},
     )
     assert result.returncode in (0, 1), result.stdout + result.stderr
-    assert secret not in result.stdout + result.stderr + report.read_text()
-    document = json.loads(report.read_text())
-    validate_report(document)
+    assert secret not in result.stdout + result.stderr + text
     results = {r["id"]: r for r in document["results"]}
     for check_id in (
         "admission.stream",
@@ -177,13 +179,8 @@ def test_openai_engine_against_real_llamacpp_v1(llamacpp_server: RunningProcess,
 
 def test_anthropic_engine_against_real_llamacpp_messages(llamacpp_server: RunningProcess, tmp_path: Path) -> None:
     """`--engine anthropic` against llama.cpp's Anthropic-compatible /v1/messages: the checks its wire serves."""
-    report = tmp_path / "report.json"
-    result = run_conform(
-        "run", "--engine", "anthropic", "--url", llamacpp_server.url, "--timeout", "120", "--report", str(report)
-    )
+    result, document, _ = _real_run(tmp_path, "anthropic", llamacpp_server.url)
     assert result.returncode == 0, result.stdout + result.stderr
-    document = json.loads(report.read_text())
-    validate_report(document)
     statuses = {r["id"]: r["status"] for r in document["results"]}
     for check_id in (
         "admission.stream",
@@ -212,24 +209,17 @@ def test_auth_required_against_a_real_llamacpp_started_with_a_key(
 ) -> None:
     """llama-server --api-key: no key and a wrong key are 401 on every wire (Bearer or x-api-key), the right
     key is served, and /health stays public, as its documentation says."""
-    report = tmp_path / "report.json"
-    result = run_conform(
-        "run",
-        "--engine",
+    result, document, text = _real_run(
+        tmp_path,
         engine,
-        "--url",
         llamacpp_keyed_server.url + path,
         "--api-key-env",
         "CONFORM_KEY",
         "--checks",
         "auth.required,admission.stream",
-        "--timeout",
-        "120",
-        "--report",
-        str(report),
         env={"CONFORM_KEY": LLAMACPP_KEY},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    statuses = {r["id"]: r["status"] for r in json.loads(report.read_text())["results"]}
+    statuses = {r["id"]: r["status"] for r in document["results"]}
     assert statuses == {"auth.required": "passed", "admission.stream": "passed"}
-    assert LLAMACPP_KEY not in result.stdout + result.stderr + report.read_text()
+    assert LLAMACPP_KEY not in result.stdout + result.stderr + text
