@@ -13,16 +13,20 @@ from ._redact import Redactor, fingerprint
 from ._sse import SSEDecoder, SSEError, SSEEvent
 from ._transcript import Transcript
 from ._types import (
+    Answer,
     ChatMessage,
     End,
     EngineVersion,
     Health,
     Metrics,
     Props,
+    ResponseFormat,
     Started,
     TaskRequest,
     Token,
     TokenEvent,
+    ToolCall,
+    ToolSpec,
     Usage,
     WorkerAdapter,
 )
@@ -40,6 +44,7 @@ from .vllm import VllmAdapter
 __all__ = [
     "ENTRY_POINT_GROUP",
     "AdapterOptions",
+    "Answer",
     "AnthropicAdapter",
     "Capability",
     "ChatMessage",
@@ -60,6 +65,7 @@ __all__ = [
     "Props",
     "ProxyConfig",
     "Redactor",
+    "ResponseFormat",
     "RetryPolicy",
     "SSEDecoder",
     "SSEError",
@@ -71,6 +77,8 @@ __all__ = [
     "Timeouts",
     "Token",
     "TokenEvent",
+    "ToolCall",
+    "ToolSpec",
     "Transcript",
     "TritonAdapter",
     "UnknownEngineError",

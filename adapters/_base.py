@@ -20,7 +20,7 @@ from ._proxy import ProxyConfig
 from ._redact import Redactor
 from ._sse import SSEDecoder, SSEError, SSEEvent
 from ._transcript import Transcript
-from ._types import EngineVersion, Health, Props, Started, TaskRequest, TokenEvent
+from ._types import Answer, EngineVersion, Health, Props, Started, TaskRequest, TokenEvent
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -91,6 +91,9 @@ class Whole:
     body: Any
     text: Callable[[Any], str | None]
     """The completion's text from the parsed reply; None when the reply holds none."""
+    read: Callable[[Any], Answer | None] | None = None
+    """The whole answer (text, tool calls, finish reason) from the parsed reply, on wires that carry tool
+    calls; None when the reply is no answer. Without it the answer is the text alone."""
 
 
 def field_text(reply: Any, key: str) -> str | None:
@@ -313,13 +316,21 @@ class HttpAdapter(abc.ABC):
         """The text of token ids, by the engine's own tokenizer (engines with the detokenize capability)."""
         raise WorkerError(ErrorKind.INVALID_REQUEST, f"{self.engine} adapter has no detokenizer endpoint")
 
+    async def answer(self, req: TaskRequest) -> Answer:
+        """The request answered whole, without streaming: its text, tool calls and finish reason."""
+        whole = await self.whole(req)
+        reply = (await self.http.request("POST", whole.path, json_body=self._with_extra(whole.body))).json()
+        answer = whole.read(reply) if whole.read is not None else None
+        if answer is None:
+            text = whole.text(reply)
+            if text is None:
+                raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{whole.path} answered without text")
+            answer = Answer(text)
+        return answer
+
     async def complete(self, req: TaskRequest) -> str:
         """The whole completion of a request, without streaming (the reference a stream reassembles to)."""
-        whole = await self.whole(req)
-        text = whole.text((await self.http.request("POST", whole.path, json_body=self._with_extra(whole.body))).json())
-        if text is None:
-            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{whole.path} answered without text")
-        return text
+        return (await self.answer(req)).text
 
     async def cancel(self, task_id: str) -> None:
         """Stop a running stream by closing its connection (the engine-side cancel signal)."""

@@ -19,8 +19,10 @@ from typing import Any, ClassVar
 from conform.stubs.openai import create_openai_app as stub_app
 
 from ._base import AdapterOptions, FrameFold, Generation, HttpAdapter, Whole, field_text
+from ._calls import CallAssembly, arguments_text, function_call
 from ._engines import EngineDescriptor
 from ._types import (
+    Answer,
     ChatMessage,
     End,
     EngineVersion,
@@ -34,7 +36,7 @@ from ._types import (
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
-__all__ = ["ENGINE", "OpenAIAdapter", "OpenAIStream", "api_root"]
+__all__ = ["ENGINE", "OpenAIAdapter", "OpenAIStream", "api_root", "chat_message", "response_format", "tool_fields"]
 
 DONE = "[DONE]"
 
@@ -61,6 +63,7 @@ class OpenAIStream(FrameFold):
         self.model: str | None = None
         self.ids: set[str] = set()
         self.loading_chunks = 0
+        self.calls = CallAssembly()
 
     def fold(self, data: str, at: float) -> list[TokenEvent]:
         """The events of one SSE data string: a chunk's tokens, or the End at ``[DONE]``."""
@@ -111,6 +114,8 @@ class OpenAIStream(FrameFold):
 
     def _choice_tokens(self, choice: dict[str, Any], at: float) -> list[Token]:
         delta = choice.get("delta")
+        if isinstance(delta, dict) and delta.get("tool_calls"):
+            self._fold_calls(delta["tool_calls"])
         text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
         text = text if isinstance(text, str) else ""
         raw_ids = choice.get("token_ids")
@@ -120,6 +125,24 @@ class OpenAIStream(FrameFold):
         tokens = frame_tokens(self.position, text, ids, at, _logprobs(choice.get("logprobs")))
         self.position = tokens[-1].index + 1
         return tokens
+
+    def _fold_calls(self, deltas: Any) -> None:
+        """A chunk's tool call deltas, each naming the call it continues by its index."""
+        for delta in deltas if isinstance(deltas, list) else [deltas]:
+            index = delta.get("index") if isinstance(delta, dict) else None
+            if type(index) is not int:
+                raise WorkerError(
+                    ErrorKind.PROTOCOL_VIOLATION,
+                    f"{self.url}: chunk {self.frames} has a tool call delta without an integer index: {delta!r}"[:300],
+                    in_stream=True,
+                )
+            function = delta.get("function") or {}
+            self.calls.add(
+                index,
+                call_id=delta.get("id") if isinstance(delta.get("id"), str) else None,
+                name=function.get("name") if isinstance(function.get("name"), str) else None,
+                arguments=arguments_text(function["arguments"]) if function.get("arguments") is not None else "",
+            )
 
     def end(self) -> list[TokenEvent]:
         """A body that ended without ``[DONE]`` ends the stream all the same (the End says so)."""
@@ -152,7 +175,7 @@ class OpenAIStream(FrameFold):
             "chunks": self.frames,
             "loading_chunks": self.loading_chunks,
         }
-        return End(self.finish_reason, usage, time.monotonic(), raw=raw)
+        return End(self.finish_reason, usage, time.monotonic(), raw=raw, tool_calls=self.calls.calls())
 
 
 def _choice_text(reply: Any) -> str | None:
@@ -161,6 +184,60 @@ def _choice_text(reply: Any) -> str | None:
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     message = choice.get("message")
     return field_text(message, "content") if isinstance(message, dict) else field_text(choice, "text")
+
+
+def _choice_answer(reply: Any) -> Answer | None:
+    """The first choice whole: its text, its message's tool calls and its finish reason."""
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+    if choice is None:
+        return None
+    message = choice.get("message")
+    text = field_text(message, "content") if isinstance(message, dict) else field_text(choice, "text")
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    reason = choice.get("finish_reason")
+    return Answer(
+        text or "",
+        tuple(function_call(call) for call in calls) if isinstance(calls, list) else (),
+        reason if isinstance(reason, str) else None,
+    )
+
+
+def chat_message(message: ChatMessage) -> dict[str, Any]:
+    """A conversation's message as OpenAI's chat takes it (tool calls, and tool results by call id)."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def tool_fields(req: TaskRequest) -> dict[str, Any]:
+    """The tools, tool choice and parallel-call switch of a request, in OpenAI's shape (Ollama takes the same
+    tools)."""
+    fields: dict[str, Any] = {}
+    if req.tools:
+        fields["tools"] = [
+            {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+            for t in req.tools
+        ]
+    if req.tool_choice is not None:
+        fields["tool_choice"] = req.tool_choice
+    if req.parallel_tool_calls is not None:
+        fields["parallel_tool_calls"] = req.parallel_tool_calls
+    return fields
+
+
+def response_format(req: TaskRequest) -> dict[str, Any]:
+    """OpenAI's ``response_format``: JSON mode, or a strict JSON schema."""
+    wanted = req.response_format
+    if wanted is None or wanted.json_schema is None:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": wanted.name, "schema": wanted.json_schema, "strict": True}}
 
 
 def _logprobs(entry: Any) -> dict[int, float]:
@@ -187,7 +264,7 @@ class OpenAIAdapter(HttpAdapter):
     engine = "openai"
     capabilities = Capability.parse(
         "streaming, end_marker, seed, usage, health, chat, completions, non_streaming, logprobs, "
-        "engine_version, openai_compat, sampling, named_models, stop"
+        "engine_version, openai_compat, sampling, named_models, stop, json_schema, json_object, tools, tool_choice"
     )
     api_prefix: ClassVar[str] = "/v1"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
@@ -202,7 +279,8 @@ class OpenAIAdapter(HttpAdapter):
     # -- requests ---------------------------------------------------------------------------------
 
     def uses_chat(self, req: TaskRequest) -> bool:
-        return req.messages is not None or self.chat_only
+        """Chat for messages, and for tools and structured output, which only chat takes."""
+        return req.messages is not None or self.chat_only or bool(req.tools) or req.response_format is not None
 
     def route(self, req: TaskRequest) -> str:
         return self.api_prefix + ("/chat/completions" if self.uses_chat(req) else "/completions")
@@ -216,7 +294,7 @@ class OpenAIAdapter(HttpAdapter):
         body: dict[str, Any] = {"model": model, "stream": stream, "temperature": req.temperature, "top_p": req.top_p}
         if chat:
             messages = req.messages or ()
-            body["messages"] = [m.model_dump() for m in messages] or [{"role": "user", "content": req.prompt}]
+            body["messages"] = [chat_message(m) for m in messages] or [{"role": "user", "content": req.prompt}]
             body[self.max_tokens_field] = req.max_tokens
         else:
             body["prompt"] = req.prompt
@@ -229,6 +307,9 @@ class OpenAIAdapter(HttpAdapter):
             body["stop"] = list(req.stop)
         if req.logprobs:
             body.update({"logprobs": True, "top_logprobs": 1} if chat else {"logprobs": 1})
+        body.update(tool_fields(req))
+        if req.response_format is not None:
+            body["response_format"] = response_format(req)
         body.update(self.extra_fields(req))
         return body
 
@@ -250,7 +331,8 @@ class OpenAIAdapter(HttpAdapter):
         return EngineVersion(version=self._fingerprint, model=model)
 
     async def whole(self, req: TaskRequest) -> Whole:
-        return Whole(self.route(req), self.request_body(req, await self.model_for(req), stream=False), _choice_text)
+        body = self.request_body(req, await self.model_for(req), stream=False)
+        return Whole(self.route(req), body, _choice_text, _choice_answer)
 
     async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self.model_for(req), stream=True)

@@ -11,32 +11,80 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "Answer",
     "ChatMessage",
     "End",
     "EngineVersion",
     "Health",
     "Metrics",
     "Props",
+    "ResponseFormat",
     "Started",
     "TaskRequest",
     "Token",
     "TokenEvent",
+    "ToolCall",
+    "ToolSpec",
     "Usage",
     "WorkerAdapter",
     "frame_tokens",
 ]
 
 
+class ToolCall(BaseModel):
+    """One call of a declared tool, as an engine answered it: its arguments as the JSON text it sent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str | None
+    """The call's id, which a tool result names; None where the wire has no ids (Ollama)."""
+    name: str
+    arguments: str
+    """The arguments as the engine wrote them (JSON text, streamed: its deltas joined), unparsed: a check
+    must be able to see that they are not JSON."""
+
+
+class ToolSpec(BaseModel):
+    """A tool the request declares: a function the engine may call, with a JSON schema of its parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ResponseFormat(BaseModel):
+    """Structured output: any one JSON object (``json_object``), or JSON valid against `json_schema`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+    name: str = "answer"
+    """The schema's name, where the wire asks for one (OpenAI's ``json_schema.name``)."""
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is given exactly when type is json_schema")
+        return self
+
+
 class ChatMessage(BaseModel):
+    """A message of a conversation: text, an assistant's tool calls, or a tool's result (``role="tool"``,
+    naming the call it answers)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    """The tool whose result this is (role ``tool``; wires without call ids match results by name)."""
 
 
 class TaskRequest(BaseModel):
@@ -60,6 +108,12 @@ class TaskRequest(BaseModel):
     """Ask for the log-probability of each sampled token, where the engine offers it."""
     top_logprobs: int = Field(default=0, ge=0, le=20)
     """With logprobs: how many of the most likely tokens to list at each position (engines that list them)."""
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: Literal["auto", "required", "none"] | None = None
+    """Whether the engine may (auto), must (required) or must not (none) call a tool; None: the wire's default."""
+    parallel_tool_calls: bool | None = None
+    """Allow (True) or forbid (False) several calls in one answer; None: the wire's default."""
+    response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
     def _one_input(self) -> TaskRequest:
@@ -145,6 +199,17 @@ class End:
     at: float
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     """The engine's final frame, for checks that look at engine-specific fields."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tool calls the stream made, each assembled from its deltas in the order they began."""
+
+
+@dataclass(slots=True, frozen=True)
+class Answer:
+    """A request answered whole (not streamed): its text, its tool calls and why it ended, where it says."""
+
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
 
 
 TokenEvent = Started | Token | Metrics | End

@@ -9,6 +9,7 @@ ends the stream, classified by its ``error.type``. No seed, no token ids.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,9 +17,10 @@ from typing import Any
 from conform.stubs.anthropic import create_app as stub_app
 
 from ._base import AdapterOptions, FrameFold, Generation, HttpAdapter, Whole
+from ._calls import CallAssembly, arguments_text
 from ._engines import EngineDescriptor
 from ._sse import SSEEvent
-from ._types import End, EngineVersion, Health, TaskRequest, Token, TokenEvent, Usage
+from ._types import Answer, ChatMessage, End, EngineVersion, Health, TaskRequest, Token, TokenEvent, ToolCall, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -26,7 +28,10 @@ __all__ = ["API_VERSION", "AnthropicAdapter"]
 
 API_VERSION = "2023-06-01"
 
-_FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+_FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+"""``stop_reason`` -> the finish reason every adapter reports."""
+
+_TOOL_CHOICES = {"auto": "auto", "required": "any", "none": "none"}
 
 _ERROR_KINDS = {
     "invalid_request_error": ErrorKind.INVALID_REQUEST,
@@ -44,7 +49,8 @@ _ERROR_KINDS = {
 class AnthropicAdapter(HttpAdapter):
     engine = "anthropic"
     capabilities = Capability.parse(
-        "streaming, end_marker, usage, health, chat, non_streaming, tokenize, top_k, sampling, named_models, stop"
+        "streaming, end_marker, usage, health, chat, non_streaming, tokenize, top_k, sampling, named_models, stop, "
+        "tools, tool_choice"
     )
 
     def __init__(self, base_url: str, options: AdapterOptions | None = None) -> None:
@@ -70,7 +76,7 @@ class AnthropicAdapter(HttpAdapter):
         return EngineVersion(model=await self.default_model())
 
     def request_body(self, req: TaskRequest, model: str, *, stream: bool) -> dict[str, Any]:
-        messages = [m.model_dump() for m in req.messages or ()] or [{"role": "user", "content": req.prompt}]
+        messages = [_message(m) for m in req.messages or ()] or [{"role": "user", "content": req.prompt}]
         system = [m["content"] for m in messages if m["role"] == "system"]
         body: dict[str, Any] = {
             "model": model,
@@ -87,6 +93,15 @@ class AnthropicAdapter(HttpAdapter):
             body["top_p"] = req.top_p
         if req.stop:
             body["stop_sequences"] = list(req.stop)
+        if req.tools:
+            body["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in req.tools
+            ]
+        if req.tool_choice is not None or req.parallel_tool_calls is not None:
+            choice: dict[str, Any] = {"type": _TOOL_CHOICES[req.tool_choice or "auto"]}
+            if req.parallel_tool_calls is not None and choice["type"] != "none":
+                choice["disable_parallel_tool_use"] = not req.parallel_tool_calls
+            body["tool_choice"] = choice
         return body
 
     async def count_prompt_tokens(self, req: TaskRequest) -> int:
@@ -102,7 +117,8 @@ class AnthropicAdapter(HttpAdapter):
         return count
 
     async def whole(self, req: TaskRequest) -> Whole:
-        return Whole("/v1/messages", self.request_body(req, await self.model_for(req), stream=False), _text_blocks)
+        body = self.request_body(req, await self.model_for(req), stream=False)
+        return Whole("/v1/messages", body, _text_blocks, _message_answer)
 
     async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self.model_for(req), stream=True)
@@ -127,6 +143,35 @@ def _text_blocks(reply: Any) -> str | None:
     return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
 
 
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """A conversation's message in Messages' shape: tool calls as ``tool_use`` blocks, a tool's result as a
+    user message holding a ``tool_result`` block."""
+    if message.role == "tool":
+        result = {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content}
+        return {"role": "user", "content": [result]}
+    if not message.tool_calls:
+        return {"role": message.role, "content": message.content}
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+    blocks += [
+        {"type": "tool_use", "id": c.id, "name": c.name, "input": json.loads(c.arguments)} for c in message.tool_calls
+    ]
+    return {"role": message.role, "content": blocks}
+
+
+def _message_answer(reply: Any) -> Answer | None:
+    """A message whole: its text blocks, its ``tool_use`` blocks and its stop reason."""
+    text = _text_blocks(reply)
+    if text is None:
+        return None
+    calls = tuple(
+        ToolCall(id=b.get("id"), name=str(b.get("name", "")), arguments=arguments_text(b.get("input", {})))
+        for b in reply["content"]
+        if isinstance(b, dict) and b.get("type") == "tool_use"
+    )
+    reason = reply.get("stop_reason")
+    return Answer(text, calls, _FINISH_REASONS.get(reason, reason) if isinstance(reason, str) else None)
+
+
 class _MessageStream(FrameFold):
     """The state of one Messages stream: which events came, the usage so far, the stop reason."""
 
@@ -139,6 +184,9 @@ class _MessageStream(FrameFold):
         self.stop_reason: str | None = None
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
+        self.calls = CallAssembly()
+        self.started_input: dict[int, Any] = {}
+        """The ``input`` each tool_use block started with, by block index (its value if no delta follows)."""
 
     def fold(self, event: SSEEvent, at: float) -> list[TokenEvent]:
         frame = self.object(event.data)
@@ -159,12 +207,24 @@ class _MessageStream(FrameFold):
             raise WorkerError(
                 ErrorKind.PROTOCOL_VIOLATION, f"{self.url}: {name!r} arrived before message_start", in_stream=True
             )
-        if name == "content_block_delta":
+        if name == "content_block_start":
+            self._start_block(frame)
+        elif name == "content_block_delta":
             delta = frame.get("delta") or {}
             if delta.get("type") == "text_delta" and delta.get("text"):
                 token = Token(self.position, str(delta["text"]), None, at)
                 self.position += 1
                 return [token]
+            if delta.get("type") == "input_json_delta":
+                index = self._block_index(frame)
+                if index not in self.started_input:
+                    raise WorkerError(
+                        ErrorKind.PROTOCOL_VIOLATION,
+                        f"{self.url}: event {self.frames} is an input_json_delta of block {index}, "
+                        "which did not start as a tool_use block",
+                        in_stream=True,
+                    )
+                self.calls.add(index, arguments=str(delta.get("partial_json", "")))
         elif name == "message_delta":
             self.stop_reason = (frame.get("delta") or {}).get("stop_reason") or self.stop_reason
             output = (frame.get("usage") or {}).get("output_tokens")
@@ -175,6 +235,31 @@ class _MessageStream(FrameFold):
             return [self._end(frame)]
         return []  # ping, block start/stop, unknown event types (the docs require tolerating them)
 
+    def _block_index(self, frame: dict[str, Any]) -> int:
+        index = frame.get("index")
+        if type(index) is not int:
+            raise WorkerError(
+                ErrorKind.PROTOCOL_VIOLATION,
+                f"{self.url}: event {self.frames} ({frame.get('type')}) has no integer index",
+                in_stream=True,
+            )
+        return index
+
+    def _start_block(self, frame: dict[str, Any]) -> None:
+        block = frame.get("content_block") or {}
+        if block.get("type") == "tool_use":
+            index = self._block_index(frame)
+            self.calls.add(index, call_id=block.get("id"), name=block.get("name"))
+            self.started_input[index] = block.get("input", {})
+
+    def _tool_calls(self) -> tuple[ToolCall, ...]:
+        """Each block's joined ``partial_json``, or the input it started with when no delta came."""
+        started = list(self.started_input.values())
+        return tuple(
+            call if call.arguments else call.model_copy(update={"arguments": arguments_text(first)})
+            for call, first in zip(self.calls.calls(), started, strict=True)
+        )
+
     def _end(self, frame: dict[str, Any]) -> End:
         if self.stop_reason is None:
             raise WorkerError(
@@ -182,7 +267,8 @@ class _MessageStream(FrameFold):
             )
         usage = Usage(self.input_tokens if isinstance(self.input_tokens, int) else None, self.output_tokens)
         reason = _FINISH_REASONS.get(self.stop_reason, self.stop_reason)
-        return End(reason, usage, time.monotonic(), raw={"stop_reason": self.stop_reason, **frame})
+        raw = {"stop_reason": self.stop_reason, **frame}
+        return End(reason, usage, time.monotonic(), raw=raw, tool_calls=self._tool_calls())
 
     def _error(self, frame: dict[str, Any]) -> WorkerError:
         error = frame.get("error")

@@ -20,6 +20,7 @@ from conform.stubs.llamacpp import create_app as stub_app
 
 from ._base import FrameFold, Generation, HttpAdapter, Whole, field_text
 from ._engines import EngineDescriptor
+from ._openai import chat_message
 from ._types import (
     End,
     EngineVersion,
@@ -45,7 +46,7 @@ class LlamaCppAdapter(HttpAdapter):
     capabilities = Capability.parse(
         "streaming, end_marker, token_ids, seed, usage, health, props, engine_side_cancel, completions, "
         "non_streaming, model_digest, engine_version, logprobs, prompt_cache_control, tokenize, detokenize, "
-        "top_k, sampling, named_models, stop, metrics, other_wires, top_logprobs"
+        "top_k, sampling, named_models, stop, metrics, other_wires, top_logprobs, json_schema, json_object"
     )
     """What the protocol offers; probing a target removes what that server turns off."""
     budget_key = ("n_predict",)
@@ -112,12 +113,15 @@ class LlamaCppAdapter(HttpAdapter):
             body["model"] = req.model
         if req.logprobs:
             body["n_probs"] = max(1, req.top_logprobs)
+        if req.response_format is not None:
+            # The native API takes a schema (its grammar); "any JSON object" is the schema of an object.
+            body["json_schema"] = req.response_format.json_schema or {"type": "object"}
         return body
 
     async def _prompt(self, req: TaskRequest) -> str:
         if req.prompt is not None:
             return req.prompt
-        messages = [m.model_dump() for m in req.messages or ()]
+        messages = [chat_message(m) for m in req.messages or ()]
         reply = await self.http.request("POST", "/apply-template", json_body={"messages": messages})
         prompt = reply.json().get("prompt") if isinstance(reply.json(), dict) else None
         if not isinstance(prompt, str):

@@ -8,14 +8,29 @@ started stream (the status stays 200). Sampling settings travel in
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from conform.stubs.ollama import create_app as stub_app
 
 from ._base import FrameFold, Generation, HttpAdapter, Whole
+from ._calls import function_call
 from ._engines import EngineDescriptor
-from ._types import End, EngineVersion, Health, Metrics, TaskRequest, Token, TokenEvent, Usage
+from ._openai import tool_fields
+from ._types import (
+    Answer,
+    ChatMessage,
+    End,
+    EngineVersion,
+    Health,
+    Metrics,
+    TaskRequest,
+    Token,
+    TokenEvent,
+    ToolCall,
+    Usage,
+)
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -28,7 +43,7 @@ class OllamaAdapter(HttpAdapter):
     engine = "ollama"
     capabilities = Capability.parse(
         "streaming, end_marker, seed, usage, health, chat, completions, non_streaming, model_digest, "
-        "engine_version, top_k, sampling, named_models, stop"
+        "engine_version, top_k, sampling, named_models, stop, json_schema, json_object, tools"
     )
     budget_key = ("options", "num_predict")
 
@@ -66,15 +81,20 @@ class OllamaAdapter(HttpAdapter):
         if req.stop:
             options["stop"] = list(req.stop)
         body: dict[str, Any] = {"model": model, "stream": stream, "options": options}
-        if req.messages is not None:
-            body["messages"] = [m.model_dump() for m in req.messages]
+        if req.response_format is not None:
+            body["format"] = req.response_format.json_schema or "json"
+        if req.messages is not None or req.tools:
+            messages = req.messages or (ChatMessage(role="user", content=req.prompt or ""),)
+            body["messages"] = [_message(m) for m in messages]
+            # Ollama has no tool choice: only the tools themselves travel.
+            body.update({key: value for key, value in tool_fields(req).items() if key == "tools"})
             return "/api/chat", body
         body["prompt"] = req.prompt
         return "/api/generate", body
 
     async def whole(self, req: TaskRequest) -> Whole:
         path, body = self.request_body(req, await self.model_for(req), stream=False)
-        return Whole(path, body, lambda reply: _text(reply) if isinstance(reply, dict) else None)
+        return Whole(path, body, lambda reply: _text(reply) if isinstance(reply, dict) else None, _answer)
 
     async def generation(self, req: TaskRequest) -> Generation:
         path, body = self.request_body(req, await self.model_for(req), stream=True)
@@ -82,9 +102,15 @@ class OllamaAdapter(HttpAdapter):
 
 
 class _DoneFold(FrameFold):
-    """One JSON object per line and token, then one with ``done: true``."""
+    """One JSON object per line and token, then one with ``done: true``; tool calls come whole, in lines of
+    their own."""
 
     terminator = "the done:true object"
+
+    def __init__(self, adapter: HttpAdapter, url: str) -> None:
+        super().__init__(adapter, url)
+        self.position = 0
+        self.calls: tuple[ToolCall, ...] = ()
 
     def fold(self, line: str, at: float) -> list[TokenEvent]:
         if not line.strip():
@@ -96,8 +122,38 @@ class _DoneFold(FrameFold):
             raise self.adapter.stream_error(str(frame["error"]))
         if frame.get("done") is True:
             self.finished = True
-            return _final_events(frame)
-        return [Token(self.frames - 1, _text(frame) or "", None, at)]
+            return _final_events(frame, self.calls)
+        calls = _calls(frame)
+        if calls:
+            self.calls += calls
+            return []
+        self.position += 1
+        return [Token(self.position - 1, _text(frame) or "", None, at)]
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """A conversation's message as /api/chat takes it: calls with object arguments, results by tool name."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"function": {"name": c.name, "arguments": json.loads(c.arguments)}} for c in message.tool_calls
+        ]
+    if message.name is not None:
+        out["tool_name"] = message.name
+    return out
+
+
+def _calls(frame: dict[str, Any]) -> tuple[ToolCall, ...]:
+    message = frame.get("message")
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    return tuple(function_call(call) for call in calls) if isinstance(calls, list) else ()
+
+
+def _answer(reply: Any) -> Answer | None:
+    if not isinstance(reply, dict):
+        return None
+    reason = reply.get("done_reason")
+    return Answer(_text(reply) or "", _calls(reply), reason if isinstance(reason, str) else None)
 
 
 def _text(frame: dict[str, Any]) -> str | None:
@@ -106,7 +162,7 @@ def _text(frame: dict[str, Any]) -> str | None:
     return text if isinstance(text, str) else None
 
 
-def _final_events(frame: dict[str, Any]) -> list[TokenEvent]:
+def _final_events(frame: dict[str, Any], calls: tuple[ToolCall, ...] = ()) -> list[TokenEvent]:
     now = time.monotonic()
     durations = {
         k.removesuffix("_duration") + "_ms": frame[k] / 1e6 for k in _DURATIONS if isinstance(frame.get(k), int)
@@ -115,7 +171,7 @@ def _final_events(frame: dict[str, Any]) -> list[TokenEvent]:
     usage = Usage(prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
     reason = str(frame.get("done_reason") or "stop")
     events: list[TokenEvent] = [Metrics(durations, now)] if durations else []
-    events.append(End(reason, usage, now, raw=frame))
+    events.append(End(reason, usage, now, raw=frame, tool_calls=calls + _calls(frame)))
     return events
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from conform.adapters import (
         AdapterOptions,
+        Answer,
         Capability,
         ChatMessage,
         End,
@@ -28,12 +29,15 @@ if TYPE_CHECKING:
         Metrics,
         Props,
         ProxyConfig,
+        ResponseFormat,
         RetryPolicy,
         Started,
         TaskRequest,
         Timeouts,
         Token,
         TokenEvent,
+        ToolCall,
+        ToolSpec,
         Usage,
         WorkerAdapter,
         WorkerError,
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdapterOptions",
+    "Answer",
     "Capability",
     "ChatMessage",
     "End",
@@ -56,6 +61,7 @@ __all__ = [
     "Metrics",
     "Props",
     "ProxyConfig",
+    "ResponseFormat",
     "RetryPolicy",
     "Script",
     "Started",
@@ -65,6 +71,8 @@ __all__ = [
     "Timeouts",
     "Token",
     "TokenEvent",
+    "ToolCall",
+    "ToolSpec",
     "Usage",
     "WorkerAdapter",
     "WorkerError",
