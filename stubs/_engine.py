@@ -58,6 +58,7 @@ from .script import (
     StatusFault,
     WireDriftFault,
 )
+from .structured import json_tokens, structured_schema, structured_text
 from .tokens import StubToken, TokenGenerator, generate_tokens, split_characters, tokenize
 
 __all__ = [
@@ -211,6 +212,9 @@ class StubContext:
         if behaviour.ignore_top_k and _samples(request.get(BODY_KEY)):
             salt += "/sampled without top_k"
         tokens = self.generator(effective_seed, prompt, limit, salt=salt)
+        schema = structured_schema(request.get(BODY_KEY))
+        if schema is not None:  # constrained to JSON: the schema's example, whatever the seed
+            tokens = json_tokens(structured_text(schema, faults))[:limit]
         if behaviour.diverge_at is not None:
             tokens = _diverge(tokens, behaviour.diverge_at, effective_seed, prompt, salt + "/diverged")
         if behaviour.batch_variant_at is not None and in_flight > 0:

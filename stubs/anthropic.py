@@ -27,7 +27,8 @@ from ._engine import (
     record_request,
     stub_middleware,
 )
-from .script import Framing
+from .script import Fault, Framing
+from .structured import StubCall, planned_calls, streamed_pieces, tool_ask_anthropic, violations
 from .tokens import StubToken
 
 __all__ = ["create_app"]
@@ -78,6 +79,26 @@ class AnthropicWire:
         return encode_sse(
             '{"type":"content_block_delta","index":0,"delta":{"type":"text_del', self._framing, "content_block_delta"
         )
+
+    def call_events(self, calls: list[StubCall], faults: list[Fault]) -> list[bytes]:
+        """Each call as its own content block: a tool_use start with empty input, its arguments as
+        input_json_delta pieces, the block's stop."""
+        events = []
+        for k, call in enumerate(calls):
+            block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+            events.append(self.event({"type": "content_block_start", "index": k, "content_block": block}))
+            events += [
+                self.event(
+                    {
+                        "type": "content_block_delta",
+                        "index": k,
+                        "delta": {"type": "input_json_delta", "partial_json": p},
+                    }
+                )
+                for p in streamed_pieces(call, faults)
+            ]
+            events.append(self.event({"type": "content_block_stop", "index": k}))
+        return events
 
     def token_frame(self, token: StubToken) -> bytes:
         delta = f'{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":{dumps(token.text)}}}}}'
@@ -149,22 +170,36 @@ async def _messages(request: web.Request, context: StubContext) -> web.StreamRes
     stop = "max_tokens" if tokens and len(tokens) == generation.max_tokens else "end_turn"
     if generation.stop_word:
         stop = "stop_sequence"
+    faults = context.faults_for(generation)
+    ask = tool_ask_anthropic(body)
+    calls = planned_calls(ask, faults, generation.number)
+    if calls:
+        tokens, stop = [], "end_turn" if "wrong_finish" in violations(faults) else "tool_use"
+    elif ask.after_result and "empty_after_result" in violations(faults):
+        tokens = []
     n_prompt = context.reported_prompt_tokens(prompt)
     wire = AnthropicWire(context.script.framing)
     if body.get("stream") is not True:
         text = "".join(t.text for t in tokens)
         usage = {"input_tokens": n_prompt, "output_tokens": len(tokens)}
-        message = _message(model, generation.number, [{"type": "text", "text": text}], stop, usage)
+        content = (
+            [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.input()} for c in calls]
+            if calls
+            else [{"type": "text", "text": text}]
+        )
+        message = _message(model, generation.number, content, stop, usage)
         headers = {"request-id": f"req_conform{generation.number}"}
         return await answer_whole(request, context, generation, wire, message, headers)
     start = _message(model, generation.number, [], None, {"input_tokens": n_prompt, "output_tokens": 1})
-    lead = (
-        wire.event({"type": "message_start", "message": start})
-        + wire.event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-        + wire.event({"type": "ping"})
-    )
+    opening = wire.event({"type": "message_start", "message": start})
+    text_block = wire.event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+    lead = opening + text_block + wire.event({"type": "ping"})
+    if calls:
+        blocks = [opening + wire.event({"type": "ping"}), *wire.call_events(calls, faults)]
+    else:
+        blocks = [(b"" if tokens else lead) + wire.event({"type": "content_block_stop", "index": 0})]
     final = [
-        (b"" if tokens else lead) + wire.event({"type": "content_block_stop", "index": 0}),
+        *blocks,
         wire.event(
             {
                 "type": "message_delta",

@@ -26,6 +26,7 @@ from ._engine import (
     record_request,
     stub_middleware,
 )
+from .structured import StubCall, planned_calls, tool_ask_openai, violations
 from .tokens import StubToken
 
 __all__ = ["create_app"]
@@ -71,11 +72,23 @@ class OllamaWire:
         body = f'"message":{{"role":"assistant","content":{text}}}' if self._chat else f'"response":{text}'
         return f'{self._head}{body},"done":false}}\n'.encode()
 
-    def final(self, tokens: list[StubToken], prompt: str, reason: str, whole: bool) -> dict[str, Any]:
+    def calls_frame(self, calls: list[StubCall]) -> bytes:
+        """Ollama streams calls whole, in a line of their own before the last."""
+        return _line({**self._message(calls), "done": False})
+
+    def _message(self, calls: list[StubCall], text: str = "") -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = [{"function": {"name": c.name, "arguments": c.input()}} for c in calls]
+        return {"model": self._model, "created_at": _created_at(), "message": message}
+
+    def final(
+        self, tokens: list[StubToken], prompt: str, reason: str, whole: bool, calls: list[StubCall] | None = None
+    ) -> dict[str, Any]:
         text = "".join(t.text for t in tokens) if whole else ""
         final: dict[str, Any] = {"model": self._model, "created_at": _created_at()}
         if self._chat:
-            final["message"] = {"role": "assistant", "content": text}
+            final = self._message(calls or [], text)
         else:
             final["response"] = text
         n = len(tokens)
@@ -121,10 +134,17 @@ async def _generate(request: web.Request, context: StubContext, chat: bool) -> w
     limit = None if budget < 0 else budget
     generation, tokens = await context.new_generation(request, prompt, seed if isinstance(seed, int) else None, limit)
     reason = "length" if tokens and len(tokens) == generation.max_tokens and not generation.stop_word else "stop"
+    faults = context.faults_for(generation)
+    ask = tool_ask_openai(body)
+    calls = planned_calls(ask, faults, generation.number) if chat else []
+    if calls or (ask.after_result and "empty_after_result" in violations(faults)):
+        tokens, reason = [], "stop"  # Ollama ends a call with done_reason stop: it has no reason of its own
     wire = OllamaWire(model, chat)
     if body.get("stream", True) is False:
-        return await answer_whole(request, context, generation, wire, wire.final(tokens, prompt, reason, whole=True))
-    final = [_line(wire.final(tokens, prompt, reason, whole=False))]
+        whole = wire.final(tokens, prompt, reason, whole=True, calls=calls)
+        return await answer_whole(request, context, generation, wire, whole)
+    final = [wire.calls_frame(calls)] if calls else []
+    final.append(_line(wire.final(tokens, prompt, reason, whole=False)))
     plan = StreamPlan(tokens, lambda token, _: wire.token_frame(token), final)
     return await play_stream(request, context, generation, plan, wire)
 

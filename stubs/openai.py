@@ -31,7 +31,8 @@ from ._engine import (
     record_request,
     stub_middleware,
 )
-from .script import Framing
+from .script import Fault, Framing
+from .structured import StubCall, planned_calls, streamed_pieces, tool_ask_openai, violations
 from .tokens import StubToken
 
 __all__ = [
@@ -177,6 +178,17 @@ class OpenAIWire:
             choice = choice.replace('"logprobs":null', f'"logprobs":{probabilities}')
         return encode_sse(f"{self._head}{choice}]}}", self._framing)
 
+    def call_frames(self, calls: list[StubCall], faults: list[Fault]) -> list[bytes]:
+        """Each call as chat streams it: a delta with its id, type and name, then its arguments in pieces."""
+        frames = []
+        for k, call in enumerate(calls):
+            head = {"index": k, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            pieces = [head] + [{"index": k, "function": {"arguments": p}} for p in streamed_pieces(call, faults)]
+            for piece in pieces:
+                choice = f'{{"index":0,"delta":{{"tool_calls":[{dumps(piece)}]}},"logprobs":null,"finish_reason":null}}'
+                frames.append(encode_sse(f"{self._head}{choice}]}}", self._framing))
+        return frames
+
     def finish_frame(self, reason: str) -> bytes:
         return encode_sse(f"{self._head}{self._choice(None, reason)}]}}", self._framing)
 
@@ -280,12 +292,21 @@ async def generate(
         return fail(400, f"This model's maximum context length is {context.ctx_size} tokens.")
     generation, tokens = await context.new_generation(request, parsed.prompt, parsed.seed, parsed.max_tokens)
     reason = "length" if generation.max_tokens == len(tokens) and tokens and not generation.stop_word else "stop"
+    faults = context.faults_for(generation)
+    ask = tool_ask_openai(body)
+    calls = planned_calls(ask, faults, generation.number) if chat else []
+    if calls:
+        tokens, reason = [], "stop" if "wrong_finish" in violations(faults) else "tool_calls"
+    elif ask.after_result and "empty_after_result" in violations(faults):
+        tokens = []
     wire = OpenAIWire(context, flavour, chat=chat, model=parsed.model, number=generation.number)
     n_prompt = context.reported_prompt_tokens(parsed.prompt)
     if not parsed.stream:
-        whole = _whole(wire, parsed, tokens, reason, n_prompt, context, flavour)
+        whole = _whole(wire, parsed, tokens, reason, n_prompt, context, flavour, calls)
         return await answer_whole(request, context, generation, wire, whole)
-    final = [wire.finish_frame(reason)]
+    final = [wire.role_frame()] if chat and not tokens else []
+    final += wire.call_frames(calls, faults)
+    final.append(wire.finish_frame(reason))
     if parsed.include_usage:
         final.append(wire.usage_frame(n_prompt, len(tokens)))
     final.append(wire.done())
@@ -306,11 +327,16 @@ def _whole(
     n_prompt: int,
     context: StubContext,
     flavour: OpenAIFlavour,
+    calls: list[StubCall],
 ) -> dict[str, Any]:
     text = "".join(t.text for t in tokens)
     choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": reason}
     if parsed.chat:
-        choice["message"] = {"role": "assistant", "content": text}
+        choice["message"] = {"role": "assistant", "content": None if calls else text}
+        if calls:
+            choice["message"]["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+            ]
     else:
         choice["text"] = text
     if parsed.token_ids:

@@ -244,6 +244,41 @@ class IgnoreDisconnectFault(_FaultBase):
     kind: Literal["ignore_disconnect"]
 
 
+ToolViolation = Literal[
+    "invalid_arguments",
+    "arguments_off_schema",
+    "undeclared_name",
+    "call_despite_none",
+    "ignore_required",
+    "wrong_finish",
+    "stream_drift",
+    "duplicate_ids",
+    "empty_after_result",
+]
+
+
+class ToolViolationFault(_FaultBase):
+    """Answer requests that declare tools wrongly, in one way:
+
+    invalid_arguments (arguments that are not JSON), arguments_off_schema (JSON that the tool's schema
+    refuses), undeclared_name (a tool the request never declared), call_despite_none (a call although the
+    tool choice is none), ignore_required (text although a call is required), wrong_finish (a call whose
+    finish reason says stop), stream_drift (streamed arguments other than the whole answer's),
+    duplicate_ids (parallel calls sharing one id), empty_after_result (neither text nor a call after a tool's
+    result)."""
+
+    kind: Literal["tool_violation"]
+    violation: ToolViolation
+
+
+class StructuredViolationFault(_FaultBase):
+    """Answer a request for structured output with JSON that violates it: off_schema (an instance missing a
+    required property), not_object (a JSON array where one object was asked for)."""
+
+    kind: Literal["structured_violation"]
+    violation: Literal["off_schema", "not_object"]
+
+
 Fault = Annotated[
     StatusFault
     | ErrorInStreamFault
@@ -274,7 +309,9 @@ Fault = Annotated[
     | WireDriftFault
     | MisreportLogprobsFault
     | ResetFault
-    | IgnoreDisconnectFault,
+    | IgnoreDisconnectFault
+    | ToolViolationFault
+    | StructuredViolationFault,
     Field(discriminator="kind"),
 ]
 
