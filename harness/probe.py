@@ -44,8 +44,11 @@ async def probe(adapter: HttpAdapter, *, is_stub: bool) -> TargetProfile:
     if adapter.options.api_key:
         offered.add(Capability.AUTH)
     if is_stub:
-        # A stub plays scripted faults, and its default script keeps the batch-invariance promise.
+        # A stub plays scripted faults, and its default script keeps the batch-invariance promise; where its
+        # wire carries tools, it calls two at once when allowed.
         offered |= {Capability.SCRIPTED_FAULTS, Capability.BATCH_INVARIANCE}
+        if Capability.TOOLS in offered:
+            offered.add(Capability.PARALLEL_TOOLS)
     removed: set[Capability] = set()
     version = EngineVersion()
     # A failed probe removes nothing (see above): its errors are left for the checks to report.

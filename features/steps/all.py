@@ -7,6 +7,7 @@ from conform.features.steps.determinism_steps import *  # noqa: F403
 from conform.features.steps.engine_steps import *  # noqa: F403
 from conform.features.steps.llamaswap_steps import *  # noqa: F403
 from conform.features.steps.openai_steps import *  # noqa: F403
+from conform.features.steps.tool_steps import *  # noqa: F403
 from conform.harness.runtime import ScenarioRuntime
 
 

@@ -46,10 +46,8 @@ async def test_openai_sdk_parses_a_required_tool_call_streamed_and_whole(engine:
     streamed_calls = streamed.choices[0].message.tool_calls or []
     assert chunks, "the SDK saw no chunk"
     assert whole.choices[0].finish_reason == streamed.choices[0].finish_reason == "tool_calls"
-    assert [(c.function.name, json.loads(c.function.arguments)) for c in whole_calls] == [("get_weather", EXPECTED)]  # type: ignore[union-attr]
-    assert [(c.function.name, json.loads(c.function.arguments)) for c in streamed_calls] == [  # type: ignore[union-attr]
-        ("get_weather", EXPECTED)
-    ]
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in whole_calls] == [("get_weather", EXPECTED)]
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in streamed_calls] == [("get_weather", EXPECTED)]
     assert streamed_calls[0].id
 
 

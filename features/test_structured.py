@@ -1,0 +1,5 @@
+"""Binds structured.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("structured.feature")

@@ -1,0 +1,5 @@
+"""Binds tools.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("tools.feature")
