@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from conform.adapters import ErrorKind, ProxyConfig, WorkerError, create_adapter, engine_names
@@ -44,7 +45,7 @@ from .determinism import CorpusError, SuiteOptions, TargetUnreachable, run_suite
 from .matrix import render_determinism, render_matrix
 from .probe import parse_capabilities
 from .runtime import adapter_options
-from .targets import Target, TargetError, mask_url_token, proxy_config
+from .targets import Target, TargetError, mask_url_token, proxy_config, request_extra
 from .timing import exempt_startup_objects
 from .vendor import load_vendor
 
@@ -63,6 +64,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+_REQUEST_EXTRA_HELP = (
+    "add a field to the body of every generation request: KEY=VALUE for a string, KEY:=JSON for any JSON value "
+    "(repeatable; an engine's own option, e.g. cache_prompt:=false, "
+    "chat_template_kwargs:='{\"enable_thinking\": false}')"
+)
 _PROXY_HELP = (
     "send every request through this HTTP proxy (default: HTTP_PROXY / HTTPS_PROXY, bypassed for the hosts in NO_PROXY)"
 )
@@ -107,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (reported loudly)")
     run.add_argument("--proxy", metavar="URL", help=_PROXY_HELP)
+    run.add_argument("--request-extra", action="append", default=[], metavar="KEY=VALUE", help=_REQUEST_EXTRA_HELP)
     run.add_argument(
         "--ca-bundle", type=Path, metavar="PEM", help="trust the CAs in this PEM file (self-signed engines)"
     )
@@ -186,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     det.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     det.add_argument("--proxy", metavar="URL", help=_PROXY_HELP)
+    det.add_argument("--request-extra", action="append", default=[], metavar="KEY=VALUE", help=_REQUEST_EXTRA_HELP)
     det.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here")
     det.add_argument("--quiet", action="store_true", help="no progress lines")
     det.set_defaults(handler=_determinism)
@@ -310,9 +318,17 @@ def _target_from(args: argparse.Namespace) -> Target | None:
         insecure=args.insecure,
         ca_bundle=str(args.ca_bundle) if args.ca_bundle else None,
         proxy=_proxy(args),
+        request_extra=_request_extra(args),
     )
     target.api_key()  # a missing secret is a usage error now, not forty failed checks later
     return target
+
+
+def _request_extra(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        return request_extra(args.request_extra)
+    except TargetError as error:
+        raise UsageError(str(error)) from None
 
 
 def _proxy(args: argparse.Namespace) -> ProxyConfig:
@@ -392,6 +408,9 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
         pytest_args += ["--conform-connect-timeout", str(target.connect_timeout)]
         if target.idle_timeout:
             pytest_args += ["--conform-idle-timeout", str(target.idle_timeout)]
+    _request_extra(args)  # a malformed item is the user's mistake: exit 2 before any work, stubs or not
+    for item in args.request_extra:
+        pytest_args += ["--conform-request-extra", item]
     pytest_args += ["--conform-report", str(report_path), "--conform-reproduce", args.reproduce]
     for option in ("capabilities", "exempt", "vendor", "transcripts", "checks", "exclude_checks"):
         value = getattr(args, option)
@@ -518,6 +537,7 @@ def _determinism(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         insecure=args.insecure,
         proxy=_proxy(args),
+        request_extra=_request_extra(args),
         corpus=args.corpus,
         requests=args.requests,
         seed=args.seed,

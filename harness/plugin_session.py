@@ -45,7 +45,7 @@ from .checks import CheckFailure
 from .probe import TargetProfile, parse_capabilities, probe
 from .progress import Progress
 from .runtime import ScenarioRuntime, adapter_options
-from .targets import Target, TargetError, proxy_config
+from .targets import Target, TargetError, proxy_config, request_extra
 from .timing import StreamTiming, exempt_startup_objects, summarize_latency
 from .vendor import load_vendor
 
@@ -135,6 +135,7 @@ def _build_targets(config: pytest.Config) -> list[Target]:
         "connect_timeout": config.getoption("--conform-connect-timeout") or 5.0,
         "idle_timeout": config.getoption("--conform-idle-timeout"),
         "proxy": proxy_config(config.getoption("--conform-proxy"), os.environ),
+        "request_extra": request_extra(config.getoption("--conform-request-extra") or [], "--conform-request-extra"),
     }
     targets: list[Target] = []
     if engine or url:
@@ -553,6 +554,7 @@ def build_report(state: _PluginState) -> Report:
                 model=profile.version.model,
                 model_digest=profile.version.model_digest,
                 latency=summarize_latency(state.timings.get(target.label, [])),
+                request_extra=target.request_extra or None,
                 capabilities=CapabilitySummary(
                     supported=sorted(c.value for c in profile.supported),
                     unsupported=sorted(c.value for c in profile.unsupported),

@@ -44,6 +44,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="URL",
         help="send every request through this HTTP proxy (default: HTTP_PROXY/HTTPS_PROXY, minus NO_PROXY)",
     )
+    group.addoption(
+        "--conform-request-extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="add a field to every generation request: KEY=VALUE (a string) or KEY:=JSON (repeatable)",
+    )
     group.addoption("--conform-report", metavar="PATH", help="write the JSON compliance report here")
     group.addoption("--conform-progress", action="store_true", help="print one line per finished check to stderr")
     group.addoption(

@@ -39,6 +39,7 @@ def adapter_options(target: Target, *, idle: float | None = None, transcript: bo
         redactor=redactor,
         model=target.model,
         transcript=Transcript(redactor) if transcript else None,
+        request_extra=target.request_extra,
     )
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from conform.adapters import ProxyConfig, fingerprint, split_llamaswap_url
 
-__all__ = ["Target", "TargetError", "mask_url_token", "proxy_config"]
+__all__ = ["Target", "TargetError", "mask_url_token", "proxy_config", "request_extra"]
 
 
 def proxy_config(explicit: str | None, environ: Mapping[str, str]) -> ProxyConfig:
@@ -24,6 +26,27 @@ def proxy_config(explicit: str | None, environ: Mapping[str, str]) -> ProxyConfi
             source = "--proxy" if explicit else "HTTP_PROXY/HTTPS_PROXY"
             raise TargetError(f"{source}: {given!r} is not a proxy URL (http://host:port)")
     return config
+
+
+def request_extra(items: Sequence[str], option: str = "--request-extra") -> dict[str, Any]:
+    """Fields to add to every generation request, from ``KEY=VALUE`` (a string) and ``KEY:=JSON`` (any JSON
+    value) items, as HTTPie writes them; a later item for the same key wins. A malformed item raises
+    TargetError naming it."""
+    fields: dict[str, Any] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        typed = key.endswith(":")
+        key = key.removesuffix(":")
+        if not equals or not key:
+            raise TargetError(f"{option}: {item!r} is not KEY=VALUE (a string) or KEY:=JSON")
+        if not typed:
+            fields[key] = value
+            continue
+        try:
+            fields[key] = json.loads(value)
+        except ValueError as error:
+            raise TargetError(f"{option}: the value of {key!r} is not JSON ({error})") from None
+    return fields
 
 
 def mask_url_token(text: str) -> str:
@@ -57,6 +80,8 @@ class Target(BaseModel):
     """A PEM file of the CAs to trust instead of the system's (private or self-signed engines)."""
     proxy: ProxyConfig = ProxyConfig()
     """The HTTP proxy to reach the target through (--proxy, else HTTP_PROXY/HTTPS_PROXY minus NO_PROXY)."""
+    request_extra: dict[str, Any] = Field(default_factory=dict)
+    """Fields added to every generation request (--request-extra): an engine's own options."""
 
     @property
     def is_stub(self) -> bool:

@@ -107,6 +107,9 @@ class TargetInfo(_Model):
     label: str | None = None
     """How results name this target (engine, or engine@stub for an embedded stub)."""
     latency: LatencySummary | None = None
+    request_extra: dict[str, Any] | None = None
+    """The fields --request-extra added to every generation request, where any were given: results of runs
+    with other extras do not compare."""
 
 
 class Summary(_Model):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from conform.adapters import (
     Capability,
@@ -56,6 +57,8 @@ class SuiteOptions:
     timeout: float = 60.0
     insecure: bool = False
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    request_extra: Mapping[str, Any] = field(default_factory=dict)
+    """Fields added to every generation request (--request-extra)."""
     corpus: Path | None = None
     requests: int = 8
     seed: int = 1
@@ -114,6 +117,7 @@ async def _connect(options: SuiteOptions) -> list[HttpAdapter]:
             timeout=options.timeout,
             insecure=options.insecure,
             proxy=options.proxy,
+            request_extra=dict(options.request_extra),
         )
         adapters.append(create_adapter(options.engine, url, adapter_options(target)))
     return adapters
@@ -328,6 +332,7 @@ def _report(
             model_digest=r.model_digest,
             capabilities=CapabilitySummary(supported=[], unsupported=[], source="inferred"),
             latency=latency.get(n),
+            request_extra=dict(options.request_extra) or None,
         )
         for n, r in enumerate(replicas)
     ]

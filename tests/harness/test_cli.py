@@ -85,6 +85,12 @@ def test_run_against_the_embedded_stubs_passes_and_prints_the_matrix(tmp_path: P
         (["stub", "echo", "--token-delay-ms", "-1"], ["--token-delay-ms must be >= 0"]),
         (["report", "--verify", "/nonexistent/report.json"], ["/nonexistent/report.json", "cannot read"]),
         (["run", "--engine", "openai", "--url", "llama-swap://k@h:1"], ["bad URL", "http(s)://"]),
+        (["run", "--request-extra", "cache_prompt"], ["--request-extra: 'cache_prompt' is not KEY=VALUE"]),
+        (["run", "--request-extra", "n_probs:=two"], ["--request-extra: the value of 'n_probs' is not JSON"]),
+        (
+            ["determinism", "--engine", "llamacpp", "--url", "http://127.0.0.1:1", "--request-extra", "=1"],
+            ["--request-extra: '=1' is not KEY=VALUE"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], fragments: list[str]) -> None:
