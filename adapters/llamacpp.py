@@ -22,6 +22,7 @@ from ._base import FrameFold, Generation, HttpAdapter, Whole, field_text
 from ._engines import EngineDescriptor
 from ._openai import chat_message
 from ._types import (
+    Answer,
     End,
     EngineVersion,
     Health,
@@ -152,11 +153,21 @@ class LlamaCppAdapter(HttpAdapter):
 
     async def whole(self, req: TaskRequest) -> Whole:
         body = self.request_body(req, await self._prompt(req), stream=False)
-        return Whole("/completion", body, lambda reply: field_text(reply, "content"))
+        return Whole("/completion", body, lambda reply: field_text(reply, "content"), _whole_answer)
 
     async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self._prompt(req), stream=True)
         return Generation("/completion", body, _CompletionFold(self, self.base_url + "/completion"))
+
+
+def _finish_reason(frame: dict[str, Any]) -> str:
+    """Why generation stopped, from the final frame's ``stop_type``."""
+    return _FINISH_REASONS.get(str(frame.get("stop_type", "")), str(frame.get("stop_type") or "stop"))
+
+
+def _whole_answer(reply: Any) -> Answer | None:
+    text = field_text(reply, "content")
+    return None if text is None else Answer(text, finish_reason=_finish_reason(reply))
 
 
 class _CompletionFold(FrameFold):
@@ -284,7 +295,7 @@ def _final_events(frame: dict[str, Any]) -> list[TokenEvent]:
         prompt_tokens=evaluated if isinstance(evaluated, int) else None,
         completion_tokens=predicted if isinstance(predicted, int) else None,
     )
-    reason = _FINISH_REASONS.get(str(frame.get("stop_type", "")), str(frame.get("stop_type") or "stop"))
+    reason = _finish_reason(frame)
     events.append(End(reason, usage, now, raw=frame))
     return events
 

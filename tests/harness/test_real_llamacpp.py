@@ -41,9 +41,45 @@ def _real_run(
     return result, document, text
 
 
+JSON_MODE_CUT = "the output is not JSON: the output was cut at the token budget (finish reason length)"
+"""Pinned on every wire with JSON mode: the 270M model, constrained to an object, writes one longer than the
+budget (each piece grammar-valid) and never closes it."""
+NO_REQUIRED_CALL = "no tool call although one was required: tool_choice required, yet the answer is text"
+"""Pinned on the OpenAI and Anthropic wires: with tools and tool_choice required, build 11434 (ChatML tools
+template, /props supports_tools true) answers text with finish reason length, as issue #20 measured."""
+PINNED_TOOLS = {
+    "tools.call[stream]": NO_REQUIRED_CALL,
+    "tools.call[blocking]": NO_REQUIRED_CALL,
+    "tools.stream_equivalence": "no tool call to compare: the whole answer made no call",
+    "tools.parallel[stream]": "fewer than two calls: parallel calls were asked for; the answer made 0",
+    "tools.parallel[blocking]": "fewer than two calls: parallel calls were asked for; the answer made 0",
+}
+PINNED_JSON_MODE = {"structured.json_object[stream]": JSON_MODE_CUT, "structured.json_object[blocking]": JSON_MODE_CUT}
+STRUCTURED_PASSES = ("structured.json_schema[stream]", "structured.json_schema[blocking]")
+TOOLS_PASS = (
+    "tools.choice_none[stream]",
+    "tools.choice_none[blocking]",
+    "tools.result_roundtrip[stream]",
+    "tools.result_roundtrip[blocking]",
+)
+
+
+def _failures(document: dict[str, Any]) -> dict[str, str]:
+    return {r["id"]: r["detail"] for r in document["results"] if r["status"] in ("failed", "error")}
+
+
+def _assert_pinned(document: dict[str, Any], pinned: dict[str, str]) -> None:
+    """The known deviations fail, each with its detail, and nothing else fails."""
+    failures = _failures(document)
+    assert sorted(failures) == sorted(pinned), failures
+    for check_id, detail in pinned.items():
+        assert failures[check_id].startswith(detail), (check_id, failures[check_id])
+
+
 def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProcess, tmp_path: Path) -> None:
     result, document, _ = _real_run(tmp_path, "llamacpp", llamacpp_server.url)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    _assert_pinned(document, PINNED_JSON_MODE)
     target = document["targets"][0]
     assert target["engine_version"], "the build info of the real server is reported"
     assert target["model"] == "gemma-3-270m-q4_k_m"
@@ -71,18 +107,20 @@ def test_conform_run_against_real_llamacpp_passes(llamacpp_server: RunningProces
         "logprobs.consistent",
         "stop.sequence",
         "stop.across_tokens",
+        *STRUCTURED_PASSES,
     ):
         assert statuses[check_id] == "passed", statuses
     skipped = {r["id"]: r["detail"] for r in document["results"] if r["status"] == "skipped"}
     assert skipped.pop("determinism.batch_invariance") == "target lacks capability batch_invariance"
     # auth.required runs against the keyed server (test_auth_required_against_a_real_llamacpp_started_with_a_key)
     assert skipped.pop("auth.required") == "target lacks capability auth"
-    other_apis = ("openai_compat", "model_management", "image_generation")
+    # The native wire carries no tools; the OpenAI and Anthropic wires of the same server are checked for them.
+    other_apis = ("openai_compat", "model_management", "image_generation", "tools", "tool_choice", "parallel_tools")
     assert skipped and all(
         "scripted faults" in detail or detail.removeprefix("target lacks capability ") in other_apis
         for detail in skipped.values()
     ), f"only stub-only checks and other engines' APIs are skipped: {skipped}"
-    assert document["result"] == "conformant"
+    assert document["result"] == "nonconformant"
 
 
 async def _tokens(adapter: LlamaCppAdapter, request: TaskRequest) -> list[Token]:
@@ -140,9 +178,15 @@ def test_openai_engine_against_real_llamacpp_v1(llamacpp_server: RunningProcess,
         llamacpp_server.url + "/v1",
         "--api-key-env",
         "CONFORM_TEST_KEY",
+        "--capabilities",
+        "parallel_tools",  # /props says supports_parallel_tool_calls: declared, so tools.parallel runs
+        # The key is here to prove it is redacted; this server requires none, so auth.required is the keyed
+        # server's test (test_auth_required_against_a_real_llamacpp_started_with_a_key).
+        "--exclude-checks",
+        "auth.required",
         env={"CONFORM_TEST_KEY": secret},
     )
-    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
     assert secret not in result.stdout + result.stderr + text
     results = {r["id"]: r for r in document["results"]}
     for check_id in (
@@ -163,14 +207,20 @@ def test_openai_engine_against_real_llamacpp_v1(llamacpp_server: RunningProcess,
         "admission.overload",
         "stop.sequence",
         "stop.across_tokens",
+        *STRUCTURED_PASSES,
+        *TOOLS_PASS,
     ):
         assert results[check_id]["status"] == "passed", results[check_id]
+    failures = _failures(document)
+    for check_id, detail in (PINNED_TOOLS | PINNED_JSON_MODE).items():
+        assert failures.pop(check_id).startswith(detail), check_id
     # The OpenAI API cannot turn llama.cpp's prompt cache off: the non-streamed request that the streamed
     # one is compared with reuses the cached prompt and can continue differently (never U+FFFD, though).
-    utf8 = results["text.utf8_integrity"]
-    assert utf8["status"] == "passed" or utf8["detail"].startswith("streamed text differs from the complete text"), utf8
-    envelope = results["openai.error_envelope"]
-    assert envelope["status"] == "passed" or "param" in envelope["detail"], envelope
+    utf8 = failures.pop("text.utf8_integrity", "")
+    assert utf8 == "" or utf8.startswith("streamed text differs from the complete text"), utf8
+    envelope = failures.pop("openai.error_envelope", "")
+    assert envelope == "" or "param" in envelope, envelope
+    assert set(failures) <= {"determinism.repeat", "openai.seed_honoured"}, failures
     print("\nllama.cpp /v1 OpenAI-compatibility rows:")
     for check_id, entry in sorted(results.items()):
         if check_id.startswith(("openai.", "determinism.")):
@@ -179,8 +229,8 @@ def test_openai_engine_against_real_llamacpp_v1(llamacpp_server: RunningProcess,
 
 def test_anthropic_engine_against_real_llamacpp_messages(llamacpp_server: RunningProcess, tmp_path: Path) -> None:
     """`--engine anthropic` against llama.cpp's Anthropic-compatible /v1/messages: the checks its wire serves."""
-    result, document, _ = _real_run(tmp_path, "anthropic", llamacpp_server.url)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result, document, _ = _real_run(tmp_path, "anthropic", llamacpp_server.url, "--capabilities", "parallel_tools")
+    assert result.returncode == 1, result.stdout + result.stderr
     statuses = {r["id"]: r["status"] for r in document["results"]}
     for check_id in (
         "admission.stream",
@@ -198,9 +248,10 @@ def test_anthropic_engine_against_real_llamacpp_messages(llamacpp_server: Runnin
         "admission.overload",
         "stop.sequence",
         "stop.across_tokens",
+        *TOOLS_PASS,
     ):
         assert statuses[check_id] == "passed", statuses
-    assert document["summary"]["failed"] == 0 and document["summary"]["errors"] == 0
+    _assert_pinned(document, PINNED_TOOLS)
 
 
 @pytest.mark.parametrize(("engine", "path"), [("llamacpp", ""), ("openai", "/v1"), ("anthropic", "")])
