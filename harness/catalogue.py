@@ -29,6 +29,13 @@ class CheckEntry(BaseModel):
     description: str
     variants: int = 0
     """How many Examples rows it runs as (``id[row]``), or 0 for a plain scenario."""
+    variant_ids: tuple[str, ...] = ()
+    """What each row is called in results (``id[variant]``): its cells joined by ``-``."""
+
+    @property
+    def result_ids(self) -> list[str]:
+        """The ids its results carry: ``id[variant]`` per Examples row, else the id."""
+        return [f"{self.id}[{variant}]" for variant in self.variant_ids] or [self.id]
 
 
 def _entry(feature: str, scenario: dict[str, Any]) -> CheckEntry | None:
@@ -39,13 +46,15 @@ def _entry(feature: str, scenario: dict[str, Any]) -> CheckEntry | None:
     needs = [tag.removeprefix("needs_") for tag in tags if tag.startswith("needs_")]
     if "stub_only" in tags:
         needs.append("scripted_faults")
+    rows = [row for examples in scenario.get("examples", []) for row in examples.get("tableBody", [])]
     return CheckEntry(
         id=check_id,
         feature=feature,
         level="extended" if "extended" in tags else "core",
         needs=tuple(needs),
         description=str(scenario["name"]),
-        variants=sum(len(examples.get("tableBody", [])) for examples in scenario.get("examples", [])),
+        variants=len(rows),
+        variant_ids=tuple("-".join(str(cell["value"]) for cell in row["cells"]) for row in rows),
     )
 
 

@@ -447,7 +447,8 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     width = max((len(e.id) for e in entries), default=0) + 4
     for e in entries:
-        variants = f" [{e.variants} variants]" if e.variants else ""
+        variants = f" [{e.variants} variants: {', '.join(e.variant_ids)}]" if 1 < e.variants <= 4 else ""
+        variants = variants or (f" [{e.variants} variants]" if e.variants else "")
         needs = f" (needs {', '.join(e.needs)})" if e.needs else ""
         print(
             f"{e.id + ('[...]' if e.variants else ''):<{width}}{e.feature}, {e.level}{needs}: {e.description}{variants}"
@@ -459,9 +460,13 @@ def _check_ids(option: str, given: str | None, known: list[CheckEntry]) -> list[
     """The ids of a --checks or --exclude-checks list; an unknown one is exit 2 with the valid ones."""
     ids = [i.strip() for i in (given or "").split(",") if i.strip()]
     valid = [e.id for e in known]
-    unknown = [i for i in ids if i not in valid]
+    variants = {result_id for e in known for result_id in e.result_ids}
+    unknown = [i for i in ids if i not in valid and i not in variants]
     if unknown:
-        raise UsageError(f"{option}: unknown check id {unknown[0]!r} (valid: {', '.join(valid)})")
+        raise UsageError(
+            f"{option}: unknown check id {unknown[0]!r} (valid: {', '.join(valid)}; a variant as in results, "
+            "e.g. tools.call[stream])"
+        )
     return ids
 
 

@@ -245,7 +245,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         marker = item.get_closest_marker("conform_check")
         check_id = str(marker.args[0]) if marker else None
-        chosen = (not wanted or check_id in wanted) and check_id not in unwanted
+        example = _scenario_names(item)[2]
+        ids = {check_id, f"{check_id}[{example}]" if example else check_id}  # the id, and the id of its variant
+        chosen = (not wanted or bool(ids & wanted)) and not ids & unwanted
         (kept if chosen else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)

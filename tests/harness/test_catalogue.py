@@ -36,8 +36,10 @@ def test_conform_list_json_names_each_check_with_its_feature_level_and_needs() -
         "needs": ["end_marker"],
         "description": "a request for N tokens streams exactly N unless the end names an earlier stop",
         "variants": 0,
+        "variant_ids": [],
     }
     assert entries["errors.status"]["needs"] == ["scripted_faults"] and entries["errors.status"]["variants"] == 9
+    assert entries["tools.call"]["variant_ids"] == ["stream", "blocking"]
     assert [e["id"] for e in json.loads(listed.stdout)] == [e.id for e in check_catalogue()]
 
 
@@ -78,3 +80,19 @@ def test_checks_and_exclude_checks_choose_what_runs(tmp_path: Path) -> None:
     )
     assert left.returncode == 0, left.stdout + left.stderr
     assert {r["id"] for r in json.loads(report.read_text())["results"]} == {"ordering.indices"}
+
+
+def test_variants_are_named_as_their_results_are() -> None:
+    entries = {entry.id: entry for entry in check_catalogue()}
+    assert entries["tools.call"].result_ids == ["tools.call[stream]", "tools.call[blocking]"]
+    assert entries["tools.stream_equivalence"].result_ids == ["tools.stream_equivalence"]
+    assert "errors.status[404-model not found-not_found-not retriable]" in entries["errors.status"].result_ids
+
+
+@pytest.mark.slow
+def test_checks_choose_one_variant_by_its_result_id(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    chosen = run_conform("run", "--checks", "tools.call[stream]", "--report", str(report))
+    assert chosen.returncode in (0, 1), chosen.stdout + chosen.stderr
+    ran = {r["id"] for r in json.loads(report.read_text())["results"] if r["status"] != "skipped"}
+    assert ran == {"tools.call[stream]"}
