@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--proxy", metavar="URL", help=_PROXY_HELP)
     run.add_argument("--request-extra", action="append", default=[], metavar="KEY=VALUE", help=_REQUEST_EXTRA_HELP)
     run.add_argument(
+        "--engine-version",
+        metavar="LABEL",
+        help="declare the engine's version (e.g. b11434), recorded as declared: what `conform diff` compares builds "
+        "by, where the engine reports none or a placeholder such as b0-unknown",
+    )
+    run.add_argument(
         "--ca-bundle", type=Path, metavar="PEM", help="trust the CAs in this PEM file (self-signed engines)"
     )
     run.add_argument(
@@ -194,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     det.add_argument("--proxy", metavar="URL", help=_PROXY_HELP)
     det.add_argument("--request-extra", action="append", default=[], metavar="KEY=VALUE", help=_REQUEST_EXTRA_HELP)
+    det.add_argument(
+        "--engine-version",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="declare the engines' version, recorded as declared (once for every replica, or once per --url in "
+        "order); a golden file keeps it, so --baseline names both builds",
+    )
     det.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here")
     det.add_argument("--quiet", action="store_true", help="no progress lines")
     det.set_defaults(handler=_determinism)
@@ -292,8 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _target_from(args: argparse.Namespace) -> Target | None:
     if args.engine is None and args.url is None:
-        if args.api_key_env or args.model:
-            raise UsageError("--model and --api-key-env need a live target (--engine and --url)")
+        if args.api_key_env or args.model or args.engine_version:
+            raise UsageError("--model, --api-key-env and --engine-version need a live target (--engine and --url)")
         return None
     if args.engine is None or args.url is None:
         raise UsageError("--engine and --url go together (omit both to run against the embedded stubs)")
@@ -319,9 +333,26 @@ def _target_from(args: argparse.Namespace) -> Target | None:
         ca_bundle=str(args.ca_bundle) if args.ca_bundle else None,
         proxy=_proxy(args),
         request_extra=_request_extra(args),
+        engine_version=_label(args.engine_version, "--engine-version"),
     )
     target.api_key()  # a missing secret is a usage error now, not forty failed checks later
     return target
+
+
+def _label(value: str | None, option: str) -> str | None:
+    if value is not None and not value.strip():
+        raise UsageError(f"{option}: a label cannot be empty")
+    return value.strip() if value else None
+
+
+def _engine_versions(labels: list[str], replicas: int) -> tuple[str, ...]:
+    """--engine-version on determinism: none, one for every replica, or one per --url."""
+    if len(labels) not in (0, 1, replicas):
+        raise UsageError(
+            f"--engine-version: given {len(labels)} times for {replicas} --url; give it once for every replica, "
+            "or once per --url in the same order"
+        )
+    return tuple(str(_label(label, "--engine-version")) for label in labels)
 
 
 def _request_extra(args: argparse.Namespace) -> dict[str, Any]:
@@ -403,6 +434,8 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
             pytest_args.append("--conform-insecure")
         if args.proxy:
             pytest_args += ["--conform-proxy", args.proxy]
+        if target.engine_version:
+            pytest_args += ["--conform-engine-version", target.engine_version]
         if target.ca_bundle:
             pytest_args += ["--conform-ca-bundle", target.ca_bundle]
         pytest_args += ["--conform-connect-timeout", str(target.connect_timeout)]
@@ -543,6 +576,7 @@ def _determinism(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         proxy=_proxy(args),
         request_extra=_request_extra(args),
+        engine_versions=_engine_versions(args.engine_version, len(args.url)),
         corpus=args.corpus,
         requests=args.requests,
         seed=args.seed,

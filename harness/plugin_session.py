@@ -39,6 +39,7 @@ from conform.reports import (
     write_atomic,
     write_json_report,
 )
+from conform.reports.provenance import versioned
 from conform.stubs import StubServer, stub_engines
 
 from .checks import CheckFailure
@@ -136,6 +137,7 @@ def _build_targets(config: pytest.Config) -> list[Target]:
         "idle_timeout": config.getoption("--conform-idle-timeout"),
         "proxy": proxy_config(config.getoption("--conform-proxy"), os.environ),
         "request_extra": request_extra(config.getoption("--conform-request-extra") or [], "--conform-request-extra"),
+        "engine_version": config.getoption("--conform-engine-version"),
     }
     targets: list[Target] = []
     if engine or url:
@@ -552,7 +554,7 @@ def build_report(state: _PluginState) -> Report:
                 engine=target.engine,
                 url=target.display_url,
                 label=target.label,
-                engine_version=profile.version.version,
+                **versioned(profile.version.version, target.engine_version).model_dump(),
                 model=profile.version.model,
                 model_digest=profile.version.model_digest,
                 latency=summarize_latency(state.timings.get(target.label, [])),

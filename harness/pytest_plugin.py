@@ -51,6 +51,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="KEY=VALUE",
         help="add a field to every generation request: KEY=VALUE (a string) or KEY:=JSON (repeatable)",
     )
+    group.addoption(
+        "--conform-engine-version",
+        metavar="LABEL",
+        help="declare the engine's version (recorded as declared): what reports compare builds by",
+    )
     group.addoption("--conform-report", metavar="PATH", help="write the JSON compliance report here")
     group.addoption("--conform-progress", action="store_true", help="print one line per finished check to stderr")
     group.addoption(

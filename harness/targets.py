@@ -82,6 +82,8 @@ class Target(BaseModel):
     """The HTTP proxy to reach the target through (--proxy, else HTTP_PROXY/HTTPS_PROXY minus NO_PROXY)."""
     request_extra: dict[str, Any] = Field(default_factory=dict)
     """Fields added to every generation request (--request-extra): an engine's own options."""
+    engine_version: str | None = None
+    """A declared version label (--engine-version): what the report compares builds by, recorded as declared."""
 
     @property
     def is_stub(self) -> bool:

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .provenance import VersionSource
+
 __all__ = [
     "SCHEMA_VERSION",
     "TOOL_VERSION",
@@ -101,6 +103,11 @@ class TargetInfo(_Model):
     engine: str
     url: str
     engine_version: str | None
+    """The version builds are compared by: declared (--engine-version), else reported where it names a build;
+    None when unknown (never equal to another unknown)."""
+    engine_version_source: VersionSource | None = None
+    engine_version_reported: str | None = None
+    """What the engine reported, verbatim (``b0-unknown`` for a llama.cpp built without git metadata)."""
     model: str | None
     model_digest: str | None
     capabilities: CapabilitySummary
@@ -142,6 +149,9 @@ class CorpusInfo(_Model):
 class ReplicaInfo(_Model):
     url: str
     engine_version: str | None
+    """As TargetInfo.engine_version."""
+    engine_version_source: VersionSource | None = None
+    engine_version_reported: str | None = None
     model: str | None
     model_digest: str | None
     sampler: dict[str, Any] | None = None
@@ -229,6 +239,8 @@ class DeterminismSection(_Model):
     sampler: dict[str, Any] = Field(default_factory=dict)
     """The sampler profile of the corpus (per-request settings are in the corpus itself)."""
     logprob_rtol: float = 0.0
+    baseline: ReplicaInfo | None = None
+    """With --baseline: the provenance the golden file was recorded on (its url is the golden file's path)."""
 
 
 class Report(_Model):

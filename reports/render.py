@@ -6,7 +6,8 @@ import html
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .model import CheckResult, Divergence, Percentiles, Report, Slot, TokenRef
+from .model import CheckResult, Divergence, Percentiles, Report, Slot, TargetInfo, TokenRef
+from .provenance import Versioned, compare_versions, versioned_as_recorded
 
 __all__ = [
     "INSECURE_WARNING",
@@ -266,6 +267,8 @@ class ReportDiff:
     gone: list[CheckResult] = field(default_factory=list)
     determinism_drift: list[str] = field(default_factory=list)
     """Requests identical in the baseline and diverged in the candidate."""
+    engines: list[str] = field(default_factory=list)
+    """Per target in both reports: which builds and models are compared."""
 
     @property
     def has_regression(self) -> bool:
@@ -286,6 +289,7 @@ def diff_reports(baseline: Report, candidate: Report) -> ReportDiff:
         elif old.status in bad and new.status == "passed":
             result.fixed.append((old, new))
     result.gone = [r for key, r in before.items() if key not in after]
+    result.engines = _engines_compared(baseline.targets, candidate.targets)
     if baseline.determinism is not None and candidate.determinism is not None:
         was = {o.id: o.verdict for o in baseline.determinism.requests}
         for outcome in candidate.determinism.requests:
@@ -298,10 +302,35 @@ def diff_reports(baseline: Report, candidate: Report) -> ReportDiff:
     return result
 
 
+def _engines_compared(before: list[TargetInfo], after: list[TargetInfo]) -> list[str]:
+    """A line per target label in both reports: its engine version, then and now, and whether the model is
+    the same."""
+    was = {t.label or t.engine: t for t in before}
+    lines = []
+    for target in after:
+        old = was.get(target.label or target.engine)
+        if old is None:
+            continue
+        versions = compare_versions(_versioned(old), _versioned(target))
+        same_model = old.model_digest is not None and old.model_digest == target.model_digest
+        model = (
+            "the same model digest"
+            if same_model
+            else f"model {old.model_digest or old.model} → {target.model_digest or target.model}"
+        )
+        lines.append(f"{target.label or target.engine}: {versions}; {model}")
+    return lines
+
+
+def _versioned(target: TargetInfo) -> Versioned:
+    return versioned_as_recorded(target.engine_version, target.engine_version_source, target.engine_version_reported)
+
+
 def render_diff_markdown(diff: ReportDiff) -> str:
     verdict = "❌ regressions" if diff.has_regression else "✅ no regression"
     lines = [f"## conform diff: {verdict}", ""]
     sections = [
+        ("Engines compared", diff.engines),
         (
             "Regressed",
             [f"**{n.id}** ({n.target or n.engine}): {o.status} → {n.status}: {n.detail}" for o, n in diff.regressed],
@@ -314,6 +343,6 @@ def render_diff_markdown(diff: ReportDiff) -> str:
     for title, items in sections:
         if items:
             lines += [f"### {title} ({len(items)})", "", *(f"- {item}" for item in items), ""]
-    if len(lines) == 2:
+    if not any(items for title, items in sections[1:]):
         lines.append("Nothing changed.")
     return "\n".join(lines).rstrip() + "\n"

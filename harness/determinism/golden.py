@@ -12,11 +12,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from conform.reports import ReplicaInfo, Slot, write_atomic
+from conform.reports.provenance import VersionSource
 
 from .compare import Completion, Observation
 from .corpus import CorpusRequest, read_jsonl
 
-__all__ = ["GoldenLine", "load_golden", "write_golden"]
+__all__ = ["GoldenLine", "golden_provenance", "load_golden", "write_golden"]
 
 
 class GoldenLine(BaseModel):
@@ -24,6 +25,8 @@ class GoldenLine(BaseModel):
 
     request: CorpusRequest
     engine_version: str | None
+    engine_version_source: VersionSource | None = None
+    engine_version_reported: str | None = None
     model: str | None
     model_digest: str | None
     token_ids: list[int | None]
@@ -52,6 +55,8 @@ def write_golden(
         line = GoldenLine(
             request=request,
             engine_version=provenance.engine_version,
+            engine_version_source=provenance.engine_version_source,
+            engine_version_reported=provenance.engine_version_reported,
             model=provenance.model,
             model_digest=provenance.model_digest,
             token_ids=list(completion.ids),
@@ -61,6 +66,19 @@ def write_golden(
         )
         lines.append(line.model_dump_json(exclude_none=False))
     write_atomic(path, "\n".join(lines) + "\n")
+
+
+def golden_provenance(path: Path, golden: Sequence[GoldenLine]) -> ReplicaInfo:
+    """The provenance a golden file was recorded on (its first line's), named by the file."""
+    first = golden[0]
+    return ReplicaInfo(
+        url=str(path),
+        engine_version=first.engine_version,
+        engine_version_source=first.engine_version_source,
+        engine_version_reported=first.engine_version_reported,
+        model=first.model,
+        model_digest=first.model_digest,
+    )
 
 
 def load_golden(path: Path) -> list[GoldenLine]:

@@ -32,13 +32,14 @@ from conform.reports import (
     describe_divergence,
     utc_now,
 )
+from conform.reports.provenance import Versioned, compare_versions, versioned, versioned_as_recorded
 
 from ..runtime import adapter_options
 from ..targets import Target
 from ..timing import summarize_latency
 from .compare import Observation, judge_request
 from .corpus import CorpusError, CorpusRequest, builtin_corpus, load_corpus
-from .golden import GoldenLine, load_golden, write_golden
+from .golden import GoldenLine, golden_provenance, load_golden, write_golden
 from .replay import ReplayError, Replica
 
 __all__ = ["SuiteOptions", "TargetUnreachable", "describe_divergence", "run_suite"]
@@ -59,6 +60,8 @@ class SuiteOptions:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     request_extra: Mapping[str, Any] = field(default_factory=dict)
     """Fields added to every generation request (--request-extra)."""
+    engine_versions: Sequence[str] = ()
+    """--engine-version: a declared label for every replica, or one per URL in order."""
     corpus: Path | None = None
     requests: int = 8
     seed: int = 1
@@ -89,8 +92,21 @@ def _check_result(
     )
 
 
-def _provenance(url: str, version: EngineVersion) -> ReplicaInfo:
-    return ReplicaInfo(url=url, engine_version=version.version, model=version.model, model_digest=version.model_digest)
+def _provenance(url: str, version: EngineVersion, declared: str | None) -> ReplicaInfo:
+    return ReplicaInfo(
+        url=url,
+        **versioned(version.version, declared).model_dump(),
+        model=version.model,
+        model_digest=version.model_digest,
+    )
+
+
+def _declared_versions(options: SuiteOptions) -> list[str | None]:
+    """--engine-version: one label for every replica, or one per --url in order."""
+    labels = list(options.engine_versions)
+    if len(labels) in (0, 1):
+        return [labels[0] if labels else None] * len(options.urls)
+    return [*labels]
 
 
 def _mismatch(replicas: Sequence[ReplicaInfo]) -> str | None:
@@ -98,7 +114,7 @@ def _mismatch(replicas: Sequence[ReplicaInfo]) -> str | None:
     for number, other in enumerate(replicas[1:], start=1):
         for name in ("engine_version", "model", "model_digest"):
             a, b = getattr(first, name), getattr(other, name)
-            if a != b:
+            if a is not None and b is not None and a != b:  # an unknown proves nothing either way
                 return (
                     f"replica {number} ({other.url}) reports {name} {b!r}, replica 0 ({first.url}) reports {a!r}: "
                     "comparing their tokens would be meaningless"
@@ -123,11 +139,11 @@ async def _connect(options: SuiteOptions) -> list[HttpAdapter]:
     return adapters
 
 
-async def _versions(adapters: Sequence[HttpAdapter]) -> list[ReplicaInfo]:
+async def _versions(adapters: Sequence[HttpAdapter], declared: Sequence[str | None]) -> list[ReplicaInfo]:
     infos = []
-    for adapter in adapters:
+    for adapter, label in zip(adapters, declared, strict=True):
         try:
-            infos.append(_provenance(adapter.base_url, await adapter.engine_version()))
+            infos.append(_provenance(adapter.base_url, await adapter.engine_version(), label))
         except WorkerError as error:
             if error.kind is ErrorKind.UPSTREAM_UNAVAILABLE and error.status is None:
                 raise TargetUnreachable(f"cannot reach {adapter.base_url}: {error.message}") from None
@@ -144,6 +160,10 @@ def _corpus(options: SuiteOptions, golden: list[GoldenLine] | None) -> tuple[lis
         return requests, CorpusInfo(source=str(options.corpus), requests=len(requests), seed=None)
     requests = builtin_corpus(options.requests, options.seed)
     return requests, CorpusInfo(source="builtin", requests=len(requests), seed=options.seed)
+
+
+def _recorded(info: ReplicaInfo) -> Versioned:
+    return versioned_as_recorded(info.engine_version, info.engine_version_source, info.engine_version_reported)
 
 
 def _check_golden_digest(golden: list[GoldenLine], replica: ReplicaInfo, path: Path) -> None:
@@ -193,10 +213,13 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
     began = loop.time()
     adapters = await _connect(options)
     try:
-        replicas = await _versions(adapters)
+        replicas = await _versions(adapters, _declared_versions(options))
         golden = load_golden(options.baseline) if options.baseline else None
-        if golden is not None:
-            _check_golden_digest(golden, replicas[0], options.baseline)  # type: ignore[arg-type]
+        recorded = None
+        if golden is not None and options.baseline is not None:
+            _check_golden_digest(golden, replicas[0], options.baseline)
+            recorded = golden_provenance(options.baseline, golden)
+            progress(f"baseline: {compare_versions(_recorded(recorded), _recorded(replicas[0]))}")
         requests, corpus_info = _corpus(options, golden)
         # Resolve defaults now, so a golden file records exactly what was asked.
         requests = [r if r.max_tokens else r.model_copy(update={"max_tokens": options.max_tokens}) for r in requests]
@@ -218,6 +241,7 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
                 "logprobs": Capability.LOGPROBS in capabilities,
             },
             logprob_rtol=options.logprob_rtol,
+            baseline=recorded,
         )
         mismatch = _mismatch(replicas)
         if mismatch is not None:
