@@ -41,6 +41,8 @@ def render_matrix(report: Report) -> str:
 
 def render_determinism(report: Report) -> str:
     """One line per request, then every failed check and the summary."""
+    from conform.reports import describe_failure
+
     from .determinism import describe_divergence
 
     section = report.determinism
@@ -54,6 +56,7 @@ def render_determinism(report: Report) -> str:
                 lines.extend(f"    {describe_divergence(d)}" for d in outcome.divergences)
             else:
                 lines.append(f"identical  {outcome.id:<20} {unique}{load}")
+            lines.extend(f"    {describe_failure(f)}" for f in outcome.failures)
             for drift in outcome.logprob_drift:
                 lines.append(
                     f"    logprob drift ({drift.kind}) at token {drift.index}: "
@@ -61,7 +64,7 @@ def render_determinism(report: Report) -> str:
                 )
     for result in report.results:
         if (result.status in ("failed", "error") and not result.id.startswith("determinism.")) or (
-            result.id in ("determinism.replica_mismatch", "determinism.request_failed", "determinism.load_overlap")
+            result.id in ("determinism.replica_mismatch", "determinism.load_overlap")
             and result.status != "passed"
         ):
             lines.append(f"{result.status.upper():<6} {result.id}: {result.detail}")
@@ -73,6 +76,7 @@ def render_determinism(report: Report) -> str:
             + (f" ({kinds})" if kinds else "")
             + f"; {s.unique_completions} unique completions; modes {', '.join(section.modes)}"
             + (f"; {s.logprob_drift} logprob drifts" if s.logprob_drift else "")
+            + (f"; {s.failed} with a failed stream ({s.failed_streams} streams)" if s.failed else "")
         )
     return "\n".join(lines)
 

@@ -175,6 +175,10 @@ class DeterminismSummary(_Model):
     """Distinct token sequences summed over requests (equal to `requests` when everything agrees)."""
     logprob_drift: int = 0
     """Comparisons whose tokens agree but whose log-probabilities differ beyond --logprob-rtol."""
+    failed: int = 0
+    """Requests with a stream that failed in some replica and mode (their other comparisons are kept)."""
+    failed_streams: int = 0
+    """Streams that failed, over every request, replica and mode."""
 
 
 class Slot(_Model):
@@ -218,12 +222,23 @@ class LogprobDrift(_Model):
     logprob_b: float
 
 
+class StreamFailure(_Model):
+    """A stream of a request that failed: where, and how (the error kind and its detail)."""
+
+    slot: Slot
+    kind: str
+    detail: str
+
+
 class RequestOutcome(_Model):
     id: str
     verdict: Literal["identical", "diverged"]
+    """Over the streams that completed: whether any two of those compared differ."""
     unique_completions: int
     divergences: list[Divergence]
     logprob_drift: list[LogprobDrift] = Field(default_factory=list)
+    failures: list[StreamFailure] = Field(default_factory=list)
+    """Streams of this request that failed; each is left out of the comparisons, which all others still make."""
     load_overlap: int | None = None
     """Fewest other requests generating at the same time as this one under load (0: load not achieved)."""
 

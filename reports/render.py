@@ -6,13 +6,14 @@ import html
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .model import CheckResult, Divergence, Percentiles, Report, Slot, TargetInfo, TokenRef
+from .model import CheckResult, Divergence, Percentiles, Report, Slot, StreamFailure, TargetInfo, TokenRef
 from .provenance import Versioned, compare_versions, versioned_as_recorded
 
 __all__ = [
     "INSECURE_WARNING",
     "ReportDiff",
     "describe_divergence",
+    "describe_failure",
     "describe_slot",
     "diff_reports",
     "matrix_cells",
@@ -79,6 +80,11 @@ def describe_divergence(d: Divergence) -> str:
     )
 
 
+def describe_failure(f: StreamFailure) -> str:
+    """A failed stream in one line: where (replica, mode, repeat) and how (its error kind and detail)."""
+    return f"{describe_slot(f.slot)} failed: {f.kind}: {f.detail}"
+
+
 INSECURE_WARNING = "TLS certificates were NOT verified (--insecure): this report does not prove whom it talked to"
 
 
@@ -140,14 +146,16 @@ def render_markdown(report: Report) -> str:
             "## Determinism",
             "",
             f"{d.requests} requests ({section.corpus.source}), modes {', '.join(section.modes)}: "
-            f"{d.identical} identical, {d.diverged} diverged, {d.unique_completions} unique completions.",
+            f"{d.identical} identical, {d.diverged} diverged, {d.unique_completions} unique completions"
+            + (f"; {d.failed} with a failed stream ({d.failed_streams} streams)." if d.failed else "."),
             "",
         ]
         for outcome in section.requests:
             if outcome.divergences:
                 lines.append(f"- ❌ **{outcome.id}**: {describe_divergence(outcome.divergences[0])}")
             else:
-                lines.append(f"- ✅ {outcome.id}")
+                lines.append(f"- {'❌' if outcome.failures else '✅'} {outcome.id}")
+            lines += [f"  - {describe_failure(f)}" for f in outcome.failures]
     return "\n".join(lines) + "\n"
 
 
@@ -223,8 +231,14 @@ def render_html(report: Report) -> str:
     if section is not None:
         parts.append(
             f"<h2>Determinism</h2><p>{section.summary.identical} identical, {section.summary.diverged} "
-            f"diverged of {section.summary.requests} requests; modes {e(', '.join(section.modes))}.</p>"
+            f"diverged of {section.summary.requests} requests; modes {e(', '.join(section.modes))}"
+            f"{f'; {section.summary.failed} with a failed stream' if section.summary.failed else ''}.</p>"
         )
+        failed = [(o.id, f) for o in section.requests for f in o.failures]
+        if failed:
+            parts.append("<h3>Failed streams</h3><ul id='failed-streams'>")
+            parts += [f"<li><strong>{e(request)}</strong>: {e(describe_failure(f))}</li>" for request, f in failed]
+            parts.append("</ul>")
         for outcome in section.requests:
             for d in outcome.divergences[:1]:
                 parts.append(f"<h3>{e(outcome.id)}: {e(d.kind)} divergence at token {d.index}</h3>")

@@ -26,6 +26,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from ._arrival import ARRIVED_AT
 from .script import (
+    AbandonUnderLoadFault,
     AcceptAnyKeyFault,
     ClaimAnyModelFault,
     CloseEarlyFault,
@@ -554,6 +555,7 @@ async def play_stream(
     survive = any(isinstance(f, IgnoreDisconnectFault) for f in faults) or (
         context.slots_full() and any(isinstance(f, RunCancelledQueuedFault) for f in faults)
     )
+    abandons = any(isinstance(f, AbandonUnderLoadFault) for f in faults)
     run = _run_steps(
         writer,
         _Pace(start, context.script.token_delay_ms / 1000.0),
@@ -563,6 +565,7 @@ async def play_stream(
         ending,
         stalls.get("mid_stream"),
         survive,
+        (lambda: len(context.state.generations) > generation.number) if abandons else None,
     )
     await _generate(context.state, generation, run, survive_disconnect=survive, slot=context.slot())
     if writer.broken:
@@ -748,8 +751,10 @@ async def _run_steps(
     ending: _Ending | None,
     stall: StallFault | None,
     survive_disconnect: bool,
+    abandon: Callable[[], bool] | None = None,
 ) -> bool:
-    """Write every step at the script's pace; False if the client left and generation stopped.
+    """Write every step at the script's pace; False if the client left and generation stopped. With
+    `abandon`, the stream ends, its final frames unsent, before the first token written while it says so.
 
     Token k is due `delay * (k + 1)` after the generation began, on a fixed cadence:
     sleeping `delay` after each write would add the write and scheduling time of every
@@ -765,6 +770,8 @@ async def _run_steps(
     due = pace.start
     written_at = generation.written_at
     for number, step in enumerate(steps):
+        if abandon is not None and abandon():
+            break
         if step.token is not None:
             if stall is not None and step.token == stall.at_token:
                 await writer.flush()

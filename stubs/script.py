@@ -244,6 +244,14 @@ class IgnoreDisconnectFault(_FaultBase):
     kind: Literal["ignore_disconnect"]
 
 
+class AbandonUnderLoadFault(_FaultBase):
+    """End a stream without its final frame as soon as another generation request arrives while it runs
+    (llama-cpp-python's server ends a running stream with [DONE] and no finish reason when another request
+    arrives); a request that runs alone is served whole."""
+
+    kind: Literal["abandon_under_load"]
+
+
 ToolViolation = Literal[
     "invalid_arguments",
     "arguments_off_schema",
@@ -311,7 +319,8 @@ Fault = Annotated[
     | ResetFault
     | IgnoreDisconnectFault
     | ToolViolationFault
-    | StructuredViolationFault,
+    | StructuredViolationFault
+    | AbandonUnderLoadFault,
     Field(discriminator="kind"),
 ]
 

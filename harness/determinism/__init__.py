@@ -4,7 +4,6 @@ alone or under load, repeated, and after an upgrade (against a golden file)."""
 from .compare import Completion, Observation, first_divergence, judge_request
 from .corpus import BUILTIN, CorpusError, CorpusRequest, builtin_corpus, load_corpus
 from .golden import GoldenLine, load_golden, write_golden
-from .replay import ReplayError
 from .suite import SuiteOptions, TargetUnreachable, describe_divergence, run_suite
 
 __all__ = [
@@ -14,7 +13,6 @@ __all__ = [
     "CorpusRequest",
     "GoldenLine",
     "Observation",
-    "ReplayError",
     "SuiteOptions",
     "TargetUnreachable",
     "builtin_corpus",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from conform.adapters import Token
-from conform.reports import Divergence, LogprobDrift, RequestOutcome, Slot, TokenRef
+from conform.reports import Divergence, LogprobDrift, RequestOutcome, Slot, StreamFailure, TokenRef
 
 __all__ = ["Completion", "Observation", "compare_pairs", "first_divergence", "judge_request"]
 
@@ -44,14 +44,23 @@ class Completion:
         return TokenRef(id=self.ids[index], text=self.texts[index])
 
 
+_NOTHING = Completion((), (), ())
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """A completion as seen in one slot: replica (None = golden file), mode, repeat number."""
+    """A completion as seen in one slot: replica (None = golden file), mode, repeat number; or the failure of
+    that slot's stream (then the completion is empty and takes part in no comparison)."""
 
     request_id: str
     slot: Slot
     completion: Completion
     overlap: int | None = None
+    failure: StreamFailure | None = None
+
+    @classmethod
+    def failed(cls, request_id: str, slot: Slot, kind: str, detail: str) -> Observation:
+        return cls(request_id, slot, _NOTHING, failure=StreamFailure(slot=slot, kind=kind, detail=detail))
 
 
 def first_divergence(a: Sequence[object], b: Sequence[object]) -> int | None:
@@ -121,8 +130,11 @@ def judge_request(
     repeat: repeats within one replica and mode; load: solo vs under load, per
     replica; cache: solo (cache off) vs cache on, per replica; replica: every
     replica's first solo run vs replica 0's; baseline: the golden file vs each
-    replica's first solo run.
+    replica's first solo run. A failed stream is listed and left out; every comparison
+    of the streams that completed is still made.
     """
+    failures = [o.failure for o in observations if o.failure is not None]
+    observations = [o for o in observations if o.failure is None]
     by_slot = {(o.slot.replica, o.slot.mode, o.slot.repeat): o for o in observations}
     replicas = sorted({o.slot.replica for o in observations if o.slot.replica is not None})
     modes = sorted({o.slot.mode for o in observations})
@@ -167,4 +179,5 @@ def judge_request(
         divergences=divergences,
         logprob_drift=drifts,
         load_overlap=min(overlaps) if overlaps else None,
+        failures=failures,
     )

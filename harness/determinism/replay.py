@@ -21,18 +21,10 @@ from conform.reports import Slot
 from ..timing import StreamTiming, stream_timing
 from .compare import Completion, Observation
 
-__all__ = ["ReplayError", "Replica", "Window"]
+__all__ = ["Replica", "Window"]
 
 _STAGGER_S = 0.01
 """Head start of the measured request under load, so that the engine admits it first."""
-
-
-class ReplayError(Exception):
-    """A request failed on a replica: the run cannot compare what it did not see."""
-
-    def __init__(self, request_id: str, replica: int, mode: str, error: WorkerError) -> None:
-        super().__init__(f"request {request_id} failed on replica {replica} ({mode}): {error}")
-        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,27 +85,33 @@ class Replica:
     """What the replica reported for its first solo request: provenance of the sampling it did."""
     timings: list[StreamTiming] = field(default_factory=list)
 
-    async def _observe(self, request: TaskRequest, request_id: str, mode: str) -> tuple[Completion, Window]:
+    async def _observe(self, request: TaskRequest, mode: str) -> Observed | WorkerError:
+        """One stream, or the error that ended it: a failed stream is that slot's result, not the run's end."""
         try:
             observed = await observe(self.adapter, request)
         except WorkerError as error:
-            raise ReplayError(request_id, self.number, mode, error) from None
+            return error
         if self.sampler is None and mode == "solo":
             self.sampler = observed.sampler
         if observed.timing is not None:
             self.timings.append(observed.timing)
-        return observed.completion, observed.window
+        return observed
+
+    def _observation(
+        self, request_id: str, slot: Slot, seen: Observed | WorkerError, overlap: int | None = None
+    ) -> Observation:
+        if isinstance(seen, WorkerError):
+            return Observation.failed(request_id, slot, seen.kind.value, seen.message)
+        return Observation(request_id, slot, seen.completion, overlap)
 
     async def solo(self, requests: Sequence[tuple[str, TaskRequest]], repeat: int) -> list[Observation]:
         """Each request alone on this replica, `repeat` times, one after the other."""
         observations = []
         for request_id, request in requests:
             for run in range(repeat):
-                completion, _ = await self._observe(request, request_id, "solo")
-                observations.append(
-                    Observation(request_id, Slot(replica=self.number, mode="solo", repeat=run), completion)
-                )
-            self.progress(f"replica {self.number} solo    {request_id}")
+                slot = Slot(replica=self.number, mode="solo", repeat=run)
+                observations.append(self._observation(request_id, slot, await self._observe(request, "solo")))
+            self.progress(f"replica {self.number} solo    {request_id}{_failed(observations[-repeat:])}")
         return observations
 
     async def under_load(
@@ -124,34 +122,43 @@ class Replica:
         for position, (request_id, request) in enumerate(requests):
             others = [requests[(position + k) % len(requests)][1] for k in range(1, concurrency + 1)]
             for run in range(repeat):
-                completion, overlap = await self._loaded(request_id, request, others)
+                seen, overlap = await self._loaded(request, others)
                 slot = Slot(replica=self.number, mode="load", repeat=run)
-                observations.append(Observation(request_id, slot, completion, overlap))
-            self.progress(f"replica {self.number} load    {request_id} (overlap {overlap})")
+                observations.append(self._observation(request_id, slot, seen, overlap))
+            progress = f"replica {self.number} load    {request_id} (overlap {overlap})"
+            self.progress(progress + _failed(observations[-repeat:]))
         return observations
 
-    async def _loaded(
-        self, request_id: str, request: TaskRequest, others: Sequence[TaskRequest]
-    ) -> tuple[Completion, int]:
-        measured = asyncio.ensure_future(self._observe(request, request_id, "load"))
+    async def _loaded(self, request: TaskRequest, others: Sequence[TaskRequest]) -> tuple[Observed | WorkerError, int]:
+        """The measured stream, and how many of the others generated while it did (a failed one: none)."""
+        measured = asyncio.ensure_future(self._observe(request, "load"))
         await asyncio.sleep(_STAGGER_S)
         longer = [o.model_copy(update={"max_tokens": max(o.max_tokens, request.max_tokens * 2)}) for o in others]
-        background = [asyncio.ensure_future(self._observe(o, f"{request_id} (load)", "load")) for o in longer]
+        background = [asyncio.ensure_future(self._observe(o, "load")) for o in longer]
         try:
-            completion, window = await measured
-            windows = [w for _, w in await asyncio.gather(*background)]
+            seen = await measured
+            around = await asyncio.gather(*background)
         finally:
             for task in background:
                 task.cancel()
-        return completion, sum(1 for w in windows if w.overlaps(window))
+        if isinstance(seen, WorkerError):
+            return seen, 0
+        windows = [o.window for o in around if isinstance(o, Observed)]
+        return seen, sum(1 for w in windows if w.overlaps(seen.window))
 
     async def with_prompt_cache(self, requests: Sequence[tuple[str, TaskRequest]]) -> list[Observation]:
         """Each request twice with the prompt cache on: the second reuses the cache the first filled."""
         observations = []
         for request_id, request in requests:
             cached = request.model_copy(update={"cache_prompt": True})
-            await self._observe(cached, request_id, "cache")
-            completion, _ = await self._observe(cached, request_id, "cache")
-            observations.append(Observation(request_id, Slot(replica=self.number, mode="cache"), completion))
-            self.progress(f"replica {self.number} cache   {request_id}")
+            filled = await self._observe(cached, "cache")
+            seen = filled if isinstance(filled, WorkerError) else await self._observe(cached, "cache")
+            observations.append(self._observation(request_id, Slot(replica=self.number, mode="cache"), seen))
+            self.progress(f"replica {self.number} cache   {request_id}{_failed(observations[-1:])}")
         return observations
+
+
+def _failed(observations: Sequence[Observation]) -> str:
+    """A progress line's note of the streams that failed, by their error kind."""
+    kinds = [o.failure.kind for o in observations if o.failure is not None]
+    return f"  FAILED ({', '.join(kinds)})" if kinds else ""

@@ -30,6 +30,7 @@ from conform.reports import (
     RequestOutcome,
     TargetInfo,
     describe_divergence,
+    describe_failure,
     utc_now,
 )
 from conform.reports.provenance import Versioned, compare_versions, versioned, versioned_as_recorded
@@ -40,7 +41,7 @@ from ..timing import summarize_latency
 from .compare import Observation, judge_request
 from .corpus import CorpusError, CorpusRequest, builtin_corpus, load_corpus
 from .golden import GoldenLine, golden_provenance, load_golden, write_golden
-from .replay import ReplayError, Replica
+from .replay import Replica
 
 __all__ = ["SuiteOptions", "TargetUnreachable", "describe_divergence", "run_suite"]
 
@@ -176,11 +177,14 @@ def _check_golden_digest(golden: list[GoldenLine], replica: ReplicaInfo, path: P
 
 
 def _result(outcome: RequestOutcome, engine: str, duration: float) -> CheckResult:
-    detail = None
+    """A request's result: failed on any failed stream (each named) or divergence among the streams that
+    completed."""
+    problems = [describe_failure(f) for f in outcome.failures]
     if outcome.divergences:
         extra = len(outcome.divergences) - 1
-        detail = describe_divergence(outcome.divergences[0]) + (f" (+{extra} more)" if extra else "")
-    status = "failed" if outcome.divergences else "passed"
+        problems.append(describe_divergence(outcome.divergences[0]) + (f" (+{extra} more)" if extra else ""))
+    detail = "; ".join(problems) or None
+    status = "failed" if problems else "passed"
     return _check_result(
         f"determinism.{outcome.id}",
         "a seeded request gives the same tokens everywhere",
@@ -260,18 +264,7 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
             for r in requests
         ]
         players = [Replica(n, adapter, progress) for n, adapter in enumerate(adapters)]
-        try:
-            observations = await _replay(players, tasks, modes, options)
-        except ReplayError as error:
-            failed = _check_result(
-                "determinism.request_failed",
-                "every seeded request completes on every replica",
-                options.engine,
-                "failed",
-                str(error),
-                loop.time() - began,
-            )
-            return _report(options, started_at, replicas, [failed], section, players)
+        observations = await _replay(players, tasks, modes, options)
         section.replicas = [r.model_copy(update={"sampler": p.sampler}) for r, p in zip(replicas, players, strict=True)]
         if options.record is not None:
             write_golden(options.record, requests, observations, replicas[0])
@@ -334,6 +327,8 @@ def _summary(outcomes: Sequence[RequestOutcome]) -> DeterminismSummary:
         by_kind=by_kind,
         unique_completions=sum(o.unique_completions for o in outcomes),
         logprob_drift=sum(len(o.logprob_drift) for o in outcomes),
+        failed=sum(1 for o in outcomes if o.failures),
+        failed_streams=sum(len(o.failures) for o in outcomes),
     )
 
 
@@ -352,6 +347,8 @@ def _report(
             url=r.url,
             label=f"{options.engine}#{n}",
             engine_version=r.engine_version,
+            engine_version_source=r.engine_version_source,
+            engine_version_reported=r.engine_version_reported,
             model=r.model,
             model_digest=r.model_digest,
             capabilities=CapabilitySummary(supported=[], unsupported=[], source="inferred"),

@@ -194,6 +194,8 @@ def test_two_good_replicas_are_identical(stub_process) -> None:
         "by_kind": {"replica": 0, "load": 0, "repeat": 0, "baseline": 0, "cache": 0},
         "unique_completions": 3,
         "logprob_drift": 0,
+        "failed": 0,
+        "failed_streams": 0,
     }
     assert section["modes"] == ["solo", "load", "cache"] and section["concurrency"] == 4
     assert report["reproduce"].startswith(f"conform determinism --engine llamacpp --url {a.url} --url {b.url}")
@@ -362,3 +364,39 @@ def test_two_real_llamacpp_replicas(llamacpp_replicas, tmp_path: Path) -> None:
     ), f"seeded solo repeats on one server must agree: {out}"
     assert code == (1 if section["summary"]["diverged"] else 0)
     print(out)  # the measured under-load and cache behaviour, for the CI log
+
+
+def test_a_stream_that_fails_under_load_loses_no_other_comparison(stub_process) -> None:
+    """llama-cpp-python's server ends a running stream as soon as another request arrives: every load stream
+    fails, each is reported for its request, and every solo comparison is still made and counted."""
+    stub = stub_process({**PACE, "faults": [{"kind": "abandon_under_load"}]})
+    code, out, report, _ = determinism(
+        "--url", stub.url, "--requests", "3", "--max-tokens", "12", "--repeat", "2", "--concurrency", "2",
+        "--no-prompt-cache",
+    )  # fmt: skip
+    assert code == 1 and report is not None, out
+    section = report["determinism"]
+    assert section["summary"]["requests"] == 3 and section["summary"]["failed"] == 3
+    assert section["summary"]["failed_streams"] == 6, "both load repeats of every request, each named"
+    for outcome in section["requests"]:
+        assert outcome["verdict"] == "identical" and outcome["divergences"] == [], "the two solo runs agree"
+        assert [(f["slot"]["mode"], f["kind"]) for f in outcome["failures"]] == [("load", "protocol_violation")] * 2
+        assert "the stream ended without the final stop:true frame" in outcome["failures"][0]["detail"]
+    results = {r["id"]: r for r in report["results"] if r["id"] != "determinism.load_overlap"}
+    assert len(results) == 3 and all(r["status"] == "failed" for r in results.values())
+    assert all(r["detail"].startswith("replica 0 load failed: protocol_violation: ") for r in results.values())
+    assert "3 requests: 3 identical, 0 diverged" in out and "3 with a failed stream (6 streams)" in out
+    assert out.count(" failed: protocol_violation: ") == 6, "a line per failed stream, under its request"
+
+
+def test_a_request_that_fails_alone_is_named_and_the_others_compared(stub_process) -> None:
+    stub = stub_process({**PACE, "faults": [{"kind": "status", "status": 400, "message": "boom", "times": 1}]})
+    code, out, report, _ = determinism(
+        "--url", stub.url, "--requests", "2", "--max-tokens", "8", "--repeat", "2", "--no-load", "--no-prompt-cache"
+    )
+    assert code == 1 and report is not None, out
+    first, second = report["determinism"]["requests"]
+    assert [(f["slot"]["mode"], f["slot"]["repeat"], f["kind"]) for f in first["failures"]] == [
+        ("solo", 0, "invalid_request")
+    ]
+    assert second["failures"] == [] and second["verdict"] == "identical"
