@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from conform.reports import CheckResult, Report, matrix_cells
+from conform.reports import CheckResult, Report, describe_failure, matrix_cells
+from conform.reports.provenance import compare_provenance
 
 __all__ = ["render_matrix"]
 
@@ -41,8 +42,6 @@ def render_matrix(report: Report) -> str:
 
 def render_determinism(report: Report) -> str:
     """One line per request, then every failed check and the summary."""
-    from conform.reports import describe_failure
-
     from .determinism import describe_divergence
 
     section = report.determinism
@@ -64,8 +63,7 @@ def render_determinism(report: Report) -> str:
                 )
     for result in report.results:
         if (result.status in ("failed", "error") and not result.id.startswith("determinism.")) or (
-            result.id in ("determinism.replica_mismatch", "determinism.load_overlap")
-            and result.status != "passed"
+            result.id in ("determinism.replica_mismatch", "determinism.load_overlap") and result.status != "passed"
         ):
             lines.append(f"{result.status.upper():<6} {result.id}: {result.detail}")
     if section is not None:
@@ -78,6 +76,10 @@ def render_determinism(report: Report) -> str:
             + (f"; {s.logprob_drift} logprob drifts" if s.logprob_drift else "")
             + (f"; {s.failed} with a failed stream ({s.failed_streams} streams)" if s.failed else "")
         )
+        if section.baseline is not None and section.replicas:
+            lines.append(
+                f"baseline {section.baseline.url}: {compare_provenance(section.baseline, section.replicas[0])}"
+            )
     return "\n".join(lines)
 
 

@@ -9,11 +9,19 @@ unknown versions never compare equal.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["VersionSource", "Versioned", "compare_versions", "identifies_build", "versioned", "versioned_as_recorded"]
+__all__ = [
+    "VersionSource",
+    "Versioned",
+    "compare_provenance",
+    "compare_versions",
+    "identifies_build",
+    "versioned",
+    "versioned_as_recorded",
+]
 
 VersionSource = Literal["reported", "declared", "unknown"]
 
@@ -72,3 +80,37 @@ def versioned_as_recorded(engine_version: str | None, source: VersionSource | No
         engine_version_source=source or ("reported" if engine_version else "unknown"),
         engine_version_reported=reported,
     )
+
+
+class _Recorded(Protocol):
+    """What a report records of a build: a target or a replica."""
+
+    @property
+    def engine_version(self) -> str | None: ...
+
+    @property
+    def engine_version_source(self) -> VersionSource | None: ...
+
+    @property
+    def engine_version_reported(self) -> str | None: ...
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def model_digest(self) -> str | None: ...
+
+
+def _as_recorded(info: _Recorded) -> Versioned:
+    return versioned_as_recorded(info.engine_version, info.engine_version_source, info.engine_version_reported)
+
+
+def compare_provenance(before: _Recorded, after: _Recorded) -> str:
+    """The builds and the models an upgrade comparison compares, in one line."""
+    same_model = before.model_digest is not None and before.model_digest == after.model_digest
+    model = (
+        "the same model digest"
+        if same_model
+        else f"model {before.model_digest or before.model} → {after.model_digest or after.model}"
+    )
+    return f"{compare_versions(_as_recorded(before), _as_recorded(after))}; {model}"

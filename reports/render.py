@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .model import CheckResult, Divergence, Percentiles, Report, Slot, StreamFailure, TargetInfo, TokenRef
-from .provenance import Versioned, compare_versions, versioned_as_recorded
+from .provenance import compare_provenance
 
 __all__ = [
     "INSECURE_WARNING",
@@ -320,24 +320,11 @@ def _engines_compared(before: list[TargetInfo], after: list[TargetInfo]) -> list
     """A line per target label in both reports: its engine version, then and now, and whether the model is
     the same."""
     was = {t.label or t.engine: t for t in before}
-    lines = []
-    for target in after:
-        old = was.get(target.label or target.engine)
-        if old is None:
-            continue
-        versions = compare_versions(_versioned(old), _versioned(target))
-        same_model = old.model_digest is not None and old.model_digest == target.model_digest
-        model = (
-            "the same model digest"
-            if same_model
-            else f"model {old.model_digest or old.model} → {target.model_digest or target.model}"
-        )
-        lines.append(f"{target.label or target.engine}: {versions}; {model}")
-    return lines
-
-
-def _versioned(target: TargetInfo) -> Versioned:
-    return versioned_as_recorded(target.engine_version, target.engine_version_source, target.engine_version_reported)
+    return [
+        f"{t.label or t.engine}: {compare_provenance(was[t.label or t.engine], t)}"
+        for t in after
+        if (t.label or t.engine) in was
+    ]
 
 
 def render_diff_markdown(diff: ReportDiff) -> str:

@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from tests.helpers import CHATML_TOOLS, CONFORM, LLAMACPP_KEY, RunningProcess, start_llamacpp, start_triton
+from tests.helpers import (
+    CHATML_TOOLS,
+    CONFORM,
+    LLAMACPP_KEY,
+    RunningProcess,
+    previous_llamacpp_binary,
+    start_llamacpp,
+    start_triton,
+)
 
 # Everywhere: derandomized and without a deadline (shared 2-core machines, so no "too slow" health check by
 # chance); `HYPOTHESIS_PROFILE=fuzz` for a long run, `HYPOTHESIS_PROFILE=default` for hypothesis' own.
@@ -52,6 +60,19 @@ def llamacpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
     """A real llama.cpp server with the gemma 270M model, 2 slots, rendering chats (tools too) with the
     ChatML tools template, shared by the session."""
     server = start_llamacpp(tmp_path_factory.mktemp("llamacpp") / "server.log", chat_template=CHATML_TOOLS)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def llamacpp_previous_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
+    """The previous llama.cpp build (tests/data/llamacpp-previous.txt), started as llamacpp_server is: the old
+    side of the real upgrade."""
+    binary = previous_llamacpp_binary()
+    log = tmp_path_factory.mktemp("llamacpp-previous") / "server.log"
+    server = start_llamacpp(log, chat_template=CHATML_TOOLS, binary=binary)
     try:
         yield server
     finally:

