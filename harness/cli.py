@@ -175,15 +175,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     det.add_argument("--seed", type=int, default=1, metavar="S", help="selects the built-in requests (default 1)")
     det.add_argument(
-        "--concurrency", type=int, default=4, metavar="K", help="other requests in flight under load (default 4)"
+        "--concurrency",
+        type=int,
+        default=4,
+        metavar="K",
+        help="other requests in flight under load, and identical ones at once with --repeat (default 4)",
     )
     det.add_argument(
         "--max-tokens", type=int, default=64, metavar="T", help="tokens per request unless the corpus says (default 64)"
     )
     det.add_argument(
-        "--repeat", type=int, default=1, metavar="N", help="times each request is sent per replica and mode"
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="send each request N times alone, one after another, and (unless --no-load) as N identical requests "
+        "--concurrency at a time: the unique-completions experiment, reported per request (how many distinct "
+        "completions, how many requests gave each, where they first differ)",
     )
-    det.add_argument("--no-load", action="store_true", help="solo only: skip the under-load mode")
+    det.add_argument("--no-load", action="store_true", help="solo only: skip the under-load and burst modes")
     det.add_argument("--no-prompt-cache", action="store_true", help="skip the prompt-cache-on comparison")
     det.add_argument(
         "--logprob-rtol",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from conform.reports import CheckResult, Report, describe_failure, matrix_cells
+from conform.reports import CheckResult, Report, describe_failure, describe_identical_requests, matrix_cells
 from conform.reports.provenance import compare_provenance
 
 __all__ = ["render_matrix"]
@@ -40,6 +40,10 @@ def render_matrix(report: Report) -> str:
     return "\n".join(lines)
 
 
+_SHOWN = 4
+"""Divergences printed per request: with --repeat 100 a request can have a hundred."""
+
+
 def render_determinism(report: Report) -> str:
     """One line per request, then every failed check and the summary."""
     from .determinism import describe_divergence
@@ -52,10 +56,14 @@ def render_determinism(report: Report) -> str:
             load = f", load overlap {outcome.load_overlap}" if outcome.load_overlap is not None else ""
             if outcome.divergences:
                 lines.append(f"DIVERGED   {outcome.id:<20} {unique}{load}")
-                lines.extend(f"    {describe_divergence(d)}" for d in outcome.divergences)
+                lines.extend(f"    {describe_divergence(d)}" for d in outcome.divergences[:_SHOWN])
+                if len(outcome.divergences) > _SHOWN:
+                    lines.append(f"    (+{len(outcome.divergences) - _SHOWN} more divergences: see the report)")
             else:
                 lines.append(f"identical  {outcome.id:<20} {unique}{load}")
             lines.extend(f"    {describe_failure(f)}" for f in outcome.failures)
+            if outcome.identical_requests is not None:
+                lines.append(f"    {describe_identical_requests(outcome.identical_requests)}")
             for drift in outcome.logprob_drift:
                 lines.append(
                     f"    logprob drift ({drift.kind}) at token {drift.index}: "

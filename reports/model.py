@@ -230,6 +230,28 @@ class StreamFailure(_Model):
     detail: str
 
 
+class CompletionGroup(_Model):
+    """One distinct completion of identical requests: how many gave it, and how it begins."""
+
+    count: int
+    text: str
+    """The completion's first 80 characters."""
+
+
+class IdenticalRequests(_Model):
+    """The unique-completions experiment of one request: N identical copies, K in flight at once (``burst``)."""
+
+    requests: int
+    concurrency: int
+    completions: list[CompletionGroup]
+    """Each distinct completion with how many requests gave it, the most common first."""
+    divergence_positions: list[int]
+    """For each request whose completion is not the most common: the token where it first differs from it."""
+    divergence_min: int | None = None
+    divergence_median: float | None = None
+    divergence_max: int | None = None
+
+
 class RequestOutcome(_Model):
     id: str
     verdict: Literal["identical", "diverged"]
@@ -239,6 +261,8 @@ class RequestOutcome(_Model):
     logprob_drift: list[LogprobDrift] = Field(default_factory=list)
     failures: list[StreamFailure] = Field(default_factory=list)
     """Streams of this request that failed; each is left out of the comparisons, which all others still make."""
+    identical_requests: IdenticalRequests | None = None
+    """With --repeat N > 1: N identical copies sent K (--concurrency) at a time, and what they gave."""
     load_overlap: int | None = None
     """Fewest other requests generating at the same time as this one under load (0: load not achieved)."""
 

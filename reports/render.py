@@ -6,7 +6,17 @@ import html
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .model import CheckResult, Divergence, Percentiles, Report, Slot, StreamFailure, TargetInfo, TokenRef
+from .model import (
+    CheckResult,
+    Divergence,
+    IdenticalRequests,
+    Percentiles,
+    Report,
+    Slot,
+    StreamFailure,
+    TargetInfo,
+    TokenRef,
+)
 from .provenance import compare_provenance
 
 __all__ = [
@@ -14,6 +24,7 @@ __all__ = [
     "ReportDiff",
     "describe_divergence",
     "describe_failure",
+    "describe_identical_requests",
     "describe_slot",
     "diff_reports",
     "matrix_cells",
@@ -83,6 +94,18 @@ def describe_divergence(d: Divergence) -> str:
 def describe_failure(f: StreamFailure) -> str:
     """A failed stream in one line: where (replica, mode, repeat) and how (its error kind and detail)."""
     return f"{describe_slot(f.slot)} failed: {f.kind}: {f.detail}"
+
+
+def describe_identical_requests(x: IdenticalRequests) -> str:
+    """The unique-completions experiment of one request in one line."""
+    counts = ", ".join(str(group.count) for group in x.completions[:8]) + (", …" if len(x.completions) > 8 else "")
+    text = f"burst: {x.requests} identical requests, {x.concurrency} at once: {len(x.completions)} unique ({counts})"
+    if x.divergence_positions:
+        text += (
+            f"; first divergence from the most common at token min {x.divergence_min}, "
+            f"median {x.divergence_median:g}, max {x.divergence_max}"
+        )
+    return text
 
 
 INSECURE_WARNING = "TLS certificates were NOT verified (--insecure): this report does not prove whom it talked to"

@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import math
+import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from conform.adapters import Token
-from conform.reports import Divergence, LogprobDrift, RequestOutcome, Slot, StreamFailure, TokenRef
+from conform.reports import (
+    CompletionGroup,
+    Divergence,
+    IdenticalRequests,
+    LogprobDrift,
+    RequestOutcome,
+    Slot,
+    StreamFailure,
+    TokenRef,
+)
 
-__all__ = ["Completion", "Observation", "compare_pairs", "first_divergence", "judge_request"]
+__all__ = [
+    "BURST",
+    "Completion",
+    "Observation",
+    "compare_pairs",
+    "first_divergence",
+    "identical_requests",
+    "judge_request",
+]
+
+BURST = "burst"
+"""The mode of N identical copies of a request, K in flight at once (the unique-completions experiment)."""
 
 
 _CONTEXT = 8
@@ -119,11 +141,41 @@ def compare_pairs(
     return divergences, drifts
 
 
+def identical_requests(burst: Sequence[Observation], concurrency: int) -> tuple[IdenticalRequests, Divergence | None]:
+    """The experiment's figures for one request's burst (its completed streams): each distinct completion with
+    its count, most common first; where every other stream first leaves the most common one; and that first
+    divergence as a Divergence (kind repeat), the one the report names."""
+    counts = Counter(o.completion.key for o in burst)
+    ranked = counts.most_common()
+    example = {o.completion.key: o for o in reversed(burst)}  # the first stream that gave each completion
+    common = example[ranked[0][0]] if ranked else None
+    positions: list[int] = []
+    first: tuple[Observation, Observation] | None = None
+    for observation in burst:
+        if common is None or observation.completion.key == common.completion.key:
+            continue
+        position = first_divergence(common.completion.key, observation.completion.key)
+        positions.append(position if position is not None else 0)
+        first = first or (common, observation)
+    figures = IdenticalRequests(
+        requests=len(burst),
+        concurrency=concurrency,
+        completions=[CompletionGroup(count=n, text=example[key].completion.text[:80]) for key, n in ranked],
+        divergence_positions=positions,
+        divergence_min=min(positions) if positions else None,
+        divergence_median=statistics.median(positions) if positions else None,
+        divergence_max=max(positions) if positions else None,
+    )
+    divergence = compare_pairs("repeat", [first], 0.0)[0][0] if first else None
+    return figures, divergence
+
+
 def judge_request(
     request_id: str,
     observations: Sequence[Observation],
     baseline: Observation | None,
     rtol: float,
+    concurrency: int = 1,
 ) -> RequestOutcome:
     """Every comparison the observations allow, from the cheapest explanation to the broadest.
 
@@ -131,10 +183,13 @@ def judge_request(
     replica; cache: solo (cache off) vs cache on, per replica; replica: every
     replica's first solo run vs replica 0's; baseline: the golden file vs each
     replica's first solo run. A failed stream is listed and left out; every comparison
-    of the streams that completed is still made.
+    of the streams that completed is still made. A burst (N identical copies, `concurrency`
+    at a time) gives the unique-completions figures and names its first divergence.
     """
     failures = [o.failure for o in observations if o.failure is not None]
     observations = [o for o in observations if o.failure is None]
+    burst = [o for o in observations if o.slot.mode == BURST]
+    observations = [o for o in observations if o.slot.mode != BURST]
     by_slot = {(o.slot.replica, o.slot.mode, o.slot.repeat): o for o in observations}
     replicas = sorted({o.slot.replica for o in observations if o.slot.replica is not None})
     modes = sorted({o.slot.mode for o in observations})
@@ -170,7 +225,11 @@ def judge_request(
         found, drifted = compare_pairs("baseline", [(baseline, s) for s in solos], rtol)
         divergences += found
         drifts += drifted
-    everything = [*observations, *([baseline] if baseline is not None else [])]
+    figures = None
+    if burst:
+        figures, burst_divergence = identical_requests(burst, concurrency)
+        divergences += [burst_divergence] if burst_divergence is not None else []
+    everything = [*observations, *burst, *([baseline] if baseline is not None else [])]
     overlaps = [o.overlap for o in observations if o.overlap is not None]
     return RequestOutcome(
         id=request_id,
@@ -180,4 +239,5 @@ def judge_request(
         logprob_drift=drifts,
         load_overlap=min(overlaps) if overlaps else None,
         failures=failures,
+        identical_requests=figures,
     )

@@ -19,7 +19,7 @@ from conform.adapters import End, HttpAdapter, Started, TaskRequest, Token, Work
 from conform.reports import Slot
 
 from ..timing import StreamTiming, stream_timing
-from .compare import Completion, Observation
+from .compare import BURST, Completion, Observation
 
 __all__ = ["Replica", "Window"]
 
@@ -145,6 +145,29 @@ class Replica:
             return seen, 0
         windows = [o.window for o in around if isinstance(o, Observed)]
         return seen, sum(1 for w in windows if w.overlaps(seen.window))
+
+    async def burst(
+        self, requests: Sequence[tuple[str, TaskRequest]], copies: int, concurrency: int
+    ) -> list[Observation]:
+        """Each request as `copies` identical requests, `concurrency` of them in flight at once: the
+        unique-completions experiment (llama.cpp #7052) users run by hand."""
+        observations = []
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(request: TaskRequest) -> Observed | WorkerError:
+            async with gate:
+                return await self._observe(request, BURST)
+
+        for request_id, request in requests:
+            seen = await asyncio.gather(*(one(request) for _ in range(copies)))
+            observations += [
+                self._observation(request_id, Slot(replica=self.number, mode=BURST, repeat=n), result)
+                for n, result in enumerate(seen)
+            ]
+            unique = len({o.completion.key for o in observations[-copies:] if o.failure is None})
+            line = f"replica {self.number} burst   {request_id} ({copies} at {concurrency} at once: {unique} unique)"
+            self.progress(line + _failed(observations[-copies:]))
+        return observations
 
     async def with_prompt_cache(self, requests: Sequence[tuple[str, TaskRequest]]) -> list[Observation]:
         """Each request twice with the prompt cache on: the second reuses the cache the first filled."""

@@ -38,7 +38,7 @@ from conform.reports.provenance import versioned
 from ..runtime import adapter_options
 from ..targets import Target
 from ..timing import summarize_latency
-from .compare import Observation, judge_request
+from .compare import BURST, Observation, judge_request
 from .corpus import CorpusError, CorpusRequest, builtin_corpus, load_corpus
 from .golden import GoldenLine, golden_provenance, load_golden, write_golden
 from .replay import Replica
@@ -224,6 +224,8 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
         requests = [r if r.max_tokens else r.model_copy(update={"max_tokens": options.max_tokens}) for r in requests]
         capabilities = adapters[0].capabilities
         modes = list(options.modes)
+        if options.repeat > 1 and "load" in modes:
+            modes.append(BURST)  # N identical copies, K at once: the unique-completions experiment
         if options.prompt_cache and Capability.PROMPT_CACHE_CONTROL in capabilities and "cache" not in modes:
             modes.append("cache")
         section = DeterminismSection(
@@ -270,6 +272,7 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
                 [o for o in observations if o.request_id == request.id],
                 baseline.get(request.id),
                 options.logprob_rtol,
+                options.concurrency,
             )
             for request in requests
         ]
@@ -297,7 +300,9 @@ async def _replay(
     async def one(replica: Replica) -> list[Observation]:
         observed = await replica.solo(tasks, options.repeat)
         if "load" in modes:
-            observed += await replica.under_load(tasks, options.concurrency, options.repeat)
+            observed += await replica.under_load(tasks, options.concurrency, 1)
+        if BURST in modes:
+            observed += await replica.burst(tasks, options.repeat, options.concurrency)
         if "cache" in modes:
             observed += await replica.with_prompt_cache(tasks)
         return observed
