@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .model import (
@@ -184,6 +184,8 @@ def render_markdown(report: Report) -> str:
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1b1b1b}
+svg .bar{fill:#3b6ea5}svg.divergence-positions .bar{fill:#c0602a}svg text{font-size:11px}
+figure{display:inline-block;margin:0 2rem 1rem 0;vertical-align:top}figcaption{max-width:32rem;color:#444}
 p.insecure{background:#fde7e9;border:2px solid #a40e26;padding:.5rem}
 h1 span.conformant{color:#106b21}h1 span.partial{color:#8a5a00}h1 span.nonconformant{color:#a40e26}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
@@ -263,11 +265,77 @@ def render_html(report: Report) -> str:
             parts += [f"<li><strong>{e(request)}</strong>: {e(describe_failure(f))}</li>" for request, f in failed]
             parts.append("</ul>")
         for outcome in section.requests:
+            if outcome.identical_requests is not None:
+                parts.append(_experiment_html(outcome.id, outcome.identical_requests))
+        for outcome in section.requests:
             for d in outcome.divergences[:1]:
                 parts.append(f"<h3>{e(outcome.id)}: {e(d.kind)} divergence at token {d.index}</h3>")
                 parts.append(_aligned_streams(d))
     parts.append("</body></html>")
     return "".join(parts) + "\n"
+
+
+_BAR_W, _CHART_H, _PAD = 28, 120, 24
+"""Bar width, chart height and padding of the experiment's pictures, in SVG units."""
+
+
+def _bars(kind: str, title: str, values: list[int], labels: list[str], caption: str) -> str:
+    """An inline SVG bar chart: a bar per value, its number above it and its label below; every bar carries
+    its value (``data-value``) for a reader that checks the picture."""
+    e = html.escape
+    top = max(values, default=0) or 1
+    width = _PAD * 2 + max(1, len(values)) * (_BAR_W + 6)
+    height = _CHART_H + _PAD * 3
+    marks = []
+    for n, (value, label) in enumerate(zip(values, labels, strict=True)):
+        x = _PAD + n * (_BAR_W + 6)
+        bar = round(_CHART_H * value / top)
+        y = _PAD + _CHART_H - bar
+        marks.append(
+            f"<rect class='bar' x='{x}' y='{y}' width='{_BAR_W}' height='{bar}' data-value='{value}'>"
+            f"<title>{e(label)}: {value}</title></rect>"
+            f"<text class='value' x='{x + _BAR_W / 2}' y='{y - 4}' text-anchor='middle'>{value}</text>"
+            f"<text class='label' x='{x + _BAR_W / 2}' y='{_PAD + _CHART_H + 14}' "
+            f"text-anchor='middle'>{e(label)}</text>"
+        )
+    return (
+        f"<figure><svg class='{kind}' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+        f"viewBox='0 0 {width} {height}' role='img' aria-label='{e(title)}'><title>{e(title)}</title>"
+        f"<line x1='{_PAD}' y1='{_PAD + _CHART_H}' x2='{width - _PAD}' y2='{_PAD + _CHART_H}' stroke='#444'/>"
+        + "".join(marks)
+        + f"</svg><figcaption>{e(caption)}</figcaption></figure>"
+    )
+
+
+def _experiment_html(request_id: str, x: IdenticalRequests) -> str:
+    """The unique-completions experiment of one request: a bar per distinct completion (how many of the N
+    requests gave it) and a histogram of where the others first left the most common one."""
+    e = html.escape
+    counts = [group.count for group in x.completions]
+    names = [f"#{n + 1}" for n in range(len(counts))]
+    chart = _bars(
+        "unique-completions",
+        f"{request_id}: {len(counts)} unique completions of {x.requests} identical requests",
+        counts,
+        names,
+        f"{len(counts)} unique completions of {x.requests} identical requests, {x.concurrency} at once "
+        "(a bar each: how many requests gave it; #1 is the most common)",
+    )
+    if x.divergence_positions:
+        by_position = Counter(x.divergence_positions)
+        positions = list(range(min(by_position), max(by_position) + 1))
+        histogram = _bars(
+            "divergence-positions",
+            f"{request_id}: where completions first differ from the most common",
+            [by_position.get(p, 0) for p in positions],
+            [str(p) for p in positions],
+            f"first token that differs from the most common completion, per request: min {x.divergence_min}, "
+            f"median {x.divergence_median:g}, max {x.divergence_max}",
+        )
+    else:
+        histogram = "<p>Every request gave the same completion: no divergence to place.</p>"
+    heading = f"<h3>{e(request_id)}: identical requests</h3>"
+    return f"<section class='experiment' id='experiment-{e(request_id)}'>{heading}{chart}{histogram}</section>"
 
 
 def _aligned_streams(d: Divergence) -> str:

@@ -9,6 +9,7 @@ transcript, and the HTML renders in headless Chromium with its matrix.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -139,3 +140,62 @@ def test_html_renders_in_headless_chromium_without_console_errors(artifacts: dic
     assert "nonconformant" in dom and "duplicated token index" in dom
     console_errors = [line for line in shown.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line]
     assert not console_errors, console_errors
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does)"
+)
+def test_the_unique_completions_experiment_is_drawn_in_the_html(tmp_path: Path) -> None:
+    """--repeat N --concurrency K against a stub whose every request differs (it ignores the seed) and one that
+    always agrees: the HTML draws a bar per unique completion and a histogram of divergence positions, each
+    as inline SVG whose elements carry the numbers of the report."""
+    stub = subprocess.Popen(
+        [*CONFORM, "stub", "llamacpp", "--token-delay-ms", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert stub.stdout is not None
+    running = RunningProcess(stub, stub.stdout.readline().strip())
+    report, page = tmp_path / "report.json", tmp_path / "report.html"
+    try:
+        result = run_conform(
+            "determinism", "--engine", "llamacpp", "--url", running.url, "--requests", "2", "--repeat", "12",
+            "--concurrency", "4", "--max-tokens", "8", "--no-prompt-cache", "--report", str(report), "--quiet",
+        )  # fmt: skip
+    finally:
+        running.stop()
+    # 0, or 1 where this machine ran a load request alone (determinism.load_overlap): not this test's subject.
+    assert result.returncode in (0, 1) and report.exists(), result.stdout + result.stderr
+    document = json.loads(report.read_text())
+    assert [r["identical_requests"]["completions"] for r in document["determinism"]["requests"]] == [
+        [{"count": 12, "text": r["identical_requests"]["completions"][0]["text"]}]
+        for r in document["determinism"]["requests"]
+    ], "the well-behaved stub gives one completion to all twelve"
+    document["determinism"]["requests"][0]["identical_requests"] = {  # what a nondeterministic engine gives
+        "requests": 12,
+        "concurrency": 4,
+        "completions": [{"count": 9, "text": " a"}, {"count": 2, "text": " b"}, {"count": 1, "text": " c"}],
+        "divergence_positions": [3, 3, 5],
+        "divergence_min": 3,
+        "divergence_median": 3,
+        "divergence_max": 5,
+    }
+    report.write_text(json.dumps(document))
+    rendered = run_conform("report", str(report), "--html", str(page))
+    assert rendered.returncode == 0, rendered.stderr
+    assert CHROMIUM is not None
+    shown = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    dom = shown.stdout
+    assert "<script" not in dom and " src=" not in dom, "pictures inline: no script, nothing fetched"
+    varied, steady = dom.split('class="experiment"')[1:3]
+    bars = re.findall(r'class="unique-completions".*?</svg>', varied, re.S)[0]
+    assert re.findall(r'class="bar"[^>]*data-value="(\d+)"', bars) == ["9", "2", "1"]
+    assert "3 unique completions of 12 identical requests, 4 at once" in varied
+    histogram = re.findall(r'class="divergence-positions".*?</svg>', varied, re.S)[0]
+    assert re.findall(r'class="bar"[^>]*data-value="(\d+)"', histogram) == ["2", "0", "1"], "tokens 3, 4 and 5"
+    assert "min 3, median 3, max 5" in varied
+    assert re.findall(r'class="bar"[^>]*data-value="(\d+)"', steady.split("</section>")[0]) == ["12"]
+    assert "Every request gave the same completion" in steady

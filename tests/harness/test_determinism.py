@@ -371,16 +371,20 @@ def test_a_stream_that_fails_under_load_loses_no_other_comparison(stub_process) 
     fails, each is reported for its request, and every solo comparison is still made and counted."""
     stub = stub_process({**PACE, "faults": [{"kind": "abandon_under_load"}]})
     code, out, report, _ = determinism(
-        "--url", stub.url, "--requests", "3", "--max-tokens", "12", "--repeat", "2", "--concurrency", "2",
+        "--url", stub.url, "--requests", "3", "--max-tokens", "40", "--repeat", "2", "--concurrency", "2",
         "--no-prompt-cache",
     )  # fmt: skip
     assert code == 1 and report is not None, out
     section = report["determinism"]
     assert section["summary"]["requests"] == 3 and section["summary"]["failed"] == 3
-    assert section["summary"]["failed_streams"] == 6, "both load repeats of every request, each named"
+    assert section["summary"]["failed_streams"] == 6, "the load stream and one burst copy of every request, named"
     for outcome in section["requests"]:
         assert outcome["verdict"] == "identical" and outcome["divergences"] == [], "the two solo runs agree"
-        assert [(f["slot"]["mode"], f["kind"]) for f in outcome["failures"]] == [("load", "protocol_violation")] * 2
+        # Under load, and the first of the two identical copies sent at once (the second arrived while it ran).
+        assert [(f["slot"]["mode"], f["kind"]) for f in outcome["failures"]] == [
+            ("load", "protocol_violation"),
+            ("burst", "protocol_violation"),
+        ]
         assert "the stream ended without the final stop:true frame" in outcome["failures"][0]["detail"]
     results = {r["id"]: r for r in report["results"] if r["id"] != "determinism.load_overlap"}
     assert len(results) == 3 and all(r["status"] == "failed" for r in results.values())
@@ -400,3 +404,38 @@ def test_a_request_that_fails_alone_is_named_and_the_others_compared(stub_proces
         ("solo", 0, "invalid_request")
     ]
     assert second["failures"] == [] and second["verdict"] == "identical"
+
+
+def test_identical_requests_count_each_completion_and_place_each_divergence() -> None:
+    from conform.harness.determinism.compare import BURST, identical_requests
+
+    def burst(n: int, ids: tuple[int, ...]) -> Observation:
+        return Observation("q", Slot(replica=0, mode=BURST, repeat=n), Completion(ids, tuple(map(str, ids)), ()))
+
+    streams = [burst(0, (1, 2, 3, 4)), burst(1, (1, 2, 9, 9)), burst(2, (1, 2, 3, 4)), burst(3, (7, 2, 3, 4))]
+    streams += [burst(4, (1, 2, 3, 4)), burst(5, (1, 2, 9, 9))]
+    figures, divergence = identical_requests(streams, concurrency=3)
+    assert [(g.count, g.text) for g in figures.completions] == [(3, "1234"), (2, "1299"), (1, "7234")]
+    assert figures.divergence_positions == [2, 0, 2]
+    assert (figures.divergence_min, figures.divergence_median, figures.divergence_max) == (0, 2, 2)
+    assert divergence is not None and (divergence.kind, divergence.index, divergence.b.repeat) == ("repeat", 2, 1)
+    same, none = identical_requests([burst(0, (1,)), burst(1, (1,))], concurrency=2)
+    assert [g.count for g in same.completions] == [2] and same.divergence_positions == [] and none is None
+
+
+def test_the_experiment_counts_unique_completions_of_identical_requests(stub_process) -> None:
+    """--repeat N --concurrency K: a stub that ignores the seed gives N completions of N identical requests; the
+    well-behaved stub gives one."""
+    for script, unique in (({**PACE, "determinism": {"ignore_seed": True}}, 6), (PACE, 1)):
+        stub = stub_process(script)
+        code, out, report, _ = determinism(
+            "--url", stub.url, "--requests", "1", "--repeat", "6", "--concurrency", "3", "--max-tokens", "8",
+            "--no-prompt-cache",
+        )  # fmt: skip
+        assert report is not None, out
+        figures = report["determinism"]["requests"][0]["identical_requests"]
+        assert (figures["requests"], figures["concurrency"]) == (6, 3)
+        assert sorted(g["count"] for g in figures["completions"]) == sorted([6 // unique] * unique)
+        assert len(figures["divergence_positions"]) == 6 - max(g["count"] for g in figures["completions"])
+        assert f"burst: 6 identical requests, 3 at once: {unique} unique" in out
+        assert "burst" in report["determinism"]["modes"]
