@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conform.reports import write_atomic
 
-from . import overhead, sse, stub_throughput, timing, wall
+from . import overhead, scale, sse, stub_throughput, timing, wall
 from ._machine import CpuTicks, steal_between
 from ._table import Row, render
 
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "overhead": overhead.run,
     "timing": timing.run,
     "wall": wall.run,
+    "scale": scale.run,
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

@@ -17,14 +17,16 @@ __all__ = ["FrameCounter", "peak_rss_mib", "serve"]
 
 
 @contextlib.contextmanager
-def serve(kind: str, script: dict[str, Any] | None = None, timeline: Path | None = None) -> Iterator[tuple[str, int]]:
-    """(url, pid) of `conform stub llamacpp` (kind "stub") or of the plain aiohttp reference ("plain").
+def serve(
+    kind: str, script: dict[str, Any] | None = None, timeline: Path | None = None, engine: str = "llamacpp"
+) -> Iterator[tuple[str, int]]:
+    """(url, pid) of `conform stub ENGINE` (kind "stub") or of the plain aiohttp reference ("plain").
 
     With `timeline`, the stub writes there when it wrote each token, once it has stopped (on leaving).
     """
     with tempfile.TemporaryDirectory() as scratch:
         if kind == "stub":
-            args = [sys.executable, "-m", "conform", "stub", "llamacpp", "--port", "0"]
+            args = [sys.executable, "-m", "conform", "stub", engine, "--port", "0"]
             if script is not None:
                 path = Path(scratch) / "script.json"
                 path.write_text(json.dumps(script))

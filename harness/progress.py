@@ -8,11 +8,12 @@ When stderr is a pipe or a file (CI logs), every finished check is one plain lin
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from typing import TextIO
 
 from conform.reports import CheckResult
 
-__all__ = ["Progress"]
+__all__ = ["Eta", "Progress"]
 
 _CLEAR = "\r\x1b[2K"
 
@@ -48,3 +49,30 @@ class Progress:
             self._stream.write(_CLEAR)
             self._stream.flush()
             self._drawn = False
+
+
+class Eta:
+    """Done / total, elapsed and the time left at the pace so far, for a run of `total` equal-sized steps."""
+
+    def __init__(self, total: int, clock: Callable[[], float]) -> None:
+        self.total = total
+        self._clock = clock
+        self._began = clock()
+
+    def line(self, done: int, what: str) -> str:
+        elapsed = self._clock() - self._began
+        left = elapsed / done * (self.total - done) if done else 0.0
+        width = len(str(self.total))
+        return f"[{done:>{width}}/{self.total}] {what} done; {_duration(elapsed)} elapsed, ETA {_duration(left)}"
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

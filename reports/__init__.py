@@ -1,6 +1,6 @@
 """Reports: the compliance report model, its JSON Schema, and the writers."""
 
-from ._atomic import write_atomic
+from ._atomic import atomic_writer, write_atomic
 from .model import (
     SCHEMA_VERSION,
     TOOL_VERSION,
@@ -77,6 +77,7 @@ __all__ = [
     "TargetInfo",
     "TokenRef",
     "ToolInfo",
+    "atomic_writer",
     "content_digest",
     "describe_divergence",
     "describe_failure",

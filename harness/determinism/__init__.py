@@ -3,7 +3,7 @@ alone or under load, repeated, and after an upgrade (against a golden file)."""
 
 from .compare import Completion, Observation, first_divergence, judge_request
 from .corpus import BUILTIN, CorpusError, CorpusRequest, builtin_corpus, load_corpus
-from .golden import GoldenLine, load_golden, write_golden
+from .golden import GoldenLine, golden_line, load_golden
 from .suite import SuiteOptions, TargetUnreachable, describe_divergence, run_suite
 
 __all__ = [
@@ -18,9 +18,9 @@ __all__ = [
     "builtin_corpus",
     "describe_divergence",
     "first_divergence",
+    "golden_line",
     "judge_request",
     "load_corpus",
     "load_golden",
     "run_suite",
-    "write_golden",
 ]

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from conform.reports import ReplicaInfo, Slot, write_atomic
+from conform.reports import ReplicaInfo, Slot
 from conform.reports.provenance import VersionSource
 
 from .compare import Completion, Observation
 from .corpus import CorpusRequest, read_jsonl
 
-__all__ = ["GoldenLine", "golden_provenance", "load_golden", "write_golden"]
+__all__ = ["GoldenLine", "golden_line", "golden_provenance", "load_golden"]
 
 
 class GoldenLine(BaseModel):
@@ -43,29 +43,22 @@ class GoldenLine(BaseModel):
         return Observation(self.request.id, Slot(replica=None, mode="baseline"), completion)
 
 
-def write_golden(
-    path: Path, requests: Sequence[CorpusRequest], observations: Sequence[Observation], provenance: ReplicaInfo
-) -> None:
-    """Replica 0's first solo stream of every request, written atomically."""
-    first_solo = {o.request_id: o for o in observations if o.slot == Slot(replica=0, mode="solo", repeat=0)}
-    lines = []
-    for request in requests:
-        completion = first_solo[request.id].completion
-        logprobs = list(completion.logprobs) if any(lp is not None for lp in completion.logprobs) else None
-        line = GoldenLine(
-            request=request,
-            engine_version=provenance.engine_version,
-            engine_version_source=provenance.engine_version_source,
-            engine_version_reported=provenance.engine_version_reported,
-            model=provenance.model,
-            model_digest=provenance.model_digest,
-            token_ids=list(completion.ids),
-            text=completion.text,
-            pieces=list(completion.texts),
-            logprobs=logprobs,
-        )
-        lines.append(line.model_dump_json(exclude_none=False))
-    write_atomic(path, "\n".join(lines) + "\n")
+def golden_line(request: CorpusRequest, solo: Observation, provenance: ReplicaInfo) -> GoldenLine:
+    """The golden line of one request: replica 0's first solo stream, and what answered it."""
+    completion = solo.completion
+    logprobs = list(completion.logprobs) if any(lp is not None for lp in completion.logprobs) else None
+    return GoldenLine(
+        request=request,
+        engine_version=provenance.engine_version,
+        engine_version_source=provenance.engine_version_source,
+        engine_version_reported=provenance.engine_version_reported,
+        model=provenance.model,
+        model_digest=provenance.model_digest,
+        token_ids=list(completion.ids),
+        text=completion.text,
+        pieces=list(completion.texts),
+        logprobs=logprobs,
+    )
 
 
 def golden_provenance(path: Path, golden: Sequence[GoldenLine]) -> ReplicaInfo:

@@ -115,12 +115,20 @@ class Replica:
         return observations
 
     async def under_load(
-        self, requests: Sequence[tuple[str, TaskRequest]], concurrency: int, repeat: int
+        self,
+        requests: Sequence[tuple[str, TaskRequest]],
+        concurrency: int,
+        repeat: int,
+        corpus: Sequence[tuple[str, TaskRequest]] | None = None,
     ) -> list[Observation]:
-        """Each request while `concurrency` others (the rest of the corpus, longer) are in flight."""
+        """Each request while `concurrency` others (the requests after it in `corpus`, by default `requests`
+        themselves, longer) are in flight."""
         observations = []
-        for position, (request_id, request) in enumerate(requests):
-            others = [requests[(position + k) % len(requests)][1] for k in range(1, concurrency + 1)]
+        pool = list(corpus or requests)
+        order = {request_id: n for n, (request_id, _) in enumerate(pool)}
+        for request_id, request in requests:
+            position = order[request_id]
+            others = [pool[(position + k) % len(pool)][1] for k in range(1, concurrency + 1)]
             for run in range(repeat):
                 seen, overlap = await self._loaded(request, others)
                 slot = Slot(replica=self.number, mode="load", repeat=run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,19 +29,22 @@ from conform.reports import (
     ReplicaInfo,
     Report,
     RequestOutcome,
+    Slot,
     TargetInfo,
+    atomic_writer,
     describe_divergence,
     describe_failure,
     utc_now,
 )
 from conform.reports.provenance import versioned
 
+from ..progress import Eta
 from ..runtime import adapter_options
 from ..targets import Target
 from ..timing import summarize_latency
 from .compare import BURST, Observation, judge_request
 from .corpus import CorpusError, CorpusRequest, builtin_corpus, load_corpus
-from .golden import GoldenLine, golden_provenance, load_golden, write_golden
+from .golden import GoldenLine, golden_line, golden_provenance, load_golden
 from .replay import Replica
 
 __all__ = ["SuiteOptions", "TargetUnreachable", "describe_divergence", "run_suite"]
@@ -261,21 +265,25 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
             for r in requests
         ]
         players = [Replica(n, adapter, progress) for n, adapter in enumerate(adapters)]
-        observations = await _replay(players, tasks, modes, options)
-        section.replicas = [r.model_copy(update={"sampler": p.sampler}) for r, p in zip(replicas, players, strict=True)]
-        if options.record is not None:
-            write_golden(options.record, requests, observations, replicas[0])
         baseline = {line.request.id: line.observation() for line in golden} if golden else {}
-        outcomes = [
-            judge_request(
-                request.id,
-                [o for o in observations if o.request_id == request.id],
-                baseline.get(request.id),
-                options.logprob_rtol,
-                options.concurrency,
-            )
-            for request in requests
-        ]
+        with contextlib.ExitStack() as stack:
+            record = stack.enter_context(atomic_writer(options.record)) if options.record is not None else None
+            outcomes = []
+            eta = Eta(len(tasks), loop.time)
+            for position, request in enumerate(requests):
+                # One request at a time, every mode and replica, then judged: what is kept of it is its
+                # outcome, never its tokens, so a corpus of any size runs in the same memory.
+                observations = await _replay(players, tasks, position, modes, options)
+                if record is not None:
+                    first = next(o for o in observations if o.slot == Slot(replica=0, mode="solo", repeat=0))
+                    record.write(golden_line(request, first, replicas[0]).model_dump_json() + "\n")
+                outcomes.append(
+                    judge_request(
+                        request.id, observations, baseline.get(request.id), options.logprob_rtol, options.concurrency
+                    )
+                )
+                progress(eta.line(position + 1, request.id))
+        section.replicas = [r.model_copy(update={"sampler": p.sampler}) for r, p in zip(replicas, players, strict=True)]
         duration = (loop.time() - began) / max(1, len(outcomes))
         results = [_result(o, options.engine, duration) for o in outcomes]
         load_result = _load_result(outcomes, options.engine)
@@ -292,26 +300,26 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
 async def _replay(
     replicas: Sequence[Replica],
     tasks: Sequence[tuple[str, TaskRequest]],
+    position: int,
     modes: Sequence[str],
     options: SuiteOptions,
 ) -> list[Observation]:
-    """Every replica at once (they are separate servers); within a replica, mode after mode."""
+    """The request at `position` on every replica at once (they are separate servers); within a replica, mode
+    after mode. Under load, the others in flight are the requests after it in the corpus."""
+    task = [tasks[position]]
 
     async def one(replica: Replica) -> list[Observation]:
-        observed = await replica.solo(tasks, options.repeat)
+        observed = await replica.solo(task, options.repeat)
         if "load" in modes:
-            observed += await replica.under_load(tasks, options.concurrency, 1)
+            observed += await replica.under_load(task, options.concurrency, 1, corpus=tasks)
         if BURST in modes:
-            observed += await replica.burst(tasks, options.repeat, options.concurrency)
+            observed += await replica.burst(task, options.repeat, options.concurrency)
         if "cache" in modes:
-            observed += await replica.with_prompt_cache(tasks)
+            observed += await replica.with_prompt_cache(task)
         return observed
 
-    per_replica = await asyncio.gather(*(one(r) for r in replicas), return_exceptions=True)
-    failures = [r for r in per_replica if isinstance(r, BaseException)]
-    if failures:
-        raise failures[0]
-    return [o for observed in per_replica if not isinstance(observed, BaseException) for o in observed]
+    per_replica = await asyncio.gather(*(one(r) for r in replicas))
+    return [o for observed in per_replica for o in observed]
 
 
 def _summary(outcomes: Sequence[RequestOutcome]) -> DeterminismSummary:

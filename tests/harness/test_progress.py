@@ -53,3 +53,15 @@ def test_a_live_line_on_a_terminal_keeps_failures_above_it() -> None:
     )
     assert "[  3/3] llamacpp@stub · ordering.indices" in text
     assert text.endswith("\r\x1b[2K"), "the live line is erased at the end"
+
+
+def test_eta_says_done_total_elapsed_and_time_left_at_the_pace_so_far() -> None:
+    from conform.harness.progress import Eta
+
+    now = [100.0]
+    eta = Eta(1000, lambda: now[0])
+    now[0] += 30.0
+    assert eta.line(10, "q10") == "[  10/1000] q10 done; 30 s elapsed, ETA 49 min 30 s"
+    now[0] += 3570.0
+    assert eta.line(500, "q500") == "[ 500/1000] q500 done; 1 h 00 min elapsed, ETA 1 h 00 min"
+    assert eta.line(1000, "q1000").endswith("ETA 0 s")

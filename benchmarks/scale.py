@@ -1,0 +1,98 @@
+"""`conform determinism` at scale: 1,000 requests against two replicas, beside the engine-bound floor.
+
+Two echo stubs stream at a realistic pace (a token every 10 ms); the suite sends each request to both at
+once, solo, one request after another. The engine alone needs `tokens x delay` per request: that is the
+floor no client can beat, and the harness's cost is what it adds to it. Memory is measured at two corpus
+sizes: a run that keeps only each request's outcome, never its tokens, peaks at about the same resident
+set whether it replays 100 requests or 1,000.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ._processes import serve
+from ._table import Row
+
+__all__ = ["run"]
+
+TOKEN_DELAY_MS = 10.0
+TOKENS = 4
+"""Tokens per request: short streams keep the floor short, and make the harness's per-request cost show."""
+
+
+def _determinism(urls: list[str], requests: int, report: Path) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MiB) of one `conform determinism` run in a child process."""
+    args = [sys.executable, "-m", "conform", "determinism", "--engine", "echo", "--quiet", "--no-load"]
+    for url in urls:
+        args += ["--url", url]
+    args += ["--requests", str(requests), "--max-tokens", str(TOKENS), "--report", str(report)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    # A child of its own: its CPU time and peak RSS are read from getrusage(RUSAGE_CHILDREN) once it ends.
+    result = subprocess.run(args, capture_output=True, text=True, timeout=1800)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise RuntimeError(f"conform determinism failed: {result.stdout[-2000:]} {result.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, after.ru_maxrss / 1024
+
+
+def run(quick: bool = False) -> list[Row]:
+    large, small = (60, 20) if quick else (1000, 100)
+    script = {"token_delay_ms": TOKEN_DELAY_MS}
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
+        urls = [stack.enter_context(serve("stub", script, engine="echo"))[0] for _ in range(2)]
+        report = Path(scratch) / "report.json"
+        # The small run first: RUSAGE_CHILDREN's peak is the largest child so far, so the large one (started
+        # second) can only raise it, and its figure is its own whenever it is the larger.
+        _, _, rss_small = _determinism(urls, small, report)
+        wall, cpu, rss_large = _determinism(urls, large, report)
+        summary = json.loads(report.read_text())["determinism"]["summary"]
+    if summary["requests"] != large or summary["identical"] != large:
+        raise RuntimeError(f"the run did not compare every request identically: {summary}")
+    floor = large * TOKENS * TOKEN_DELAY_MS / 1000
+    per_request_ms = cpu / large * 1000
+    engine_ms = TOKENS * TOKEN_DELAY_MS
+    return [
+        Row(
+            f"determinism {large:,} requests x 2 replicas: harness CPU per request",
+            per_request_ms,
+            "ms",
+            "< 5% of the engine",
+            per_request_ms < 0.05 * engine_ms,
+            theirs=engine_ms,
+            alternative="engine time per request (floor)",
+            note=f"{cpu:.1f} s of CPU for {large:,} requests on 2 replicas at {TOKENS} tokens x "
+            f"{TOKEN_DELAY_MS:g} ms; the engine alone needs {engine_ms:g} ms per request",
+        ),
+        Row(
+            f"determinism {large:,} requests x 2 replicas: wall time",
+            wall,
+            "s",
+            "< 1.25x the floor",
+            wall < 1.25 * floor,
+            theirs=floor,
+            alternative="engine-bound floor",
+            note="the floor is the time the stubs need to stream every token, the replicas in parallel; the rest "
+            "is start-up, connections, comparison and the report",
+        ),
+        Row(
+            f"determinism peak RSS, {large:,} requests",
+            rss_large,
+            "MiB",
+            "< 1.2x the small run",
+            rss_large < 1.2 * rss_small,
+            theirs=rss_small,
+            alternative=f"{small:,} requests",
+            note="bounded memory: each request is judged as soon as its streams are in, and only its outcome kept",
+        ),
+    ]
