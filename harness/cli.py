@@ -26,8 +26,11 @@ from conform.adapters import ErrorKind, ProxyConfig, WorkerError, create_adapter
 from conform.features import FEATURES_DIR
 from conform.reports import (
     INSECURE_WARNING,
+    STDOUT,
     Report,
     ReportFileError,
+    UnwritablePath,
+    check_writable,
     content_digest,
     diff_reports,
     load_report,
@@ -137,7 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="JSON implementation metadata for a published report: organization, project, version, url, contact",
     )
-    run.add_argument("--report", type=Path, metavar="PATH", help="write the JSON compliance report here")
+    run.add_argument(
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help="write the JSON compliance report here (- for standard output; the matrix then goes to stderr)",
+    )
     run.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
     run.add_argument("--alluredir", type=Path, metavar="DIR", help="write allure results into this folder")
     run.add_argument("--html", type=Path, metavar="PATH", help="write a self-contained HTML report here")
@@ -218,7 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="declare the engines' version, recorded as declared (once for every replica, or once per --url in "
         "order); a golden file keeps it, so --baseline names both builds",
     )
-    det.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here")
+    det.add_argument(
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help="write the JSON report here (- for standard output; the summary then goes to stderr)",
+    )
     det.add_argument("--quiet", action="store_true", help="no progress lines")
     det.set_defaults(handler=_determinism)
 
@@ -299,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.reproduce = mask_url_token(shlex.join(["conform", *words]))
     try:
         code: int = args.handler(args)
-    except (UsageError, TargetError, ScriptError, ReportFileError) as error:
+    except (UsageError, TargetError, ScriptError, ReportFileError, UnwritablePath) as error:
         print(f"conform: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -513,9 +526,21 @@ def _check_ids(option: str, given: str | None, known: list[CheckEntry]) -> list[
     return ids
 
 
+def _outputs(args: argparse.Namespace, files: Sequence[str], folders: Sequence[str] = ()) -> None:
+    """Every output the user asked for can be written: their mistake is told before any work."""
+    for name in (*files, *folders):
+        path = getattr(args, name)
+        if path is not None:
+            check_writable(path, "--" + name.replace("_", "-"), folder=name in folders)
+
+
 def _run(args: argparse.Namespace) -> int:
     import pytest
 
+    _outputs(args, ("report", "html", "markdown", "junit"), ("alluredir", "transcripts"))
+    if STDOUT in (args.html, args.markdown, args.junit):
+        raise UsageError("only --report can be - (standard output)")
+    out = sys.stderr if args.report == STDOUT else sys.stdout  # with the JSON on stdout, the rest goes aside
     catalogue = _catalogue(args.features)
     args.checks = ",".join(_check_ids("--checks", args.checks, catalogue)) or None
     args.exclude_checks = ",".join(_check_ids("--exclude-checks", args.exclude_checks, catalogue)) or None
@@ -532,7 +557,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"conform: WARNING: {INSECURE_WARNING}", file=sys.stderr, flush=True)
         asyncio.run(_preflight(target))
     with tempfile.TemporaryDirectory(prefix="conform-") as scratch:
-        report_path = args.report or Path(scratch) / "report.json"
+        # Written by the plugin in the scratch folder, then here where the user asked: a device or a pipe
+        # (/dev/stdout, -) cannot be read back, and a report file appears whole or not at all.
+        report_path = Path(scratch) / "report.json"
         pytest_args = _pytest_args(args, target, report_path, Path(scratch))
         where = target.display_url if target else "embedded stubs: " + ", ".join(stub_engines())
         print(f"conform run — {where}", file=sys.stderr, flush=True)
@@ -546,7 +573,9 @@ def _run(args: argparse.Namespace) -> int:
         if not report_path.exists():
             raise UsageError("the run produced no report (interrupted before any check finished?)")
         report = Report.model_validate(json.loads(report_path.read_text(encoding="utf-8")))
-    print(render_matrix(report))
+    if args.report is not None:
+        write_json_report(report, args.report)
+    print(render_matrix(report), file=out)
     if args.html:
         write_html_report(report, args.html)
     if args.markdown:
@@ -554,10 +583,11 @@ def _run(args: argparse.Namespace) -> int:
     s = report.summary
     print(
         f"\nresult: {report.result} — {s.passed} passed, {s.failed} failed, {s.skipped} skipped, "
-        f"{s.errors} errors in {elapsed:.1f} s" + (" (INTERRUPTED: not every check ran)" if report.interrupted else "")
+        f"{s.errors} errors in {elapsed:.1f} s" + (" (INTERRUPTED: not every check ran)" if report.interrupted else ""),
+        file=out,
     )
-    if args.report:
-        print(f"report: {args.report}")
+    if args.report and args.report != STDOUT:
+        print(f"report: {args.report}", file=out)
     if code == pytest.ExitCode.INTERRUPTED or report.interrupted:
         return 130
     return EXIT_OK if s.failed == 0 and s.errors == 0 else EXIT_FAILED
@@ -567,6 +597,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _determinism(args: argparse.Namespace) -> int:
+    _outputs(args, ("report", "record"))
+    if args.record == STDOUT:
+        raise UsageError("only --report can be - (standard output)")
     _require_engine(args.engine)
     for url in args.url:
         _check_url(url, args.engine)
@@ -613,13 +646,14 @@ def _determinism(args: argparse.Namespace) -> int:
         report = asyncio.run(run_suite(options, progress))
     except (TargetUnreachable, CorpusError) as error:
         raise UsageError(str(error)) from None
+    out = sys.stderr if args.report == STDOUT else sys.stdout
     if args.report:
         write_json_report(report, args.report)
-    print(render_determinism(report))
-    if args.report:
-        print(f"report: {args.report}")
+    print(render_determinism(report), file=out)
+    if args.report and args.report != STDOUT:
+        print(f"report: {args.report}", file=out)
     if args.record:
-        print(f"golden file: {args.record}")
+        print(f"golden file: {args.record}", file=out)
     return EXIT_OK if report.result != "nonconformant" else EXIT_FAILED
 
 
@@ -627,6 +661,7 @@ def _determinism(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    _outputs(args, ("html", "markdown"))
     if args.verify:
         return _verify(args.report)
     report = load_report(args.report)
@@ -656,6 +691,7 @@ def _verify(path: Path) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    _outputs(args, ("markdown",))
     changes = diff_reports(load_report(args.baseline), load_report(args.candidate))
     text = render_diff_markdown(changes)
     print(text, end="")

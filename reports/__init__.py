@@ -1,6 +1,6 @@
 """Reports: the compliance report model, its JSON Schema, and the writers."""
 
-from ._atomic import atomic_writer, write_atomic
+from ._atomic import STDOUT, UnwritablePath, atomic_writer, check_writable, write_atomic
 from .model import (
     SCHEMA_VERSION,
     TOOL_VERSION,
@@ -51,6 +51,7 @@ __all__ = [
     "INSECURE_WARNING",
     "SCHEMA_PATH",
     "SCHEMA_VERSION",
+    "STDOUT",
     "TOOL_VERSION",
     "ByKind",
     "CapabilitySummary",
@@ -77,7 +78,9 @@ __all__ = [
     "TargetInfo",
     "TokenRef",
     "ToolInfo",
+    "UnwritablePath",
     "atomic_writer",
+    "check_writable",
     "content_digest",
     "describe_divergence",
     "describe_failure",

@@ -307,3 +307,54 @@ def test_ctrl_c_finishes_the_current_check_and_writes_a_report_marked_interrupte
     document = json.loads(report.read_text())
     validate_report(document)
     assert document["interrupted"] is True and len(document["results"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("option", "kind"),
+    [
+        ("--report", "file"),
+        ("--html", "file"),
+        ("--markdown", "file"),
+        ("--junit", "file"),
+        ("--alluredir", "folder"),
+        ("--transcripts", "folder"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_exit_2_before_the_run(tmp_path: Path, option: str, kind: str) -> None:
+    """Below a file nothing can be written (root or not): told at once, in one line, and no check runs."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = run_conform("run", option, str(blocker / "out"), timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_one_line_error(result.stderr, option, "a-file is a file, so nothing can be written below it")
+    assert "conform run —" not in result.stderr, "nothing started"
+    wrong = run_conform("run", option, str(tmp_path if kind == "file" else blocker), timeout=60)
+    assert wrong.returncode == 2
+    assert_one_line_error(
+        wrong.stderr, option, "is a folder, not a file" if kind == "file" else "is a file, not a folder"
+    )
+
+
+def test_determinism_outputs_are_checked_before_any_request(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for option in ("--report", "--record"):
+        result = run_conform(
+            "determinism", "--engine", "llamacpp", "--url", "http://127.0.0.1:1", option, str(blocker / "x"), timeout=60
+        )
+        assert result.returncode == 2 and "cannot reach" not in result.stderr, result.stderr
+        assert_one_line_error(result.stderr, option, "is a file, so nothing can be written below it")
+
+
+@pytest.mark.slow
+def test_report_dash_is_json_on_stdout_and_a_device_is_written_in_place(tmp_path: Path) -> None:
+    result = run_conform("run", "--checks", "ordering.indices", "--report", "-", timeout=300)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    validate_report(document)
+    assert "result: " in result.stderr and "ordering" in result.stderr, "the matrix goes to stderr"
+    device = tmp_path / "to-null"
+    device.symlink_to("/dev/null")
+    written = run_conform("run", "--checks", "ordering.indices", "--report", str(device), timeout=300)
+    assert written.returncode == 0, written.stderr
+    assert device.is_symlink() and Path("/dev/null").is_char_device(), "the device is written, never replaced"

@@ -432,7 +432,7 @@ def test_the_experiment_counts_unique_completions_of_identical_requests(stub_pro
             "--url", stub.url, "--requests", "1", "--repeat", "6", "--concurrency", "3", "--max-tokens", "8",
             "--no-prompt-cache",
         )  # fmt: skip
-        assert report is not None, out
+        assert report is not None and (code == 1 or unique == 1), out  # six completions are a divergence
         figures = report["determinism"]["requests"][0]["identical_requests"]
         assert (figures["requests"], figures["concurrency"]) == (6, 3)
         assert sorted(g["count"] for g in figures["completions"]) == sorted([6 // unique] * unique)
