@@ -5,7 +5,15 @@ modules are private.
 """
 
 from ._base import AdapterOptions, FrameFold, Generation, HttpAdapter, StreamFold, Whole, field_text
-from ._engines import ENTRY_POINT_GROUP, EngineDescriptor, UnknownEngineError, create_adapter, engine_names, engines
+from ._engines import (
+    ENTRY_POINT_GROUP,
+    EngineDescriptor,
+    UnknownEngineError,
+    create_adapter,
+    engine_name,
+    engine_names,
+    engines,
+)
 from ._http import RetryPolicy, Timeouts, classify_status
 from ._openai import OpenAIAdapter
 from ._proxy import ProxyConfig
@@ -89,6 +97,7 @@ __all__ = [
     "WorkerError",
     "classify_status",
     "create_adapter",
+    "engine_name",
     "engine_names",
     "engines",
     "field_text",

@@ -23,7 +23,15 @@ from .capabilities import Capability
 if TYPE_CHECKING:
     from ._base import AdapterOptions, HttpAdapter
 
-__all__ = ["ENTRY_POINT_GROUP", "EngineDescriptor", "UnknownEngineError", "create_adapter", "engine_names", "engines"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "EngineDescriptor",
+    "UnknownEngineError",
+    "create_adapter",
+    "engine_name",
+    "engine_names",
+    "engines",
+]
 
 ENTRY_POINT_GROUP = "conform.engines"
 
@@ -74,8 +82,20 @@ def engine_names() -> tuple[str, ...]:
     return tuple(engines())
 
 
+def engine_name(given: str) -> str | None:
+    """The engine `given` names, as people write it: any case, with or without dots, dashes and spaces
+    (``llama.cpp``, ``LlamaCpp``, ``llama-swap``, ``Ollama``); None when it names none."""
+    wanted = _folded(given)
+    return next((name for name in engines() if _folded(name) == wanted), None)
+
+
+def _folded(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
 def create_adapter(engine: str, base_url: str, options: AdapterOptions | None = None) -> HttpAdapter:
     known = engines()
-    if engine not in known:
+    name = engine_name(engine)
+    if name is None:
         raise UnknownEngineError(f"unknown engine {engine!r} (known: {', '.join(known)})")
-    return known[engine].adapter(base_url, options)
+    return known[name].adapter(base_url, options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import os
 import shlex
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from conform.adapters import ErrorKind, ProxyConfig, WorkerError, create_adapter, engine_names
+from conform.adapters import ErrorKind, ProxyConfig, WorkerError, create_adapter, engine_name, engine_names
 from conform.features import FEATURES_DIR
 from conform.reports import (
     INSECURE_WARNING,
@@ -42,6 +43,7 @@ from conform.reports import (
     write_markdown_report,
 )
 from conform.stubs import Script, ScriptError, StubServer, load_script, precise_event_loop, stub_engines
+from conform.stubs.script import fault_kinds
 
 from .catalogue import CheckEntry, check_catalogue
 from .determinism import CorpusError, SuiteOptions, TargetUnreachable, run_suite
@@ -77,18 +79,32 @@ _PROXY_HELP = (
 )
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("conform")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="conform",
         description="Determinism and conformance test harness for LLM inference engines.",
+        epilog="Run `conform COMMAND --help` for a command's options. Exit status: 0 conformant (or partial), "
+        "1 a check failed, 2 a usage error (told in one line, before any work), 130 interrupted.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"conform {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser(
         "run",
         help="run the conformance features against a live target or the embedded stubs",
         description="Run the conformance features. Without --url, every engine's embedded stub is started "
         "in process and every feature runs against each; with --engine and --url, against that live target.",
+        epilog="Exit status: 0 no check failed (the result is conformant, or partial where core checks were "
+        "skipped); 1 a check failed or errored; 2 a usage error (a bad option, an output that cannot be "
+        "written, an unreachable target), told in one line before any check runs; 130 interrupted (the report "
+        "is written, marked interrupted).",
     )
     run.add_argument("--engine", help=f"engine of the live target: {', '.join(engine_names())}")
     run.add_argument("--url", help="base URL of the live target, e.g. http://127.0.0.1:8080")
@@ -279,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a stub engine until interrupted",
         description="Serve engine E's wire protocol. With --port 0 a free port is chosen; the first stdout "
         "line is always the URL.",
+        epilog='Fault kinds a --script can play (its `faults` list, each {"kind": …}): '
+        + ", ".join(fault_kinds())
+        + ". Each is described in conform/stubs/script.py.",
     )
     stub.add_argument("engine", metavar="E", help=f"engine to imitate: {', '.join(stub_engines())}")
     stub.add_argument("--host", default="127.0.0.1")
@@ -307,7 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(words)
+    parser = build_parser()
+    if not words:  # bare `conform`: what it can do, not an error message
+        parser.print_help()
+        return EXIT_USAGE
+    args = parser.parse_args(words)
     # The report's `reproduce`: secrets never reach the command line, only their variable's name.
     args.reproduce = mask_url_token(shlex.join(["conform", *words]))
     try:
@@ -334,7 +357,7 @@ def _target_from(args: argparse.Namespace) -> Target | None:
         return None
     if args.engine is None or args.url is None:
         raise UsageError("--engine and --url go together (omit both to run against the embedded stubs)")
-    _require_engine(args.engine)
+    args.engine = _require_engine(args.engine)
     _check_url(args.url, args.engine)
     for name in ("timeout", "connect_timeout", "idle_timeout"):
         value = getattr(args, name)
@@ -393,9 +416,12 @@ def _proxy(args: argparse.Namespace) -> ProxyConfig:
         raise UsageError(str(error)) from None
 
 
-def _require_engine(engine: str) -> None:
-    if engine not in engine_names():
+def _require_engine(engine: str) -> str:
+    """The engine's own name for what the user wrote (``llama.cpp`` is ``llamacpp``); exit 2 if none."""
+    name = engine_name(engine)
+    if name is None:
         raise UsageError(f"unknown engine {engine!r} (known: {', '.join(engine_names())})")
+    return name
 
 
 def _check_url(url: str, engine: str) -> None:
@@ -600,7 +626,7 @@ def _determinism(args: argparse.Namespace) -> int:
     _outputs(args, ("report", "record"))
     if args.record == STDOUT:
         raise UsageError("only --report can be - (standard output)")
-    _require_engine(args.engine)
+    args.engine = _require_engine(args.engine)
     for url in args.url:
         _check_url(url, args.engine)
     for name in ("requests", "concurrency", "max_tokens", "repeat"):
@@ -704,6 +730,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _stub(args: argparse.Namespace) -> int:
+    args.engine = engine_name(args.engine) or args.engine
     if args.engine not in stub_engines():
         raise UsageError(f"no stub for engine {args.engine!r} (stubs: {', '.join(stub_engines())})")
     if not 0 <= args.port <= 65535:

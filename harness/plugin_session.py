@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from conform.adapters import Capability, HttpAdapter, Redactor, WorkerError, create_adapter, engine_names
+from conform.adapters import Capability, HttpAdapter, Redactor, WorkerError, create_adapter, engine_name, engine_names
 from conform.reports import (
     CapabilitySummary,
     CheckResult,
@@ -143,6 +143,7 @@ def _build_targets(config: pytest.Config) -> list[Target]:
     if engine or url:
         if not (engine and url):
             raise pytest.UsageError("--conform-engine and --conform-url go together")
+        engine = engine_name(engine) or engine
         if engine not in engine_names():
             raise pytest.UsageError(f"--conform-engine: {engine!r} is not one of {', '.join(engine_names())}")
         targets.append(Target(engine=engine, url=url, **common))

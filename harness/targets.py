@@ -57,6 +57,18 @@ def mask_url_token(text: str) -> str:
 _URL_TOKEN = re.compile(r"(llama-swap://)([^@/\s]+)@")
 
 
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _looks_like_a_key(name: str) -> bool:
+    """Whether an --api-key-env value is a key rather than a variable's name: not a name a shell could
+    export, or a long run of mixed letters and digits (``sk-…``, ``hf_…``, a hex token)."""
+    if not _VARIABLE.fullmatch(name):
+        return True
+    mixed = any(c.isdigit() for c in name) and any(c.islower() for c in name)
+    return len(name) >= 20 and mixed
+
+
 class TargetError(ValueError):
     """A target that cannot be built from the given options (message is one line)."""
 
@@ -105,6 +117,13 @@ class Target(BaseModel):
         if self.api_key_env is None:
             return split_llamaswap_url(self.url)[1] if self.url else None
         value = os.environ.get(self.api_key_env)
-        if not value:
-            raise TargetError(f"environment variable {self.api_key_env} (from --api-key-env) is not set or empty")
-        return value
+        if value:
+            return value
+        if _looks_like_a_key(self.api_key_env):
+            # The user pasted the key itself: never echo it (it would land in CI logs).
+            raise TargetError(
+                "--api-key-env takes the NAME of an environment variable that holds the key, and what was given "
+                f"looks like a key itself (not printed; {len(self.api_key_env)} characters): "
+                "export it, e.g. MY_KEY=…, and pass --api-key-env MY_KEY"
+            )
+        raise TargetError(f"environment variable {self.api_key_env} (from --api-key-env) is not set or empty")

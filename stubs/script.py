@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["Determinism", "Fault", "Framing", "Script", "ScriptError", "load_script"]
+__all__ = ["Determinism", "Fault", "Framing", "Script", "ScriptError", "fault_kinds", "load_script"]
 
 
 class _Strict(BaseModel):
@@ -397,3 +397,9 @@ def load_script(path: Path) -> Script:
         first = exc.errors()[0]
         where = ".".join(str(p).encode("unicode_escape").decode() for p in first["loc"]) or "(top level)"
         raise ScriptError(f"{path}: field {where}: {first['msg']}") from None
+
+
+def fault_kinds() -> list[str]:
+    """The `kind` of every fault a script can play, in the catalogue's order."""
+    union = get_args(get_args(Fault)[0])
+    return [get_args(fault.model_fields["kind"].annotation)[0] for fault in union]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -358,3 +359,33 @@ def test_report_dash_is_json_on_stdout_and_a_device_is_written_in_place(tmp_path
     written = run_conform("run", "--checks", "ordering.indices", "--report", str(device), timeout=300)
     assert written.returncode == 0, written.stderr
     assert device.is_symlink() and Path("/dev/null").is_char_device(), "the device is written, never replaced"
+
+
+def test_a_key_pasted_as_api_key_env_is_refused_without_being_printed() -> None:
+    key = "sk-live-0123456789abcdefABCDEF"
+    result = run_conform("run", "--engine", "llamacpp", "--url", "http://127.0.0.1:1", "--api-key-env", key)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, "looks like a key itself (not printed; 30 characters)")
+    assert key not in result.stderr + result.stdout and "0123456789" not in result.stderr
+
+
+@pytest.mark.parametrize("written", ["llama.cpp", "LLAMACPP", "LlamaCpp", "llama-cpp"])
+def test_engine_names_are_taken_as_people_write_them(stub_process, written: str) -> None:
+    stub = stub_process({})
+    result = run_conform("run", "--engine", written, "--url", stub.url, "--checks", "ordering.indices", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "llamacpp" in result.stdout
+
+
+def test_the_conventions_of_the_tools_users_know() -> None:
+    version = run_conform("--version")
+    assert version.returncode == 0 and re.fullmatch(r"conform \S+\n", version.stdout), version.stdout
+    bare = run_conform()
+    assert bare.returncode == 2 and bare.stdout.startswith("usage: conform") and "COMMAND" in bare.stdout
+    assert "Traceback" not in bare.stderr
+    run_help = run_conform("run", "--help")
+    assert "Exit status: 0 no check failed" in " ".join(run_help.stdout.split())
+    stub_help = " ".join(run_conform("stub", "--help").stdout.split())
+    from conform.stubs.script import fault_kinds
+
+    assert len(fault_kinds()) > 30 and all(kind in stub_help for kind in fault_kinds())
