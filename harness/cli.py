@@ -12,6 +12,7 @@ import asyncio
 import importlib.metadata
 import json
 import os
+import re
 import shlex
 import signal
 import ssl
@@ -21,9 +22,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from conform.adapters import ErrorKind, ProxyConfig, WorkerError, create_adapter, engine_name, engine_names
+from conform.adapters import ProxyConfig, engine_name, engine_names
 from conform.features import FEATURES_DIR
 from conform.reports import (
     INSECURE_WARNING,
@@ -48,8 +49,8 @@ from conform.stubs.script import fault_kinds
 from .catalogue import CheckEntry, check_catalogue
 from .determinism import CorpusError, SuiteOptions, TargetUnreachable, run_suite
 from .matrix import render_determinism, render_matrix
+from .preflight import PreflightError, preflight
 from .probe import parse_capabilities
-from .runtime import adapter_options
 from .targets import Target, TargetError, mask_url_token, proxy_config, request_extra
 from .timing import exempt_startup_objects
 from .vendor import load_vendor
@@ -335,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.reproduce = mask_url_token(shlex.join(["conform", *words]))
     try:
         code: int = args.handler(args)
-    except (UsageError, TargetError, ScriptError, ReportFileError, UnwritablePath) as error:
+    except (UsageError, TargetError, ScriptError, ReportFileError, UnwritablePath, PreflightError) as error:
         print(f"conform: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -434,18 +435,20 @@ def _check_url(url: str, engine: str) -> None:
         _ = parts.port
     except ValueError:
         raise UsageError(f"bad URL {url!r}: the port is not a number from 0 to 65535") from None
+    endpoint = _ENDPOINT.search(parts.path)
+    if endpoint is not None:
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path[: endpoint.start()], "", ""))
+        raise UsageError(
+            f"--url {mask_url_token(url)} is an endpoint ({endpoint.group(0)}), not the server's base URL: "
+            f"try --url {mask_url_token(base)}"
+        )
 
 
-async def _preflight(target: Target) -> None:
-    """An unreachable target is a usage error (exit 2); any answer at all, even an error, is a target."""
-    adapter = create_adapter(target.engine, target.url or "", adapter_options(target))
-    try:
-        await adapter.http.request("GET", "/", ok_statuses=frozenset(range(100, 600)), retry=False)
-    except WorkerError as error:
-        if error.kind in (ErrorKind.UPSTREAM_UNAVAILABLE, ErrorKind.DEADLINE_UNMET) and error.status is None:
-            raise UsageError(f"cannot reach {target.display_url}: {error.message}") from None
-    finally:
-        await adapter.aclose()
+_ENDPOINT = re.compile(
+    r"(/v1/chat/completions|/v1/completions|/v1/messages|/v1/models|/completions?|/chat/completions|"
+    r"/generate(_stream)?|/api/(generate|chat|tags)|/v2/models/.*|/health|/props|/slots|/tokenize)/?$"
+)
+"""Paths of the endpoints users paste as a URL: conform wants the server's base (with /v1 for openai)."""
 
 
 def _collectable(features: Path, scratch: Path) -> Path:
@@ -552,6 +555,9 @@ def _check_ids(option: str, given: str | None, known: list[CheckEntry]) -> list[
     return ids
 
 
+_UNDEFINED_STEP = "StepDefinitionNotFoundError: "
+
+
 def _outputs(args: argparse.Namespace, files: Sequence[str], folders: Sequence[str] = ()) -> None:
     """Every output the user asked for can be written: their mistake is told before any work."""
     for name in (*files, *folders):
@@ -581,7 +587,7 @@ def _run(args: argparse.Namespace) -> int:
     if target is not None:
         if target.insecure:
             print(f"conform: WARNING: {INSECURE_WARNING}", file=sys.stderr, flush=True)
-        asyncio.run(_preflight(target))
+        asyncio.run(preflight(target))
     with tempfile.TemporaryDirectory(prefix="conform-") as scratch:
         # Written by the plugin in the scratch folder, then here where the user asked: a device or a pipe
         # (/dev/stdout, -) cannot be read back, and a report file appears whole or not at all.
@@ -601,6 +607,12 @@ def _run(args: argparse.Namespace) -> int:
         report = Report.model_validate(json.loads(report_path.read_text(encoding="utf-8")))
     if args.report is not None:
         write_json_report(report, args.report)
+    undefined = next((r for r in report.results if (r.detail or "").startswith(_UNDEFINED_STEP)), None)
+    if undefined is not None and undefined.detail is not None:
+        # The user's own feature file, not the engine: no verdict on the engine from a scenario that never ran.
+        raise UsageError(
+            f"--features: a step has no definition (a typo?): {undefined.detail.removeprefix(_UNDEFINED_STEP)}"
+        )
     print(render_matrix(report), file=out)
     if args.html:
         write_html_report(report, args.html)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conform.adapters import engine_names
+from conform.features import FEATURES_DIR
 from conform.reports import validate_report
 from conform.stubs import stub_engines
 from tests.helpers import CONFORM, free_port, run_conform
@@ -389,3 +390,26 @@ def test_the_conventions_of_the_tools_users_know() -> None:
     from conform.stubs.script import fault_kinds
 
     assert len(fault_kinds()) > 30 and all(kind in stub_help for kind in fault_kinds())
+
+
+def test_the_users_mistakes_about_a_live_target_are_exit_2_with_a_hint(stub_process, tmp_path: Path) -> None:
+    """A wrong --engine, an endpoint pasted as the URL, a model the engine refuses, a typo in the user's own
+    step: each is told in one line before (or instead of) a verdict on the engine."""
+    llamacpp, openai = stub_process({}), stub_process({}, "openai")
+    wrong = run_conform("run", "--engine", "vllm", "--url", llamacpp.url)
+    assert wrong.returncode == 2
+    assert_one_line_error(wrong.stderr, "--engine vllm:", "does not answer as vllm", "try --engine llamacpp")
+    endpoint = run_conform("run", "--engine", "llamacpp", "--url", llamacpp.url + "/completion")
+    assert endpoint.returncode == 2
+    assert_one_line_error(endpoint.stderr, "is an endpoint (/completion)", f"try --url {llamacpp.url}")
+    model = run_conform("run", "--engine", "openai", "--url", openai.url, "--model", "nosuchmodel")
+    assert model.returncode == 2
+    assert_one_line_error(model.stderr, "--model nosuchmodel: the engine refuses it", "it serves: stub-model")
+    feature = tmp_path / "mine.feature"
+    feature.write_text(
+        (FEATURES_DIR / "ordering.feature").read_text().replace("I stream a completion", "I strem a completion")
+    )
+    typo = run_conform("run", "--engine", "llamacpp", "--url", llamacpp.url, "--features", str(feature))
+    assert typo.returncode == 2, typo.stdout + typo.stderr
+    assert typo.stderr.splitlines()[-1].startswith("conform: error: --features: a step has no definition (a typo?)")
+    assert 'When "I strem a completion of 32 tokens"' in typo.stderr
