@@ -332,3 +332,26 @@ def test_a_real_upgrade_from_the_previous_build(
         listed = diff.stdout.split(f"### {title} ({len(ids)})")[1].split("###")[0] if ids else ""
         assert sorted(line.split("**")[1] for line in listed.splitlines() if line.startswith("- ")) == ids
     print(f"\n{compared.stdout}\n{diff.stdout}")
+
+
+def test_the_unique_completions_experiment_on_the_real_server(llamacpp_server: RunningProcess, tmp_path: Path) -> None:
+    """--repeat N --concurrency K on the real server: per request, the distinct completions of N identical
+    requests with their counts, and where the others first differ (the README's run is the same at N=100)."""
+    report = tmp_path / "unique.json"
+    corpus = Path(__file__).resolve().parents[2] / "docs" / "unique-completions.jsonl"
+    result = run_conform(
+        "determinism", "--engine", "llamacpp", "--url", llamacpp_server.url, "--corpus", str(corpus),
+        "--repeat", "8", "--concurrency", "2", "--max-tokens", "16", "--no-prompt-cache", "--timeout", "120",
+        "--report", str(report),
+    )  # fmt: skip
+    assert result.returncode in (0, 1) and report.exists(), result.stdout + result.stderr
+    document = json.loads(report.read_text())
+    validate_report(document)
+    for outcome in document["determinism"]["requests"]:
+        figures = outcome["identical_requests"]
+        counts = [group["count"] for group in figures["completions"]]
+        assert (figures["requests"], figures["concurrency"], sum(counts)) == (8, 2, 8)
+        assert counts == sorted(counts, reverse=True)
+        assert len(figures["divergence_positions"]) == 8 - counts[0]
+        assert f"{outcome['id']}" in result.stdout and "burst: 8 identical requests, 2 at once" in result.stdout
+    print("\n" + result.stdout)
