@@ -47,7 +47,7 @@ from conform.stubs import Script, ScriptError, StubServer, load_script, precise_
 from conform.stubs.script import fault_kinds
 
 from .catalogue import CheckEntry, check_catalogue
-from .determinism import CorpusError, SuiteOptions, TargetUnreachable, run_suite
+from .determinism import BUILTIN, CorpusError, SuiteOptions, TargetUnreachable, run_suite
 from .matrix import render_determinism, render_matrix
 from .preflight import PreflightError, preflight
 from .probe import parse_capabilities
@@ -557,6 +557,9 @@ def _check_ids(option: str, given: str | None, known: list[CheckEntry]) -> list[
 
 _UNDEFINED_STEP = "StepDefinitionNotFoundError: "
 
+_MOST = {"requests": 100_000, "concurrency": 256, "max_tokens": 32_768, "repeat": 10_000}
+"""Bounds of the determinism suite's numbers: past them a run is a typo (100000 for 100), not a plan."""
+
 
 def _outputs(args: argparse.Namespace, files: Sequence[str], folders: Sequence[str] = ()) -> None:
     """Every output the user asked for can be written: their mistake is told before any work."""
@@ -642,8 +645,9 @@ def _determinism(args: argparse.Namespace) -> int:
     for url in args.url:
         _check_url(url, args.engine)
     for name in ("requests", "concurrency", "max_tokens", "repeat"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+        value, most = getattr(args, name), _MOST[name]
+        if not 1 <= value <= most:
+            raise UsageError(f"--{name.replace('_', '-')} must be from 1 to {most:,}, got {value:,}")
     if args.logprob_rtol < 0 or args.timeout <= 0:
         raise UsageError("--logprob-rtol must be >= 0 and --timeout > 0")
     if args.corpus is not None and args.baseline is not None:
@@ -679,6 +683,13 @@ def _determinism(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr, flush=True)
 
     print(f"conform determinism — {len(args.url)} replica(s) of {args.engine}", file=sys.stderr, flush=True)
+    if args.corpus is None and args.baseline is None and args.requests > len(BUILTIN):
+        print(
+            f"conform: note: the built-in corpus has {len(BUILTIN)} prompts; {args.requests:,} requests send them "
+            "again with other seeds (--corpus FILE for prompts of your own)",
+            file=sys.stderr,
+            flush=True,
+        )
     exempt_startup_objects()  # a collection pause in the middle of a stream would count as its latency
     try:
         report = asyncio.run(run_suite(options, progress))

@@ -413,3 +413,17 @@ def test_the_users_mistakes_about_a_live_target_are_exit_2_with_a_hint(stub_proc
     assert typo.returncode == 2, typo.stdout + typo.stderr
     assert typo.stderr.splitlines()[-1].startswith("conform: error: --features: a step has no definition (a typo?)")
     assert 'When "I strem a completion of 32 tokens"' in typo.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--concurrency", "100000", "--concurrency must be from 1 to 256, got 100,000"),
+        ("--requests", "0", "--requests must be from 1 to 100,000, got 0"),
+        ("--repeat", "20000", "--repeat must be from 1 to 10,000"),
+    ],
+)
+def test_determinism_numbers_out_of_bounds_are_exit_2_at_once(option: str, value: str, message: str) -> None:
+    result = run_conform("determinism", "--engine", "llamacpp", "--url", "http://127.0.0.1:1", option, value)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, message)

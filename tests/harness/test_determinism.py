@@ -305,7 +305,7 @@ def test_logprob_drift_is_reported_but_tokens_decide(stub_process) -> None:
     [
         (["--url", "http://127.0.0.1:{port}"], "cannot reach http://127.0.0.1:"),
         (["--url", "nonsense"], "bad URL 'nonsense'"),
-        (["--url", "http://127.0.0.1:1", "--requests", "0"], "--requests must be at least 1"),
+        (["--url", "http://127.0.0.1:1", "--requests", "0"], "--requests must be from 1 to 100,000, got 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
