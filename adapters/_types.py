@@ -229,6 +229,8 @@ class Props(BaseModel):
     total_slots: int | None = None
     busy_slots: int | None = None
     """Slots generating right now, where the engine exposes it (None = unknown)."""
+    busy_tasks: tuple[int, ...] | None = None
+    """The engine's ids of the tasks those slots run, where it names them (llama.cpp /slots id_task)."""
 
 
 class EngineVersion(BaseModel):

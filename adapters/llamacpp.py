@@ -66,22 +66,26 @@ class LlamaCppAdapter(HttpAdapter):
         if not isinstance(props, dict):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/props did not answer a JSON object")
         settings = props.get("default_generation_settings") or {}
+        busy = await self._busy_slots()
         return Props(
             model=_model_name(props),
             ctx_max=settings.get("n_ctx"),
             total_slots=props.get("total_slots"),
-            busy_slots=await self._busy_slots(),
+            busy_slots=None if busy is None else len(busy),
+            busy_tasks=None if busy is None or None in busy else tuple(t for t in busy if t is not None),
         )
 
-    async def _busy_slots(self) -> int | None:
-        """How many slots are processing, from /slots; None where the server disabled it (--no-slots)."""
+    async def _busy_slots(self) -> list[int | None] | None:
+        """The task id of each slot processing, from /slots (None for a slot that names none); None where the
+        server disabled it (--no-slots)."""
         reply = await self.http.request("GET", "/slots", ok_statuses=frozenset({404, 501}), retry=False)
         if reply.status != 200:
             return None
         slots = reply.json()
         if not isinstance(slots, list):
             return None
-        return sum(1 for slot in slots if isinstance(slot, dict) and slot.get("is_processing"))
+        busy = [slot for slot in slots if isinstance(slot, dict) and slot.get("is_processing")]
+        return [slot["id_task"] if type(slot.get("id_task")) is int else None for slot in busy]
 
     async def engine_version(self) -> EngineVersion:
         props = (await self.http.request("GET", "/props")).json()

@@ -9,7 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from conform.adapters import ErrorKind, Health, HttpAdapter, TaskRequest, Token, WorkerError
+from conform.adapters import Capability, ErrorKind, Health, HttpAdapter, TaskRequest, Token, WorkerError
 
 from .checks import CheckFailure
 from .stream import StreamRecord, collect
@@ -194,6 +194,9 @@ class QueuedCancel:
     """The most slots seen busy once every client had gone and the engine had been idle: the cancelled queued
     request, if it started anyway."""
     watched_s: float
+    prompt_tokens: float = 0
+    """Prompt tokens the engine's counter says it evaluated after the slots were full: the given-up request's,
+    if it took a slot anyway (engines with the metrics capability)."""
 
 
 async def queued_cancel(
@@ -210,10 +213,13 @@ async def queued_cancel(
                 if first_token is not None and isinstance(event, Token):
                     first_token.set()
 
+    await until_idle(adapter)  # from a quiet engine: what an earlier check left running is not this request
     fillers = [asyncio.create_task(generate(event)) for event in started]
     try:
         async with asyncio.timeout(60.0):
             await asyncio.gather(*(event.wait() for event in started))
+        known = set((await adapter.props()).busy_tasks or ())
+        counted = await _prompt_tokens(adapter)
         waiting = asyncio.create_task(generate(None))
         await asyncio.sleep(queued_s)  # it waits for a slot meanwhile
         waiting.cancel()
@@ -222,19 +228,54 @@ async def queued_cancel(
         for task in fillers:
             task.cancel()
         await asyncio.gather(*fillers, return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    if known:
+        # The engine names its tasks: a task it runs that is none of the fillers is the request given up on.
+        # Whether the fillers stop at once (cancel.engine_side) does not matter here.
+        strangers: set[int] = set()
+        until = loop.time() + watch_s
+        while loop.time() < until:
+            strangers |= set((await adapter.props()).busy_tasks or ()) - known
+            await asyncio.sleep(0.05)
+        return QueuedCancel(len(strangers), watch_s, await _prompt_rise(adapter, counted))
     # The fillers stop at once (cancel.engine_side checks that); a queued request that starts instead keeps a
     # slot busy past this, where watching finds it.
     await until_idle(adapter, within_s=2.0)
-    busy, loop = 0, asyncio.get_running_loop()
+    busy = 0
     until = loop.time() + watch_s
     while loop.time() < until:
         busy = max(busy, (await adapter.props()).busy_slots or 0)
         await asyncio.sleep(0.05)
-    return QueuedCancel(busy, watch_s)
+    return QueuedCancel(busy, watch_s, await _prompt_rise(adapter, counted))
+
+
+async def _prompt_tokens(adapter: HttpAdapter) -> float | None:
+    """The engine's counter of evaluated prompt tokens, where it has one (else None)."""
+    if Capability.METRICS not in adapter.capabilities:
+        return None
+    try:
+        return (await adapter.metrics()).get("prompt_tokens")
+    except WorkerError:
+        return None
+
+
+async def _prompt_rise(adapter: HttpAdapter, before: float | None) -> float:
+    """How far the prompt-token counter rose since `before`: a monotonic witness, which no poll can miss, of a
+    prompt evaluated meanwhile."""
+    after = await _prompt_tokens(adapter) if before is not None else None
+    return 0 if before is None or after is None else after - before
 
 
 def check_queued_cancel(result: QueuedCancel) -> None:
     """A request given up on while it waited for a slot never starts generating."""
+    if result.prompt_tokens > 0:
+        raise CheckFailure(
+            "a cancelled queued request ran",
+            f"a request whose client left while it waited for a slot took one once slots were free: the engine's "
+            f"counter of evaluated prompt tokens rose by {result.prompt_tokens:g} after every client had gone"
+            + (f" ({result.busy_after} slot seen busy with it)" if result.busy_after else "")
+            + ": the engine must drop a queued request whose client is gone",
+        )
     if result.busy_after:
         raise CheckFailure(
             "a cancelled queued request ran",

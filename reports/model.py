@@ -146,6 +146,10 @@ class CorpusInfo(_Model):
     seed: int | None
 
 
+PROVENANCE = frozenset({"engine_version", "engine_version_source", "engine_version_reported", "model", "model_digest"})
+"""What a target, a replica and a golden file each record of the build and model that answered."""
+
+
 class ReplicaInfo(_Model):
     url: str
     engine_version: str | None

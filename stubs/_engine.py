@@ -102,6 +102,10 @@ class Generation:
     """The stop string that ended the generation, if one did."""
     generated: int = 0
     """How many tokens it was to stream (what an engine's counters of generated tokens count)."""
+    running: bool = False
+    """Generating now: it holds a slot (a queued generation does not, yet)."""
+    began: bool = False
+    """It took a slot at some point: its prompt was evaluated (a queued generation dropped in the queue never)."""
 
 
 @dataclass(slots=True)
@@ -627,6 +631,7 @@ async def _generate(
 
     async def running() -> None:
         state.active += 1
+        generation.running = generation.began = True
         try:
             client_stayed = await run
             generation.finished = client_stayed
@@ -636,6 +641,7 @@ async def _generate(
             raise
         finally:
             state.active -= 1
+            generation.running = False
 
     if not survive_disconnect:
         await tracked()

@@ -200,7 +200,8 @@ async def metrics(request: web.Request) -> web.Response:
     context: StubContext = request.app[STUB_KEY]
     stale = any(isinstance(f, StaleMetricsFault) for f in context.script.faults)
     generations = [] if stale else context.state.generations
-    prompt = sum(context.reported_prompt_tokens(g.prompt) for g in generations)
+    # Prompts are evaluated when a generation takes a slot (or is answered whole): not in the queue.
+    prompt = sum(context.reported_prompt_tokens(g.prompt) for g in generations if g.began or g.finished)
     generated = sum(g.generated for g in generations)
     lines = [
         "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.",
@@ -286,14 +287,15 @@ async def props(request: web.Request) -> web.Response:
 
 async def slots(request: web.Request) -> web.Response:
     context = request.app[STUB_KEY]
-    busy = context.state.active
+    tasks = [g.number for g in context.state.generations if g.running]
     return web.json_response(
         [
             {
                 "id": i,
+                "id_task": tasks[i] if i < len(tasks) else -1,
                 "n_ctx": context.ctx_size // context.total_slots,
                 "speculative": False,
-                "is_processing": i < busy,
+                "is_processing": i < len(tasks),
             }
             for i in range(context.total_slots)
         ]

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from conform.reports import ReplicaInfo, Slot
+from conform.reports.model import PROVENANCE
 from conform.reports.provenance import VersionSource
 
 from .compare import Completion, Observation
@@ -49,11 +50,7 @@ def golden_line(request: CorpusRequest, solo: Observation, provenance: ReplicaIn
     logprobs = list(completion.logprobs) if any(lp is not None for lp in completion.logprobs) else None
     return GoldenLine(
         request=request,
-        engine_version=provenance.engine_version,
-        engine_version_source=provenance.engine_version_source,
-        engine_version_reported=provenance.engine_version_reported,
-        model=provenance.model,
-        model_digest=provenance.model_digest,
+        **provenance.model_dump(include=set(PROVENANCE)),
         token_ids=list(completion.ids),
         text=completion.text,
         pieces=list(completion.texts),
@@ -63,15 +60,7 @@ def golden_line(request: CorpusRequest, solo: Observation, provenance: ReplicaIn
 
 def golden_provenance(path: Path, golden: Sequence[GoldenLine]) -> ReplicaInfo:
     """The provenance a golden file was recorded on (its first line's), named by the file."""
-    first = golden[0]
-    return ReplicaInfo(
-        url=str(path),
-        engine_version=first.engine_version,
-        engine_version_source=first.engine_version_source,
-        engine_version_reported=first.engine_version_reported,
-        model=first.model,
-        model_digest=first.model_digest,
-    )
+    return ReplicaInfo(url=str(path), **golden[0].model_dump(include=set(PROVENANCE)))
 
 
 def load_golden(path: Path) -> list[GoldenLine]:

@@ -36,6 +36,7 @@ from conform.reports import (
     describe_failure,
     utc_now,
 )
+from conform.reports.model import PROVENANCE
 from conform.reports.provenance import versioned
 
 from ..progress import Eta
@@ -354,11 +355,7 @@ def _report(
             engine=options.engine,
             url=r.url,
             label=f"{options.engine}#{n}",
-            engine_version=r.engine_version,
-            engine_version_source=r.engine_version_source,
-            engine_version_reported=r.engine_version_reported,
-            model=r.model,
-            model_digest=r.model_digest,
+            **r.model_dump(include=set(PROVENANCE)),
             capabilities=CapabilitySummary(supported=[], unsupported=[], source="inferred"),
             latency=latency.get(n),
             request_extra=dict(options.request_extra) or None,

@@ -659,8 +659,18 @@ async def test_queued_cancel_fails_on_a_stub_that_runs_a_request_whose_client_le
     with pytest.raises(CheckFailure) as failed:
         check_queued_cancel(await _queued(script))
     assert failed.value.title == "a cancelled queued request ran"
-    assert "started generating once slots were free (1 slot busy" in failed.value.detail
+    counted = len(PROMPT.split())  # the stub's tokenizer: a token per word
+    assert f"the engine's counter of evaluated prompt tokens rose by {counted} after every client had gone" in (
+        failed.value.detail
+    )
     assert "the engine must drop a queued request whose client is gone" in failed.value.detail
+
+
+def test_queued_cancel_without_a_counter_judges_by_the_busy_slots_it_saw() -> None:
+    check_queued_cancel(QueuedCancel(0, 2.0))
+    with pytest.raises(CheckFailure) as failed:
+        check_queued_cancel(QueuedCancel(1, 2.0))
+    assert "started generating once slots were free (1 slot busy within 2 s" in failed.value.detail
 
 
 # -- equivalence.wires -------------------------------------------------------------------------------
