@@ -219,11 +219,13 @@ async def queued_cancel(
         async with asyncio.timeout(60.0):
             await asyncio.gather(*(event.wait() for event in started))
         known = set((await adapter.props()).busy_tasks or ())
-        counted = await _prompt_tokens(adapter)
         waiting = asyncio.create_task(generate(None))
         await asyncio.sleep(queued_s)  # it waits for a slot meanwhile
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
+        # Counted once its client has gone and before any slot frees: a prompt evaluated from here on is one
+        # the engine took up for nobody (an engine with a free slot took it up at once, while it was wanted).
+        counted = await _prompt_tokens(adapter)
     finally:
         for task in fillers:
             task.cancel()
