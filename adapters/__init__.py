@@ -4,7 +4,7 @@ The public API is what this module exports; ``_http``, ``_sse`` and the engine
 modules are private.
 """
 
-from ._base import AdapterOptions, FrameFold, Generation, HttpAdapter, StreamFold, Whole, field_text
+from ._base import AdapterOptions, FrameFold, Generation, HttpAdapter, StreamFold, Whole, field_text, text_answer
 from ._engines import (
     ENTRY_POINT_GROUP,
     EngineDescriptor,
@@ -103,4 +103,5 @@ __all__ = [
     "field_text",
     "fingerprint",
     "split_llamaswap_url",
+    "text_answer",
 ]

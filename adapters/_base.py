@@ -34,6 +34,7 @@ __all__ = [
     "StreamFold",
     "Whole",
     "field_text",
+    "text_answer",
 ]
 
 T = TypeVar("T")
@@ -89,11 +90,19 @@ class Whole:
 
     path: str
     body: Any
-    text: Callable[[Any], str | None]
-    """The completion's text from the parsed reply; None when the reply holds none."""
-    read: Callable[[Any], Answer | None] | None = None
-    """The whole answer (text, tool calls, finish reason) from the parsed reply, on wires that carry tool
-    calls; None when the reply is no answer. Without it the answer is the text alone."""
+    read: Callable[[Any], Answer | None]
+    """The whole answer (text, tool calls, finish reason) from the parsed reply; None when the reply holds
+    no answer. Wires that answer with text alone read it through `text_answer`."""
+
+
+def text_answer(text: Callable[[Any], str | None]) -> Callable[[Any], Answer | None]:
+    """The reader of a wire whose whole reply is text alone: `text` finds it (None when the reply has none)."""
+
+    def read(reply: Any) -> Answer | None:
+        found = text(reply)
+        return None if found is None else Answer(found)
+
+    return read
 
 
 def field_text(reply: Any, key: str) -> str | None:
@@ -320,12 +329,9 @@ class HttpAdapter(abc.ABC):
         """The request answered whole, without streaming: its text, tool calls and finish reason."""
         whole = await self.whole(req)
         reply = (await self.http.request("POST", whole.path, json_body=self._with_extra(whole.body))).json()
-        answer = whole.read(reply) if whole.read is not None else None
+        answer = whole.read(reply)
         if answer is None:
-            text = whole.text(reply)
-            if text is None:
-                raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{whole.path} answered without text")
-            answer = Answer(text)
+            raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}{whole.path} answered without text")
         return answer
 
     async def complete(self, req: TaskRequest) -> str:

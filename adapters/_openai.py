@@ -178,14 +178,6 @@ class OpenAIStream(FrameFold):
         return End(self.finish_reason, usage, time.monotonic(), raw=raw, tool_calls=self.calls.calls())
 
 
-def _choice_text(reply: Any) -> str | None:
-    """The first choice's text: its message's content (chat) or its text (completions)."""
-    choices = reply.get("choices") if isinstance(reply, dict) else None
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    message = choice.get("message")
-    return field_text(message, "content") if isinstance(message, dict) else field_text(choice, "text")
-
-
 def _choice_answer(reply: Any) -> Answer | None:
     """The first choice whole: its text, its message's tool calls and its finish reason."""
     choices = reply.get("choices") if isinstance(reply, dict) else None
@@ -332,7 +324,7 @@ class OpenAIAdapter(HttpAdapter):
 
     async def whole(self, req: TaskRequest) -> Whole:
         body = self.request_body(req, await self.model_for(req), stream=False)
-        return Whole(self.route(req), body, _choice_text, _choice_answer)
+        return Whole(self.route(req), body, _choice_answer)
 
     async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self.model_for(req), stream=True)

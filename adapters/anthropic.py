@@ -118,7 +118,7 @@ class AnthropicAdapter(HttpAdapter):
 
     async def whole(self, req: TaskRequest) -> Whole:
         body = self.request_body(req, await self.model_for(req), stream=False)
-        return Whole("/v1/messages", body, _text_blocks, _message_answer)
+        return Whole("/v1/messages", body, _message_answer)
 
     async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self.model_for(req), stream=True)

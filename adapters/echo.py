@@ -11,7 +11,7 @@ from typing import Any
 
 from conform.stubs.echo import create_app as stub_app
 
-from ._base import FrameFold, Generation, HttpAdapter, Whole, field_text
+from ._base import FrameFold, Generation, HttpAdapter, Whole, field_text, text_answer
 from ._engines import EngineDescriptor
 from ._types import End, EngineVersion, Health, Props, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
@@ -46,7 +46,9 @@ class EchoAdapter(HttpAdapter):
         return body
 
     async def whole(self, req: TaskRequest) -> Whole:
-        return Whole("/generate", self.request_body(req, stream=False), lambda reply: field_text(reply, "text"))
+        return Whole(
+            "/generate", self.request_body(req, stream=False), text_answer(lambda reply: field_text(reply, "text"))
+        )
 
     async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, stream=True)

@@ -157,7 +157,7 @@ class LlamaCppAdapter(HttpAdapter):
 
     async def whole(self, req: TaskRequest) -> Whole:
         body = self.request_body(req, await self._prompt(req), stream=False)
-        return Whole("/completion", body, lambda reply: field_text(reply, "content"), _whole_answer)
+        return Whole("/completion", body, _whole_answer)
 
     async def generation(self, req: TaskRequest) -> Generation:
         body = self.request_body(req, await self._prompt(req), stream=True)

@@ -94,7 +94,7 @@ class OllamaAdapter(HttpAdapter):
 
     async def whole(self, req: TaskRequest) -> Whole:
         path, body = self.request_body(req, await self.model_for(req), stream=False)
-        return Whole(path, body, lambda reply: _text(reply) if isinstance(reply, dict) else None, _answer)
+        return Whole(path, body, _answer)
 
     async def generation(self, req: TaskRequest) -> Generation:
         path, body = self.request_body(req, await self.model_for(req), stream=True)

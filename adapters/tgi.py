@@ -16,7 +16,7 @@ from typing import Any
 
 from conform.stubs.tgi import create_app as stub_app
 
-from ._base import FrameFold, Generation, HttpAdapter, Whole, field_text
+from ._base import FrameFold, Generation, HttpAdapter, Whole, field_text, text_answer
 from ._engines import EngineDescriptor
 from ._types import End, EngineVersion, Health, Props, TaskRequest, Token, TokenEvent, Usage
 from .capabilities import Capability
@@ -93,7 +93,9 @@ class TgiAdapter(HttpAdapter):
         return {"inputs": prompt, "parameters": parameters}
 
     async def whole(self, req: TaskRequest) -> Whole:
-        return Whole("/generate", self.request_body(req), lambda reply: field_text(reply, "generated_text"))
+        return Whole(
+            "/generate", self.request_body(req), text_answer(lambda reply: field_text(reply, "generated_text"))
+        )
 
     async def generation(self, req: TaskRequest) -> Generation:
         return Generation(
