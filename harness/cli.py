@@ -24,20 +24,27 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from conform.adapters import ProxyConfig, engine_name, engine_names
 from conform.features import FEATURES_DIR
 from conform.reports import (
     INSECURE_WARNING,
     STDOUT,
+    KeyFileError,
     Report,
     ReportFileError,
     UnwritablePath,
     check_writable,
     content_digest,
     diff_reports,
+    fingerprint,
+    load_private_key,
+    load_public_key,
     load_report,
     render_diff_markdown,
     render_markdown,
+    signature_problem,
     write_atomic,
     write_html_report,
     write_json_report,
@@ -74,6 +81,10 @@ _REQUEST_EXTRA_HELP = (
     "add a field to the body of every generation request: KEY=VALUE for a string, KEY:=JSON for any JSON value "
     "(repeatable; an engine's own option, e.g. cache_prompt:=false, "
     "chat_template_kwargs:='{\"enable_thinking\": false}')"
+)
+_SIGN_KEY_HELP = (
+    "sign the --report with this Ed25519 private key (PEM, e.g. from `openssl genpkey -algorithm ed25519`): "
+    "`conform report --verify --public-key` then proves who published it"
 )
 _PROXY_HELP = (
     "send every request through this HTTP proxy (default: HTTP_PROXY / HTTPS_PROXY, bypassed for the hosts in NO_PROXY)"
@@ -163,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the JSON compliance report here (- for standard output; the matrix then goes to stderr)",
     )
+    run.add_argument("--sign-key", type=Path, metavar="PEM", help=_SIGN_KEY_HELP)
     run.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
     run.add_argument("--alluredir", type=Path, metavar="DIR", help="write allure results into this folder")
     run.add_argument("--html", type=Path, metavar="PATH", help="write a self-contained HTML report here")
@@ -249,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the JSON report here (- for standard output; the summary then goes to stderr)",
     )
+    det.add_argument("--sign-key", type=Path, metavar="PEM", help=_SIGN_KEY_HELP)
     det.add_argument("--quiet", action="store_true", help="no progress lines")
     det.set_defaults(handler=_determinism)
 
@@ -262,7 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--verify",
         action="store_true",
-        help="check that the report is unmodified: its embedded digest matches its content (exit 1 if not)",
+        help="check that the report is unmodified: its embedded digest matches its content, and with "
+        "--public-key that it was signed with that key's private half (exit 1 if not)",
+    )
+    report.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="PEM",
+        help="with --verify: the publisher's Ed25519 public key (PEM, `openssl pkey -in key.pem -pubout`)",
     )
     report.add_argument("--html", type=Path, metavar="PATH", help="write a self-contained HTML report here")
     report.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report here")
@@ -336,7 +356,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.reproduce = mask_url_token(shlex.join(["conform", *words]))
     try:
         code: int = args.handler(args)
-    except (UsageError, TargetError, ScriptError, ReportFileError, UnwritablePath, PreflightError) as error:
+    except (
+        UsageError,
+        TargetError,
+        ScriptError,
+        ReportFileError,
+        UnwritablePath,
+        PreflightError,
+        KeyFileError,
+    ) as error:
         print(f"conform: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -569,10 +597,20 @@ def _outputs(args: argparse.Namespace, files: Sequence[str], folders: Sequence[s
             check_writable(path, "--" + name.replace("_", "-"), folder=name in folders)
 
 
+def _sign_key(args: argparse.Namespace) -> Ed25519PrivateKey | None:
+    """The key to sign the report with, loaded before any work: a bad key file is the user's mistake."""
+    if args.sign_key is None:
+        return None
+    if args.report is None:
+        raise UsageError("--sign-key signs the JSON report: give --report PATH too")
+    return load_private_key(args.sign_key)
+
+
 def _run(args: argparse.Namespace) -> int:
     import pytest
 
     _outputs(args, ("report", "html", "markdown", "junit"), ("alluredir", "transcripts"))
+    sign_key = _sign_key(args)
     if STDOUT in (args.html, args.markdown, args.junit):
         raise UsageError("only --report can be - (standard output)")
     out = sys.stderr if args.report == STDOUT else sys.stdout  # with the JSON on stdout, the rest goes aside
@@ -609,7 +647,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError("the run produced no report (interrupted before any check finished?)")
         report = Report.model_validate(json.loads(report_path.read_text(encoding="utf-8")))
     if args.report is not None:
-        write_json_report(report, args.report)
+        write_json_report(report, args.report, sign_key)
     undefined = next((r for r in report.results if (r.detail or "").startswith(_UNDEFINED_STEP)), None)
     if undefined is not None and undefined.detail is not None:
         # The user's own feature file, not the engine: no verdict on the engine from a scenario that never ran.
@@ -639,6 +677,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _determinism(args: argparse.Namespace) -> int:
     _outputs(args, ("report", "record"))
+    sign_key = _sign_key(args)
     if args.record == STDOUT:
         raise UsageError("only --report can be - (standard output)")
     args.engine = _require_engine(args.engine)
@@ -697,7 +736,7 @@ def _determinism(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     out = sys.stderr if args.report == STDOUT else sys.stdout
     if args.report:
-        write_json_report(report, args.report)
+        write_json_report(report, args.report, sign_key)
     print(render_determinism(report), file=out)
     if args.report and args.report != STDOUT:
         print(f"report: {args.report}", file=out)
@@ -711,8 +750,10 @@ def _determinism(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     _outputs(args, ("html", "markdown"))
+    if args.public_key is not None and not args.verify:
+        raise UsageError("--public-key goes with --verify")
     if args.verify:
-        return _verify(args.report)
+        return _verify(args.report, args.public_key)
     report = load_report(args.report)
     if args.html:
         write_html_report(report, args.html)
@@ -723,9 +764,11 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _verify(path: Path) -> int:
-    """Exit 0 when the embedded digest matches the content; 1 when the report was modified or carries none."""
+def _verify(path: Path, public_key: Path | None) -> int:
+    """Exit 0 when the embedded digest matches the content (and, given a public key, the signature is that
+    key's); 1 when the report was modified, carries no digest, or is not signed with the key."""
     load_report(path)  # a file that is not a valid report is a usage error (exit 2)
+    key = load_public_key(public_key) if public_key is not None else None
     document = json.loads(path.read_text(encoding="utf-8"))
     recorded = document.get("digest")
     if not recorded:
@@ -735,7 +778,21 @@ def _verify(path: Path) -> int:
     if actual != recorded:
         print(f"{path}: NOT VERIFIED: modified since it was written (digest {recorded}, content {actual})")
         return EXIT_FAILED
-    print(f"{path}: verified, unmodified ({recorded})")
+    signer = (document.get("signature") or {}).get("public_key_fingerprint")
+    if key is not None:
+        problem = signature_problem(document, key)
+        if problem is not None:
+            print(f"{path}: NOT VERIFIED: {problem}")
+            return EXIT_FAILED
+        print(f"{path}: verified: unmodified, signed with the private key of {fingerprint(key)}")
+        return EXIT_OK
+    print(f"{path}: digest matches ({recorded})")
+    print(
+        f"  signed with key {signer}; not checked: give --public-key to check who published it"
+        if signer
+        else "  the digest shows only that the content matches its digest: anyone who edits a report can "
+        "recompute it; a signed report (--sign-key) checked with --public-key proves who published it"
+    )
     return EXIT_OK
 
 

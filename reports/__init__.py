@@ -19,6 +19,7 @@ from .model import (
     Percentiles,
     ReplicaInfo,
     Report,
+    ReportSignature,
     RequestOutcome,
     Slot,
     StreamFailure,
@@ -45,6 +46,7 @@ from .render import (
     render_markdown,
 )
 from .schema import SCHEMA_PATH, ReportSchemaError, generate_schema, validate_report
+from .signature import KeyFileError, fingerprint, load_private_key, load_public_key, signature_problem
 from .writers import ReportFileError, load_report, write_html_report, write_json_report, write_markdown_report
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "Divergence",
     "IdenticalRequests",
     "Implementation",
+    "KeyFileError",
     "LatencySummary",
     "LogprobDrift",
     "Percentiles",
@@ -71,6 +74,7 @@ __all__ = [
     "ReportDiff",
     "ReportFileError",
     "ReportSchemaError",
+    "ReportSignature",
     "RequestOutcome",
     "Slot",
     "StreamFailure",
@@ -87,12 +91,16 @@ __all__ = [
     "describe_identical_requests",
     "describe_slot",
     "diff_reports",
+    "fingerprint",
     "generate_schema",
+    "load_private_key",
+    "load_public_key",
     "load_report",
     "matrix_cells",
     "render_diff_markdown",
     "render_html",
     "render_markdown",
+    "signature_problem",
     "summarize",
     "utc_now",
     "validate_report",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,12 +28,14 @@ __all__ = [
     "Percentiles",
     "ReplicaInfo",
     "Report",
+    "ReportSignature",
     "RequestOutcome",
     "Slot",
     "Summary",
     "TargetInfo",
     "TokenRef",
     "ToolInfo",
+    "canonical_content",
     "content_digest",
     "summarize",
     "utc_now",
@@ -286,6 +289,16 @@ class DeterminismSection(_Model):
     """With --baseline: the provenance the golden file was recorded on (its url is the golden file's path)."""
 
 
+class ReportSignature(_Model):
+    """A publisher's signature of the report's canonical content (`canonical_content`)."""
+
+    algorithm: Literal["ed25519"]
+    public_key_fingerprint: str
+    """``sha256:`` of the raw public key: whose key signed."""
+    value: str
+    """The signature, base64."""
+
+
 class Report(_Model):
     schema_version: Literal["1"] = SCHEMA_VERSION
     tool: ToolInfo
@@ -303,7 +316,9 @@ class Report(_Model):
     """True when TLS certificates were not verified (--insecure): a published report must say so."""
     determinism: DeterminismSection | None = None
     digest: str | None = None
-    """``sha256:`` of the report's canonical content without this field; see `content_digest`."""
+    """``sha256:`` of the report's canonical content (without this field and `signature`); see `content_digest`."""
+    signature: ReportSignature | None = None
+    """With --sign-key: the publisher's Ed25519 signature of the same canonical content."""
 
     @classmethod
     def assemble(
@@ -328,22 +343,33 @@ class Report(_Model):
             **extra,
         )
 
-    def to_json(self) -> str:
-        """The report as written: sealed with the digest of its content."""
+    def to_json(self, sign: Callable[[dict[str, Any]], ReportSignature] | None = None) -> str:
+        """The report as written: sealed with the digest of its content, and signed when given a signer."""
         exclude = {"determinism"} if self.determinism is None else set()
-        document = self.model_dump(mode="json", exclude=exclude | {"digest"})
+        document = self.model_dump(mode="json", exclude=exclude | {"digest", "signature"})
         document["digest"] = content_digest(document)
+        if sign is not None:
+            document["signature"] = sign(document).model_dump(mode="json")
         return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def content_digest(document: dict[str, Any]) -> str:
-    """The digest of a report document's canonical form (sorted keys, no whitespace), the digest field left out.
+_SEALS = ("digest", "signature")
+"""The fields that seal a report, left out of the content they seal."""
 
-    Anyone can recompute it from the published JSON alone: `conform report --verify` does.
+
+def canonical_content(document: dict[str, Any]) -> bytes:
+    """A report document's canonical form (sorted keys, no whitespace, UTF-8) without its seals."""
+    content = {k: v for k, v in document.items() if k not in _SEALS}
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def content_digest(document: dict[str, Any]) -> str:
+    """The sha256 of a report document's canonical content.
+
+    Anyone can recompute it from the published JSON alone (`conform report --verify` does), so it proves the
+    report is unmodified only to someone who trusts where it came from; a signature proves who published it.
     """
-    content = {k: v for k, v in document.items() if k != "digest"}
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_content(document)).hexdigest()
 
 
 def utc_now() -> str:

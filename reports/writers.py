@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._atomic import write_atomic
 from .model import Report
 from .render import render_html, render_markdown
 from .schema import ReportSchemaError, validate_report
+from .signature import sign
 
 __all__ = ["ReportFileError", "load_report", "write_html_report", "write_json_report", "write_markdown_report"]
 
@@ -44,8 +48,9 @@ def write_html_report(report: Report, path: Path) -> None:
     write_atomic(path, render_html(report))
 
 
-def write_json_report(report: Report, path: Path) -> None:
-    """Validate against the shipped schema, then write; an invalid report is a bug, never a file."""
-    text = report.to_json()
+def write_json_report(report: Report, path: Path, sign_key: Ed25519PrivateKey | None = None) -> None:
+    """Validate against the shipped schema, then write (signed with `sign_key` if given); an invalid report is
+    a bug, never a file."""
+    text = report.to_json(None if sign_key is None else partial(sign, key=sign_key))
     validate_report(json.loads(text))
     write_atomic(path, text)

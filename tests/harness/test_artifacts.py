@@ -79,7 +79,8 @@ def test_json_validates_verifies_and_names_the_vendor(artifacts: dict[str, Any],
     assert document["implementation"]["organization"] == "Example Inc."
     assert document["digest"].startswith("sha256:")
     verified = run_conform("report", "--verify", str(path))
-    assert verified.returncode == 0 and "verified, unmodified" in verified.stdout
+    assert verified.returncode == 0 and "digest matches" in verified.stdout
+    assert "anyone who edits a report can recompute it" in verified.stdout, "the digest says what it proves"
     tampered = tmp_path / "tampered.json"
     document["results"][0]["status"] = "passed" if document["results"][0]["status"] == "failed" else "failed"
     tampered.write_text(json.dumps(document))
