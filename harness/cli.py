@@ -55,6 +55,7 @@ from conform.stubs.script import fault_kinds
 
 from .catalogue import CheckEntry, check_catalogue
 from .determinism import BUILTIN, CorpusError, SuiteOptions, TargetUnreachable, run_suite
+from .interrupt import EXIT_INTERRUPTED, StopRequest
 from .matrix import render_determinism, render_matrix
 from .preflight import PreflightError, preflight
 from .probe import parse_capabilities
@@ -352,6 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     args = parser.parse_args(words)
+    # Until a run installs its own handler (finish the running check, then report), a CI cancel's SIGTERM
+    # ends conform as Ctrl-C does: one line, exit 130.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     # The report's `reproduce`: secrets never reach the command line, only their variable's name.
     args.reproduce = mask_url_token(shlex.join(["conform", *words]))
     try:
@@ -369,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("conform: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `conform list | head`: the reader has gone, which is no error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
@@ -668,7 +672,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.report and args.report != STDOUT:
         print(f"report: {args.report}", file=out)
     if code == pytest.ExitCode.INTERRUPTED or report.interrupted:
-        return 130
+        return EXIT_INTERRUPTED
     return EXIT_OK if s.failed == 0 and s.errors == 0 else EXIT_FAILED
 
 
@@ -730,8 +734,10 @@ def _determinism(args: argparse.Namespace) -> int:
             flush=True,
         )
     exempt_startup_objects()  # a collection pause in the middle of a stream would count as its latency
+    stop = StopRequest(what="the current request")
+    stop.install()
     try:
-        report = asyncio.run(run_suite(options, progress))
+        report = asyncio.run(run_suite(options, progress, lambda: stop.requested))
     except (TargetUnreachable, CorpusError) as error:
         raise UsageError(str(error)) from None
     out = sys.stderr if args.report == STDOUT else sys.stdout
@@ -740,6 +746,13 @@ def _determinism(args: argparse.Namespace) -> int:
     print(render_determinism(report), file=out)
     if args.report and args.report != STDOUT:
         print(f"report: {args.report}", file=out)
+    if report.interrupted:
+        print(
+            f"INTERRUPTED: {len(report.determinism.requests) if report.determinism else 0} requests judged"
+            + (f"; no golden file written ({args.record} would miss requests)" if args.record else ""),
+            file=out,
+        )
+        return EXIT_INTERRUPTED
     if args.record:
         print(f"golden file: {args.record}", file=out)
     return EXIT_OK if report.result != "nonconformant" else EXIT_FAILED

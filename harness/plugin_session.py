@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-import signal
+import shutil
 import sys
-import threading
+import tempfile
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,7 @@ from conform.reports.provenance import versioned
 from conform.stubs import StubServer, stub_engines
 
 from .checks import CheckFailure
+from .interrupt import StopRequest
 from .probe import TargetProfile, parse_capabilities, probe
 from .progress import Progress
 from .runtime import ScenarioRuntime, adapter_options
@@ -80,6 +81,8 @@ class _PluginState:
     """Latency of every completed stream, by target label."""
     order: list[str] = field(default_factory=list)
     interrupted: bool = False
+    stop_file: Path | None = None
+    """Where the controller asks xdist workers to stop (see `_stop_on_signal`)."""
     declared: frozenset[Capability] = frozenset()
     exempt: frozenset[Capability] = frozenset()
     implementation: Implementation = field(default_factory=Implementation)
@@ -182,30 +185,45 @@ def activate(config: pytest.Config) -> None:
     )
     config.stash[_STATE_KEY] = state
     config.pluginmanager.register(_RunRecorder(config, state), "conform-run-recorder")
-    _stop_on_ctrl_c(state)
+    _stop_on_signal(config, state)
 
 
-def _stop_on_ctrl_c(state: _PluginState) -> None:
-    """Ctrl-C finishes the running check (bounded by its timeouts), stops, and writes a report marked interrupted.
+_STOP_FILE = "conform_stop_file"
+"""workerinput key: the file whose existence asks an xdist worker to stop after its running check."""
 
-    Raising KeyboardInterrupt wherever the signal lands can leave a scenario's
-    event loop waiting on streams no one reads, so the first Ctrl-C only asks
-    to stop; a second one quits at once, writing nothing (never a half file).
+
+def _stop_on_signal(config: pytest.Config, state: _PluginState) -> None:
+    """SIGINT or SIGTERM finishes the running check, stops, and writes a report marked interrupted.
+
+    A signal may reach the controller alone (a CI runner's SIGTERM to the process it started): the controller
+    then asks its xdist workers to stop too, through a file they look for after each check.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        given = workerinput.get(_STOP_FILE)
+        state.stop_file = Path(given) if given else None
+    else:
+        state.stop_file = Path(tempfile.mkdtemp(prefix="conform-stop-")) / "stop"
+        config.pluginmanager.register(_StopFileForWorkers(state.stop_file), "conform-stop-file")
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        if state.interrupted:
-            os._exit(130)
+    def on_request() -> None:
         state.interrupted = True
-        print(
-            "conform: interrupted — finishing the current check, then writing the report (Ctrl-C again to quit now)",
-            file=sys.stderr,
-            flush=True,
-        )
+        if state.stop_file is not None:
+            state.stop_file.touch()
 
-    signal.signal(signal.SIGINT, on_sigint)
+    StopRequest(on_request).install()
+
+
+class _StopFileForWorkers:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:  # xdist's hook: what a worker is started with
+        node.workerinput[_STOP_FILE] = str(self._path)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        shutil.rmtree(self._path.parent, ignore_errors=True)
 
 
 def _state(config: pytest.Config) -> _PluginState | None:
@@ -529,8 +547,10 @@ class _RunRecorder:
         self._state.interrupted = True
 
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
-        if self._state.interrupted:
-            item.session.shouldstop = "interrupted (Ctrl-C)"
+        stop_file = self._state.stop_file
+        if self._state.interrupted or (stop_file is not None and stop_file.exists()):
+            self._state.interrupted = True
+            item.session.shouldstop = "interrupted"
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self._progress is not None:

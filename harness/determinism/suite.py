@@ -212,7 +212,15 @@ def _load_result(outcomes: Sequence[RequestOutcome], engine: str) -> CheckResult
     )
 
 
-async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> Report:
+class _Stopped(Exception):
+    """Raised inside the golden file's block when the run was asked to stop: a partial golden file is discarded."""
+
+
+async def run_suite(
+    options: SuiteOptions, progress: Callable[[str], None], stop: Callable[[], bool] = lambda: False
+) -> Report:
+    """Replay the corpus and judge it. `stop` is polled between requests: once it says so, the run ends with
+    the requests judged so far, marked interrupted (and no golden file, which would be missing requests)."""
     started_at = utc_now()
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -267,11 +275,15 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
         ]
         players = [Replica(n, adapter, progress) for n, adapter in enumerate(adapters)]
         baseline = {line.request.id: line.observation() for line in golden} if golden else {}
-        with contextlib.ExitStack() as stack:
+        outcomes = []
+        stopped = False
+        with contextlib.suppress(_Stopped), contextlib.ExitStack() as stack:
             record = stack.enter_context(atomic_writer(options.record)) if options.record is not None else None
-            outcomes = []
             eta = Eta(len(tasks), loop.time)
             for position, request in enumerate(requests):
+                if stop():
+                    stopped = True
+                    raise _Stopped
                 # One request at a time, every mode and replica, then judged: what is kept of it is its
                 # outcome, never its tokens, so a corpus of any size runs in the same memory.
                 observations = await _replay(players, tasks, position, modes, options)
@@ -292,7 +304,7 @@ async def run_suite(options: SuiteOptions, progress: Callable[[str], None]) -> R
             results.append(load_result)
         section.requests = outcomes
         section.summary = _summary(outcomes)
-        return _report(options, started_at, replicas, results, section, players)
+        return _report(options, started_at, replicas, results, section, players, interrupted=stopped)
     finally:
         for adapter in adapters:
             await adapter.aclose()
@@ -348,6 +360,8 @@ def _report(
     results: list[CheckResult],
     section: DeterminismSection,
     players: Sequence[Replica] = (),
+    *,
+    interrupted: bool = False,
 ) -> Report:
     latency = {p.number: summarize_latency(p.timings) for p in players}
     targets = [
@@ -363,5 +377,10 @@ def _report(
         for n, r in enumerate(replicas)
     ]
     return Report.assemble(
-        started_at=started_at, reproduce=options.reproduce, targets=targets, results=results, determinism=section
+        started_at=started_at,
+        reproduce=options.reproduce,
+        targets=targets,
+        results=results,
+        determinism=section,
+        interrupted=interrupted,
     )
