@@ -46,3 +46,9 @@ class Transcript:
 
     def to_ndjson(self) -> str:
         return "".join(entry + "\n" for entry in self._entries)
+
+    def drain(self) -> str:
+        """What `to_ndjson` gives, then forget it: a long run keeps a transcript a piece at a time."""
+        text = self.to_ndjson()
+        self._entries.clear()
+        return text

@@ -44,17 +44,19 @@ from conform.reports import (
     load_report,
     render_diff_markdown,
     render_markdown,
+    report_kind,
     signature_problem,
     write_atomic,
     write_html_report,
     write_json_report,
+    write_junit_report,
     write_markdown_report,
 )
 from conform.stubs import Script, ScriptError, StubServer, load_script, precise_event_loop, stub_engines
 from conform.stubs.script import fault_kinds
 
 from .catalogue import CheckEntry, check_catalogue
-from .determinism import BUILTIN, CorpusError, SuiteOptions, TargetUnreachable, run_suite
+from .determinism import BUILTIN, CorpusError, SuiteOptions, TargetUnreachable, builtin_corpus, load_golden, run_suite
 from .interrupt import EXIT_INTERRUPTED, StopRequest
 from .matrix import render_determinism, render_matrix
 from .preflight import PreflightError, preflight
@@ -66,6 +68,7 @@ from .vendor import load_vendor
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_DEFAULT_SEED, _DEFAULT_MAX_TOKENS, _DEFAULT_REQUESTS = 1, 64, 8
 _INI = Path(__file__).with_name("conform_pytest.ini")
 
 
@@ -209,9 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--api-key-env", metavar="VAR", help="name of the environment variable holding the API key")
     det.add_argument("--corpus", type=Path, help="JSONL corpus of seeded requests (default: the built-in corpus)")
     det.add_argument(
-        "--requests", type=int, default=8, metavar="N", help="requests taken from the built-in corpus (default 8)"
+        "--requests",
+        type=int,
+        metavar="N",
+        help=f"requests taken from the built-in corpus (default {_DEFAULT_REQUESTS}; a --baseline replays its own)",
     )
-    det.add_argument("--seed", type=int, default=1, metavar="S", help="selects the built-in requests (default 1)")
+    det.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help=f"selects the built-in requests (default {_DEFAULT_SEED}; a --baseline replays its own)",
+    )
     det.add_argument(
         "--concurrency",
         type=int,
@@ -220,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="other requests in flight under load, and identical ones at once with --repeat (default 4)",
     )
     det.add_argument(
-        "--max-tokens", type=int, default=64, metavar="T", help="tokens per request unless the corpus says (default 64)"
+        "--max-tokens",
+        type=int,
+        metavar="T",
+        help=f"tokens per request unless the corpus says (default {_DEFAULT_MAX_TOKENS}; a --baseline replays its own)",
     )
     det.add_argument(
         "--repeat",
@@ -243,9 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--record", type=Path, metavar="GOLDEN", help="write the observed streams as a golden JSONL file")
     det.add_argument("--baseline", type=Path, metavar="GOLDEN", help="compare against a golden file recorded earlier")
     det.add_argument(
-        "--timeout", type=float, default=60.0, metavar="SECONDS", help="bound on every request (default 60)"
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="bound on every request (default 30, as run)"
     )
-    det.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    det.add_argument(
+        "--connect-timeout", type=float, default=5.0, metavar="S", help="bound on each TCP/TLS connect (default 5)"
+    )
+    det.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (reported loudly)")
+    det.add_argument(
+        "--ca-bundle", type=Path, metavar="PEM", help="trust the CAs in this PEM file (self-signed engines)"
+    )
     det.add_argument("--proxy", metavar="URL", help=_PROXY_HELP)
     det.add_argument("--request-extra", action="append", default=[], metavar="KEY=VALUE", help=_REQUEST_EXTRA_HELP)
     det.add_argument(
@@ -263,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the JSON report here (- for standard output; the summary then goes to stderr)",
     )
     det.add_argument("--sign-key", type=Path, metavar="PEM", help=_SIGN_KEY_HELP)
+    det.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
+    det.add_argument("--html", type=Path, metavar="PATH", help="write a self-contained HTML report here")
+    det.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report here")
+    det.add_argument(
+        "--transcripts",
+        type=Path,
+        metavar="DIR",
+        help="keep a redacted NDJSON transcript of every request and received frame, one file per corpus request "
+        "and replica",
+    )
     det.add_argument("--quiet", action="store_true", help="no progress lines")
     det.set_defaults(handler=_determinism)
 
@@ -299,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("candidate", type=Path, metavar="CANDIDATE.json")
     diff.add_argument(
         "--markdown", type=Path, metavar="PATH", help="also write the diff as Markdown (for a PR comment)"
+    )
+    diff.add_argument(
+        "--allow-gone",
+        action="store_true",
+        help="a check that passed in the baseline and is missing from the candidate is no regression (it was "
+        "dropped on purpose); without this it is one",
     )
     diff.set_defaults(handler=_diff)
 
@@ -392,14 +428,7 @@ def _target_from(args: argparse.Namespace) -> Target | None:
         raise UsageError("--engine and --url go together (omit both to run against the embedded stubs)")
     args.engine = _require_engine(args.engine)
     _check_url(args.url, args.engine)
-    for name in ("timeout", "connect_timeout", "idle_timeout"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value:g}")
-    if args.ca_bundle is not None and not args.ca_bundle.is_file():
-        raise UsageError(f"--ca-bundle: {args.ca_bundle} is not a file")
-    if args.ca_bundle is not None and args.insecure:
-        raise UsageError("--ca-bundle and --insecure exclude each other")
+    _check_connection_options(args)
     target = Target(
         engine=args.engine,
         url=args.url,
@@ -416,6 +445,18 @@ def _target_from(args: argparse.Namespace) -> Target | None:
     )
     target.api_key()  # a missing secret is a usage error now, not forty failed checks later
     return target
+
+
+def _check_connection_options(args: argparse.Namespace) -> None:
+    """Timeouts and TLS options, alike on run and determinism."""
+    for name in ("timeout", "connect_timeout", "idle_timeout"):
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value:g}")
+    if args.ca_bundle is not None and not args.ca_bundle.is_file():
+        raise UsageError(f"--ca-bundle: {args.ca_bundle} is not a file")
+    if args.ca_bundle is not None and args.insecure:
+        raise UsageError("--ca-bundle and --insecure exclude each other")
 
 
 def _label(value: str | None, option: str) -> str | None:
@@ -543,8 +584,6 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
     if workers > 1:
         # Stub scenarios mostly wait on scripted delays: two processes keep both cores busy.
         pytest_args += ["-n", str(workers)]
-    if args.junit:
-        pytest_args += ["--junitxml", str(args.junit)]
     if args.alluredir:
         pytest_args += ["--alluredir", str(args.alluredir)]
     return pytest_args
@@ -610,6 +649,16 @@ def _sign_key(args: argparse.Namespace) -> Ed25519PrivateKey | None:
     return load_private_key(args.sign_key)
 
 
+def _write_renderings(args: argparse.Namespace, report: Report) -> None:
+    """--html, --markdown and --junit of a finished report, alike for every command that makes one."""
+    if args.html:
+        write_html_report(report, args.html)
+    if args.markdown:
+        write_markdown_report(report, args.markdown)
+    if args.junit:
+        write_junit_report(report, args.junit)
+
+
 def _run(args: argparse.Namespace) -> int:
     import pytest
 
@@ -659,10 +708,7 @@ def _run(args: argparse.Namespace) -> int:
             f"--features: a step has no definition (a typo?): {undefined.detail.removeprefix(_UNDEFINED_STEP)}"
         )
     print(render_matrix(report), file=out)
-    if args.html:
-        write_html_report(report, args.html)
-    if args.markdown:
-        write_markdown_report(report, args.markdown)
+    _write_renderings(args, report)
     s = report.summary
     print(
         f"\nresult: {report.result} — {s.passed} passed, {s.failed} failed, {s.skipped} skipped, "
@@ -679,37 +725,80 @@ def _run(args: argparse.Namespace) -> int:
 # -- determinism ---------------------------------------------------------------------------------------
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+
+
+def _warn_about_baseline(args: argparse.Namespace) -> None:
+    """A golden file replays its own requests: a --seed or --max-tokens that would ask for others is told."""
+    try:
+        golden = load_golden(args.baseline)
+    except CorpusError as error:
+        raise UsageError(str(error)) from None
+    if not golden:
+        raise UsageError(f"--baseline {args.baseline}: the golden file has no requests")
+    recorded = [line.request for line in golden]
+    if args.seed is not None and builtin_corpus(len(recorded), args.seed) != recorded:
+        _warn(
+            f"--seed {args.seed} does not select the golden file's requests (recorded with another --seed or "
+            f"a corpus of its own): {args.baseline}'s {len(recorded)} requests are replayed as recorded"
+        )
+    budgets = sorted({r.max_tokens for r in recorded if r.max_tokens is not None})
+    if args.max_tokens is not None and budgets != [args.max_tokens]:
+        _warn(
+            f"--max-tokens {args.max_tokens} differs from the golden file's "
+            f"({', '.join(map(str, budgets))}): its requests are replayed with the budget they were recorded with"
+        )
+    if args.requests is not None and args.requests != len(recorded):
+        _warn(f"--requests {args.requests} does not apply: {args.baseline} has {len(recorded)} requests")
+
+
+def _warn(message: str) -> None:
+    print(f"conform: warning: {message}", file=sys.stderr, flush=True)
+
+
 def _determinism(args: argparse.Namespace) -> int:
-    _outputs(args, ("report", "record"))
+    _outputs(args, ("report", "record", "html", "markdown", "junit"), ("transcripts",))
     sign_key = _sign_key(args)
-    if args.record == STDOUT:
+    if STDOUT in (args.record, args.html, args.markdown, args.junit):
         raise UsageError("only --report can be - (standard output)")
+    if args.record is not None and args.baseline is not None and _same_file(args.record, args.baseline):
+        raise UsageError(
+            f"--record {args.record} is the --baseline: recording would replace the golden file being compared "
+            "against; record to another path"
+        )
     args.engine = _require_engine(args.engine)
     for url in args.url:
         _check_url(url, args.engine)
     for name in ("requests", "concurrency", "max_tokens", "repeat"):
         value, most = getattr(args, name), _MOST[name]
-        if not 1 <= value <= most:
+        if value is not None and not 1 <= value <= most:
             raise UsageError(f"--{name.replace('_', '-')} must be from 1 to {most:,}, got {value:,}")
-    if args.logprob_rtol < 0 or args.timeout <= 0:
-        raise UsageError("--logprob-rtol must be >= 0 and --timeout > 0")
+    if args.logprob_rtol < 0:
+        raise UsageError(f"--logprob-rtol must be >= 0, got {args.logprob_rtol:g}")
+    _check_connection_options(args)
     if args.corpus is not None and args.baseline is not None:
         raise UsageError("--corpus and --baseline exclude each other: a golden file carries its own requests")
+    if args.baseline is not None:
+        _warn_about_baseline(args)
     options = SuiteOptions(
         engine=args.engine,
         urls=tuple(args.url),
         model=args.model,
         api_key_env=args.api_key_env,
         timeout=args.timeout,
+        connect_timeout=args.connect_timeout,
         insecure=args.insecure,
+        ca_bundle=str(args.ca_bundle) if args.ca_bundle else None,
+        transcripts=args.transcripts,
         proxy=_proxy(args),
         request_extra=_request_extra(args),
         engine_versions=_engine_versions(args.engine_version, len(args.url)),
         corpus=args.corpus,
-        requests=args.requests,
-        seed=args.seed,
+        requests=_DEFAULT_REQUESTS if args.requests is None else args.requests,
+        seed=_DEFAULT_SEED if args.seed is None else args.seed,
         concurrency=args.concurrency,
-        max_tokens=args.max_tokens,
+        max_tokens=_DEFAULT_MAX_TOKENS if args.max_tokens is None else args.max_tokens,
         repeat=args.repeat,
         record=args.record,
         baseline=args.baseline,
@@ -725,10 +814,12 @@ def _determinism(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
+    if args.insecure:
+        print(f"conform: WARNING: {INSECURE_WARNING}", file=sys.stderr, flush=True)
     print(f"conform determinism — {len(args.url)} replica(s) of {args.engine}", file=sys.stderr, flush=True)
-    if args.corpus is None and args.baseline is None and args.requests > len(BUILTIN):
+    if args.corpus is None and args.baseline is None and options.requests > len(BUILTIN):
         print(
-            f"conform: note: the built-in corpus has {len(BUILTIN)} prompts; {args.requests:,} requests send them "
+            f"conform: note: the built-in corpus has {len(BUILTIN)} prompts; {options.requests:,} requests send them "
             "again with other seeds (--corpus FILE for prompts of your own)",
             file=sys.stderr,
             flush=True,
@@ -743,6 +834,7 @@ def _determinism(args: argparse.Namespace) -> int:
     out = sys.stderr if args.report == STDOUT else sys.stdout
     if args.report:
         write_json_report(report, args.report, sign_key)
+    _write_renderings(args, report)
     print(render_determinism(report), file=out)
     if args.report and args.report != STDOUT:
         print(f"report: {args.report}", file=out)
@@ -811,7 +903,13 @@ def _verify(path: Path, public_key: Path | None) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     _outputs(args, ("markdown",))
-    changes = diff_reports(load_report(args.baseline), load_report(args.candidate))
+    baseline, candidate = load_report(args.baseline), load_report(args.candidate)
+    if report_kind(baseline) != report_kind(candidate):
+        raise UsageError(
+            f"{args.baseline} is a {report_kind(baseline)} report and {args.candidate} a {report_kind(candidate)} "
+            "report: diff compares two reports of one kind"
+        )
+    changes = diff_reports(baseline, candidate, allow_gone=args.allow_gone)
     text = render_diff_markdown(changes)
     print(text, end="")
     if args.markdown:

@@ -86,7 +86,8 @@ def render_determinism(report: Report) -> str:
         )
         if section.baseline is not None and section.replicas:
             lines.append(
-                f"baseline {section.baseline.url}: {compare_provenance(section.baseline, section.replicas[0])}"
+                f"compared with the baseline {section.baseline.url} ({s.requests} requests): "
+                f"{compare_provenance(section.baseline, section.replicas[0])}"
             )
     return "\n".join(lines)
 

@@ -46,7 +46,7 @@ from .checks import CheckFailure
 from .interrupt import StopRequest
 from .probe import TargetProfile, parse_capabilities, probe
 from .progress import Progress
-from .runtime import ScenarioRuntime, adapter_options
+from .runtime import ScenarioRuntime, adapter_options, transcript_name
 from .targets import Target, TargetError, proxy_config, request_extra
 from .timing import StreamTiming, exempt_startup_objects, summarize_latency
 from .vendor import load_vendor
@@ -329,7 +329,8 @@ def conform_runtime(
     finally:
         runtime.close()
         if folder and runtime.transcript is not None and len(runtime.transcript):
-            write_atomic(Path(folder) / f"{_slug(request.node.nodeid)}.ndjson", runtime.transcript.to_ndjson())
+            name = transcript_name(_identity(request.node, conform_target)["id"], conform_target.label)
+            write_atomic(Path(folder) / name, runtime.transcript.to_ndjson())
         if runtime.timings:
             streams = [t.to_json() for t in runtime.timings]
             request.node.user_properties.append((_TIMING_PROP, {"target": conform_target.label, "streams": streams}))
@@ -382,7 +383,7 @@ def pytest_runtest_makereport(
     report = yield
     if _state(item.config) is None or "conform_target" not in getattr(item, "fixturenames", ()):
         return report
-    target: Target | None = getattr(getattr(item, "callspec", None), "params", {}).get("conform_target")
+    target = _item_target(item)
     if target is None:
         return report
     _make_safe(report, call, target)
@@ -393,6 +394,43 @@ def pytest_runtest_makereport(
     fields["status"] = _status(report, call)
     report.user_properties.append((_PROP, fields))
     return report
+
+
+def _item_target(item: pytest.Item) -> Target | None:
+    """The target a conform test runs against (its `conform_target` parameter), if it is one."""
+    target: Target | None = getattr(getattr(item, "callspec", None), "params", {}).get("conform_target")
+    return target
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """In allure, a check is its feature and story (the scenario), titled by its check id, with the target as
+    readable parameters instead of the Target object's repr."""
+    target = _item_target(item)
+    if target is None or _state(item.config) is None or not _allure_on(item.config):
+        return
+    import allure
+
+    identity = _identity(item, target)
+    dynamic: Any = allure.dynamic  # allure's own functions carry no types
+    dynamic.feature(identity["feature"])
+    dynamic.story(identity["scenario"])
+    dynamic.label("check_id", identity["id"])
+    allure.dynamic.parameter("conform_target", target.label, mode=allure.parameter_mode.HIDDEN)
+    allure.dynamic.parameter("target", target.label)
+    allure.dynamic.parameter("engine", target.engine)
+    if target.url is not None:
+        allure.dynamic.parameter("url", target.display_url)
+
+
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """The allure title, set once allure has named the test after its function at setup."""
+    target = _item_target(item)
+    if target is None or _state(item.config) is None or not _allure_on(item.config):
+        return
+    import allure
+
+    dynamic: Any = allure.dynamic
+    dynamic.title(f"{_identity(item, target)['id']} ({target.label})")
 
 
 def _allure_on(config: pytest.Config) -> bool:

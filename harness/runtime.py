@@ -20,9 +20,16 @@ from .stream import StreamRecord, collect
 from .targets import Target
 from .timing import StreamTiming, stream_timing
 
-__all__ = ["ScenarioRuntime", "adapter_options"]
+__all__ = ["ScenarioRuntime", "adapter_options", "transcript_name"]
 
 T = TypeVar("T")
+
+
+def transcript_name(*parts: str) -> str:
+    """A transcript's file name from what a user looks for: the check id (or request id) first, then where it
+    ran: ``tools.call[stream]--llamacpp@stub.ndjson``. Path separators and spaces become ``_``."""
+    name = "--".join(parts)
+    return "".join(c if c.isalnum() or c in "._-[]@" else "_" for c in name) + ".ndjson"
 
 
 def adapter_options(target: Target, *, idle: float | None = None, transcript: bool = False) -> AdapterOptions:

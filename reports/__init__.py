@@ -1,6 +1,7 @@
 """Reports: the compliance report model, its JSON Schema, and the writers."""
 
 from ._atomic import STDOUT, UnwritablePath, atomic_writer, check_writable, write_atomic
+from .junit import render_junit, testcase_name
 from .model import (
     SCHEMA_VERSION,
     TOOL_VERSION,
@@ -44,10 +45,18 @@ from .render import (
     render_diff_markdown,
     render_html,
     render_markdown,
+    report_kind,
 )
 from .schema import SCHEMA_PATH, ReportSchemaError, generate_schema, validate_report
 from .signature import KeyFileError, fingerprint, load_private_key, load_public_key, signature_problem
-from .writers import ReportFileError, load_report, write_html_report, write_json_report, write_markdown_report
+from .writers import (
+    ReportFileError,
+    load_report,
+    write_html_report,
+    write_json_report,
+    write_junit_report,
+    write_markdown_report,
+)
 
 __all__ = [
     "INSECURE_WARNING",
@@ -99,14 +108,18 @@ __all__ = [
     "matrix_cells",
     "render_diff_markdown",
     "render_html",
+    "render_junit",
     "render_markdown",
+    "report_kind",
     "signature_problem",
     "summarize",
+    "testcase_name",
     "utc_now",
     "validate_report",
     "verdict",
     "write_atomic",
     "write_html_report",
     "write_json_report",
+    "write_junit_report",
     "write_markdown_report",
 ]

@@ -374,16 +374,28 @@ class ReportDiff:
     """Requests identical in the baseline and diverged in the candidate."""
     engines: list[str] = field(default_factory=list)
     """Per target in both reports: which builds and models are compared."""
+    allow_gone: bool = False
+    """A check that passed and is gone is a regression (a candidate that stops running a check must not look
+    better), unless allowed (--allow-gone: the check was dropped on purpose)."""
+
+    @property
+    def gone_passed(self) -> list[CheckResult]:
+        return [r for r in self.gone if r.status == "passed"]
 
     @property
     def has_regression(self) -> bool:
-        return bool(self.regressed or self.determinism_drift)
+        return bool(self.regressed or self.determinism_drift or (self.gone_passed and not self.allow_gone))
 
 
-def diff_reports(baseline: Report, candidate: Report) -> ReportDiff:
+def report_kind(report: Report) -> str:
+    """``determinism`` for a `conform determinism` report, ``run`` for a conformance run's."""
+    return "determinism" if report.determinism is not None else "run"
+
+
+def diff_reports(baseline: Report, candidate: Report, *, allow_gone: bool = False) -> ReportDiff:
     before = {_key(r): r for r in baseline.results}
     after = {_key(r): r for r in candidate.results}
-    result = ReportDiff()
+    result = ReportDiff(allow_gone=allow_gone)
     bad = ("failed", "error")
     for key, new in after.items():
         old = before.get(key)
@@ -430,7 +442,10 @@ def render_diff_markdown(diff: ReportDiff) -> str:
         ("Determinism drift", diff.determinism_drift),
         ("Fixed", [f"**{n.id}** ({n.target or n.engine}): {o.status} → passed" for o, n in diff.fixed]),
         ("New", [f"**{r.id}** ({r.target or r.engine}): {r.status}" for r in diff.new]),
-        ("Gone", [f"**{r.id}** ({r.target or r.engine})" for r in diff.gone]),
+        (
+            "Gone" if diff.allow_gone or not diff.gone_passed else "Gone (a passed check that is gone is a regression)",
+            [f"**{r.id}** ({r.target or r.engine}): was {r.status}" for r in diff.gone],
+        ),
     ]
     for title, items in sections:
         if items:

@@ -9,12 +9,20 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._atomic import write_atomic
+from .junit import render_junit
 from .model import Report
 from .render import render_html, render_markdown
 from .schema import ReportSchemaError, validate_report
 from .signature import sign
 
-__all__ = ["ReportFileError", "load_report", "write_html_report", "write_json_report", "write_markdown_report"]
+__all__ = [
+    "ReportFileError",
+    "load_report",
+    "write_html_report",
+    "write_json_report",
+    "write_junit_report",
+    "write_markdown_report",
+]
 
 
 class ReportFileError(ValueError):
@@ -42,6 +50,10 @@ def load_report(path: Path) -> Report:
 
 def write_markdown_report(report: Report, path: Path) -> None:
     write_atomic(path, render_markdown(report))
+
+
+def write_junit_report(report: Report, path: Path) -> None:
+    write_atomic(path, render_junit(report))
 
 
 def write_html_report(report: Report, path: Path) -> None:

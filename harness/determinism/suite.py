@@ -35,12 +35,13 @@ from conform.reports import (
     describe_divergence,
     describe_failure,
     utc_now,
+    write_atomic,
 )
 from conform.reports.model import PROVENANCE
 from conform.reports.provenance import versioned
 
 from ..progress import Eta
-from ..runtime import adapter_options
+from ..runtime import adapter_options, transcript_name
 from ..targets import Target
 from ..timing import summarize_latency
 from .compare import BURST, Observation, judge_request
@@ -62,7 +63,11 @@ class SuiteOptions:
     model: str | None = None
     api_key_env: str | None = None
     timeout: float = 60.0
+    connect_timeout: float = 5.0
     insecure: bool = False
+    ca_bundle: str | None = None
+    transcripts: Path | None = None
+    """A folder for a redacted NDJSON transcript per request and replica (--transcripts)."""
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     request_extra: Mapping[str, Any] = field(default_factory=dict)
     """Fields added to every generation request (--request-extra)."""
@@ -137,11 +142,14 @@ async def _connect(options: SuiteOptions) -> list[HttpAdapter]:
             model=options.model,
             api_key_env=options.api_key_env,
             timeout=options.timeout,
+            connect_timeout=options.connect_timeout,
             insecure=options.insecure,
+            ca_bundle=options.ca_bundle,
             proxy=options.proxy,
             request_extra=dict(options.request_extra),
         )
-        adapters.append(create_adapter(options.engine, url, adapter_options(target)))
+        keep = options.transcripts is not None
+        adapters.append(create_adapter(options.engine, url, adapter_options(target, transcript=keep)))
     return adapters
 
 
@@ -212,6 +220,14 @@ def _load_result(outcomes: Sequence[RequestOutcome], engine: str) -> CheckResult
     )
 
 
+def _write_transcripts(folder: Path, request_id: str, adapters: Sequence[HttpAdapter]) -> None:
+    """One file per request and replica, written as soon as the request is judged (memory stays flat)."""
+    for number, adapter in enumerate(adapters):
+        transcript = adapter.options.transcript
+        if transcript is not None and len(transcript):
+            write_atomic(folder / transcript_name(request_id, f"replica{number}"), transcript.drain())
+
+
 class _Stopped(Exception):
     """Raised inside the golden file's block when the run was asked to stop: a partial golden file is discarded."""
 
@@ -280,6 +296,8 @@ async def run_suite(
         with contextlib.suppress(_Stopped), contextlib.ExitStack() as stack:
             record = stack.enter_context(atomic_writer(options.record)) if options.record is not None else None
             eta = Eta(len(tasks), loop.time)
+            if options.transcripts is not None:
+                _write_transcripts(options.transcripts, "probe", adapters)  # the version and props asked first
             for position, request in enumerate(requests):
                 if stop():
                     stopped = True
@@ -295,6 +313,8 @@ async def run_suite(
                         request.id, observations, baseline.get(request.id), options.logprob_rtol, options.concurrency
                     )
                 )
+                if options.transcripts is not None:
+                    _write_transcripts(options.transcripts, request.id, adapters)
                 progress(eta.line(position + 1, request.id))
         section.replicas = [r.model_copy(update={"sampler": p.sampler}) for r, p in zip(replicas, players, strict=True)]
         duration = (loop.time() - began) / max(1, len(outcomes))

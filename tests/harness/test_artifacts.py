@@ -98,6 +98,12 @@ def test_junit_parses_with_one_case_per_check(artifacts: dict[str, Any]) -> None
     messages = [failure.get("message") or "" for case in cases if (failure := case.find("failure")) is not None]
     assert len(messages) == 2, "the duplicated token breaks the indices and the reassembly"
     assert any("duplicated token index" in m for m in messages)
+    by_id = {r["id"]: r for r in document["results"]}
+    for case in cases:
+        check_id, target = case.get("name", "").rsplit(" (", 1)
+        assert check_id in by_id and target == "llamacpp)", "the name is the check id, with where it ran"
+        assert case.get("classname") == by_id[check_id]["feature"] == suite.get("name")
+    assert "token_times" not in ET.tostring(root, encoding="unicode"), "timing arrays stay in the JSON report"
 
 
 def test_allure_has_gherkin_steps_and_the_failed_scenarios_transcript(artifacts: dict[str, Any]) -> None:
@@ -107,6 +113,14 @@ def test_allure_has_gherkin_steps_and_the_failed_scenarios_transcript(artifacts:
     assert all(r["steps"][0]["name"].startswith("Given ") for r in results)
     failed = [r for r in results if r["status"] == "failed"]
     assert len(failed) == 2
+    document = json.loads((artifacts["dir"] / "report.json").read_text())
+    for result in results:
+        labels = {label["name"]: label.get("value") for label in result["labels"]}
+        parameters = {p["name"]: p for p in result["parameters"]}
+        assert labels["feature"] == "ordering" and labels["story"] in {r["scenario"] for r in document["results"]}
+        assert result["name"] == f"{labels['check_id']} (llamacpp)"
+        assert parameters["target"]["value"] == "'llamacpp'" and parameters["url"]["value"].startswith("'http://")
+        assert parameters["conform_target"]["mode"] == "hidden", "no Target(...) repr on show"
     for result in failed:
         attachments = result["attachments"]
         assert [a["name"] for a in attachments] == ["transcript.ndjson"]
@@ -115,9 +129,10 @@ def test_allure_has_gherkin_steps_and_the_failed_scenarios_transcript(artifacts:
         assert kinds[0] == "request" and "frame" in kinds
 
 
-def test_transcripts_are_ndjson_per_scenario(artifacts: dict[str, Any]) -> None:
+def test_transcripts_are_ndjson_per_scenario_named_by_check_id(artifacts: dict[str, Any]) -> None:
     files = sorted((artifacts["dir"] / "transcripts").glob("*.ndjson"))
-    assert len(files) == 2
+    document = json.loads((artifacts["dir"] / "report.json").read_text())
+    assert [f.name for f in files] == sorted(f"{r['id']}--llamacpp.ndjson" for r in document["results"])
     for file in files:
         entries = [json.loads(line) for line in file.read_text().splitlines()]
         assert entries[0]["kind"] == "request" and all(isinstance(e["t"], float) for e in entries)

@@ -307,7 +307,7 @@ def test_a_real_upgrade_from_the_previous_build(
     )  # fmt: skip
     assert compared.returncode in (0, 1), compared.stdout + compared.stderr
     versions = f"engine version {PREVIOUS} (declared) → {CURRENT} (declared); the same model digest"
-    assert f"baseline {golden}: {versions}" in compared.stdout
+    assert f"compared with the baseline {golden} (6 requests): {versions}" in compared.stdout
     section = json.loads((tmp_path / "new-determinism.json").read_text())["determinism"]
     validate_report(json.loads((tmp_path / "new-determinism.json").read_text()))
     assert section["baseline"]["engine_version"] == PREVIOUS and section["replicas"][0]["engine_version"] == CURRENT

@@ -93,7 +93,7 @@ def test_a_golden_file_keeps_the_declared_version_and_the_baseline_names_both(st
         *args, "--url", new.url, "--engine-version", "b11434", "--baseline", str(golden), "--report", str(report)
     )
     assert compared.returncode == 0, compared.stdout + compared.stderr
-    assert f"baseline {golden}: engine version b11104 (declared) → b11434 (declared); the same model digest" in (
+    assert f"compared with the baseline {golden} (2 requests): engine version b11104 (declared) → b11434 (declared); the same model digest" in (
         compared.stdout
     )
     section = json.loads(report.read_text())["determinism"]
