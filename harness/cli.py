@@ -12,7 +12,6 @@ import asyncio
 import importlib.metadata
 import json
 import os
-import re
 import shlex
 import signal
 import ssl
@@ -22,7 +21,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -61,7 +59,7 @@ from .interrupt import EXIT_INTERRUPTED, StopRequest
 from .matrix import render_determinism, render_matrix
 from .preflight import PreflightError, preflight
 from .probe import parse_capabilities
-from .targets import Target, TargetError, mask_url_token, proxy_config, request_extra
+from .targets import Target, TargetError, check_url, mask_url_token, proxy_config, request_extra
 from .timing import exempt_startup_objects
 from .vendor import load_vendor
 
@@ -427,7 +425,7 @@ def _target_from(args: argparse.Namespace) -> Target | None:
     if args.engine is None or args.url is None:
         raise UsageError("--engine and --url go together (omit both to run against the embedded stubs)")
     args.engine = _require_engine(args.engine)
-    _check_url(args.url, args.engine)
+    check_url(args.url, args.engine)
     _check_connection_options(args)
     target = Target(
         engine=args.engine,
@@ -498,32 +496,6 @@ def _require_engine(engine: str) -> str:
     return name
 
 
-def _check_url(url: str, engine: str) -> None:
-    parts = urlsplit(url)
-    schemes = ("http", "https", "llama-swap") if engine == "llamaswap" else ("http", "https")
-    if parts.scheme not in schemes or not parts.hostname:
-        form = "http(s)://host[:port][/path]" + (" or llama-swap://[token@]host:port" if engine == "llamaswap" else "")
-        raise UsageError(f"bad URL {mask_url_token(url)!r}: expected {form}")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise UsageError(f"bad URL {url!r}: the port is not a number from 0 to 65535") from None
-    endpoint = _ENDPOINT.search(parts.path)
-    if endpoint is not None:
-        base = urlunsplit((parts.scheme, parts.netloc, parts.path[: endpoint.start()], "", ""))
-        raise UsageError(
-            f"--url {mask_url_token(url)} is an endpoint ({endpoint.group(0)}), not the server's base URL: "
-            f"try --url {mask_url_token(base)}"
-        )
-
-
-_ENDPOINT = re.compile(
-    r"(/v1/chat/completions|/v1/completions|/v1/messages|/v1/models|/completions?|/chat/completions|"
-    r"/generate(_stream)?|/api/(generate|chat|tags)|/v2/models/.*|/health|/props|/slots|/tokenize)/?$"
-)
-"""Paths of the endpoints users paste as a URL: conform wants the server's base (with /v1 for openai)."""
-
-
 def _collectable(features: Path, scratch: Path) -> Path:
     """What pytest collects for --features: a folder as is; a .feature file through its binding module."""
     if not features.exists():
@@ -550,6 +522,7 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
         pytest_args += ["--conform-stub", "all", "--conform-timeout", str(args.timeout)]
     else:
         pytest_args += ["--conform-engine", target.engine, "--conform-url", target.url or ""]
+        pytest_args.append("--conform-no-preflight")  # done above, before any work
         pytest_args += ["--conform-timeout", str(target.timeout)]
         if target.model:
             pytest_args += ["--conform-model", target.model]
@@ -769,7 +742,7 @@ def _determinism(args: argparse.Namespace) -> int:
         )
     args.engine = _require_engine(args.engine)
     for url in args.url:
-        _check_url(url, args.engine)
+        check_url(url, args.engine)
     for name in ("requests", "concurrency", "max_tokens", "repeat"):
         value, most = getattr(args, name), _MOST[name]
         if value is not None and not 1 <= value <= most:

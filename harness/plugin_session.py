@@ -44,10 +44,11 @@ from conform.stubs import StubServer, stub_engines
 
 from .checks import CheckFailure
 from .interrupt import StopRequest
+from .preflight import PreflightError, preflight
 from .probe import TargetProfile, parse_capabilities, probe
 from .progress import Progress
 from .runtime import ScenarioRuntime, adapter_options, transcript_name
-from .targets import Target, TargetError, proxy_config, request_extra
+from .targets import Target, TargetError, check_url, proxy_config, request_extra
 from .timing import StreamTiming, exempt_startup_objects, summarize_latency
 from .vendor import load_vendor
 
@@ -149,6 +150,7 @@ def _build_targets(config: pytest.Config) -> list[Target]:
         engine = engine_name(engine) or engine
         if engine not in engine_names():
             raise pytest.UsageError(f"--conform-engine: {engine!r} is not one of {', '.join(engine_names())}")
+        check_url(url, engine, "--conform-url")
         targets.append(Target(engine=engine, url=url, **common))
     names = list(stub_engines()) if "all" in stubs else stubs
     for name in names:
@@ -158,6 +160,21 @@ def _build_targets(config: pytest.Config) -> list[Target]:
     return targets
 
 
+_NO_TARGET = "no conform target: pass --conform-engine E --conform-url URL, or --conform-stub E"
+
+
+def _preflight(targets: list[Target]) -> None:
+    """A live target that cannot be reached, or is not the engine it is said to be, stops the session before
+    any test, as `conform run` does (exit 2): no verdict on an engine that was never really reached."""
+    for target in targets:
+        if target.url is None:
+            continue
+        try:
+            asyncio.run(preflight(target))
+        except PreflightError as error:
+            pytest.exit(f"conform: error: {error}", returncode=2)
+
+
 def activate(config: pytest.Config) -> None:
     """Called by the plugin's entry module, which registers this module as a plugin, when a conform option
     was given: the markers, and the state of a run against its targets."""
@@ -165,7 +182,9 @@ def activate(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: conform Gherkin tag @{name}")
     targets = _targets(config)
     if not targets:
-        return
+        raise pytest.UsageError(_NO_TARGET)
+    if not hasattr(config, "workerinput") and not config.getoption("--conform-no-preflight"):
+        _preflight(targets)
     report = _option(config, "report")
     try:
         declared = parse_capabilities(config.getoption("--conform-capabilities"), "--conform-capabilities")

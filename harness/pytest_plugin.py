@@ -77,6 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conform-checks", metavar="ID[,ID...]", help="run only the scenarios of these check ids")
     group.addoption("--conform-exclude-checks", metavar="ID[,ID...]", help="leave out the scenarios of these check ids")
     group.addoption("--conform-reproduce", help=argparse.SUPPRESS)
+    group.addoption("--conform-no-preflight", action="store_true", help=argparse.SUPPRESS)  # conform run did it
     for name in _INI_DEFAULTS:
         parser.addini(name, f"default for --{name.replace('_', '-')}")
 
@@ -100,10 +101,21 @@ def pytest_configure(config: pytest.Config) -> None:
         plugin_session.activate(config)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need a conform target, collected with none given, are a usage error: a run of skips would
+    look green."""
+    if _asked(config):
+        return
+    needing = [item for item in items if "conform_target" in getattr(item, "fixturenames", ())]
+    if needing:
+        pytest.exit(  # a UsageError raised while collecting is reported as pytest's own internal error
+            f"conform: {len(needing)} collected tests need a conform target (e.g. {needing[0].nodeid}): pass "
+            "--conform-engine E --conform-url URL, or --conform-stub E",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
+
 @pytest.fixture
 def conform_target(request: pytest.FixtureRequest) -> Any:
     """The target of this test (parametrized over every target of the run)."""
-    target = getattr(request, "param", None)
-    if target is None:
-        pytest.skip("no conform target: pass --conform-engine E --conform-url URL, or --conform-stub E")
-    return target
+    return request.param

@@ -7,13 +7,13 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from conform.adapters import ProxyConfig, fingerprint, split_llamaswap_url
 
-__all__ = ["Target", "TargetError", "mask_url_token", "proxy_config", "request_extra"]
+__all__ = ["Target", "TargetError", "check_url", "mask_url_token", "proxy_config", "request_extra"]
 
 
 def proxy_config(explicit: str | None, environ: Mapping[str, str]) -> ProxyConfig:
@@ -47,6 +47,34 @@ def request_extra(items: Sequence[str], option: str = "--request-extra") -> dict
         except ValueError as error:
             raise TargetError(f"{option}: the value of {key!r} is not JSON ({error})") from None
     return fields
+
+
+def check_url(url: str, engine: str, option: str = "--url") -> None:
+    """A base URL the engine's adapter can use; TargetError with a hint otherwise (an endpoint pasted as the
+    URL names the base to give instead)."""
+    parts = urlsplit(url)
+    schemes = ("http", "https", "llama-swap") if engine == "llamaswap" else ("http", "https")
+    if parts.scheme not in schemes or not parts.hostname:
+        form = "http(s)://host[:port][/path]" + (" or llama-swap://[token@]host:port" if engine == "llamaswap" else "")
+        raise TargetError(f"{option}: bad URL {mask_url_token(url)!r}: expected {form}")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise TargetError(f"{option}: bad URL {url!r}: the port is not a number from 0 to 65535") from None
+    endpoint = _ENDPOINT.search(parts.path)
+    if endpoint is not None:
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path[: endpoint.start()], "", ""))
+        raise TargetError(
+            f"{option} {mask_url_token(url)} is an endpoint ({endpoint.group(0)}), not the server's base URL: "
+            f"try {option} {mask_url_token(base)}"
+        )
+
+
+_ENDPOINT = re.compile(
+    r"(/v1/chat/completions|/v1/completions|/v1/messages|/v1/models|/completions?|/chat/completions|"
+    r"/generate(_stream)?|/api/(generate|chat|tags)|/v2/models/.*|/health|/props|/slots|/tokenize)/?$"
+)
+"""Paths of the endpoints users paste as a URL: conform wants the server's base (with /v1 for openai)."""
 
 
 def mask_url_token(text: str) -> str:

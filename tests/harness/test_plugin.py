@@ -24,11 +24,39 @@ def test_plugin_is_inert_without_conform_options(pytester) -> None:
     assert "conform targets" not in result.stdout.str()
 
 
-def test_conform_fixtures_skip_with_a_reason_without_a_target(pytester) -> None:
+def test_tests_that_need_a_target_without_one_are_a_usage_error_not_a_run_of_skips(pytester) -> None:
     pytester.makepyfile("def test_uses_target(conform_target):\n    pass\n")
-    result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*no conform target: pass --conform-engine*"])
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "conform: 1 collected tests need a conform target (e.g. test_" in result.stdout.str() + result.stderr.str()
+    report = pytester.path / "r.json"
+    asked = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--conform-report", str(report))
+    assert asked.ret == pytest.ExitCode.USAGE_ERROR and not report.exists()
+    asked.stderr.fnmatch_lines(["*no conform target: pass --conform-engine E --conform-url URL, or --conform-stub E*"])
+
+
+def test_the_target_url_is_validated_and_an_unreachable_one_is_exit_2_like_the_cli(pytester) -> None:
+    from tests.helpers import free_port
+
+    pytester.makepyfile("def test_uses_target(conform_target):\n    pass\n")
+    # In subprocesses: an in-process run would unload conform's modules under the engine registry's cache.
+    bad = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--conform-engine", "llamacpp", "--conform-url", "localhost:8080"
+    )  # fmt: skip
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--conform-url: bad URL 'localhost:8080': expected http(s)://host*"])
+    endpoint = f"http://127.0.0.1:{free_port()}/completion"
+    pasted = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--conform-engine", "llamacpp", "--conform-url", endpoint
+    )  # fmt: skip
+    pasted.stderr.fnmatch_lines(["*is an endpoint (/completion), not the server's base URL: try --conform-url*"])
+    url = f"http://127.0.0.1:{free_port()}"
+    unreachable = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--conform-engine", "llamacpp", "--conform-url", url
+    )  # fmt: skip
+    assert unreachable.ret == 2, unreachable.stdout.str() + unreachable.stderr.str()
+    said = unreachable.stdout.str() + unreachable.stderr.str()
+    assert f"conform: error: cannot reach {url}" in said and "Traceback" not in said
 
 
 def test_users_can_write_plain_tests_against_a_stub_target(pytester, tmp_path) -> None:
