@@ -31,6 +31,8 @@ class CheckEntry(BaseModel):
     """How many Examples rows it runs as (``id[row]``), or 0 for a plain scenario."""
     variant_ids: tuple[str, ...] = ()
     """What each row is called in results (``id[variant]``): its cells joined by ``-``."""
+    tags: tuple[str, ...] = ()
+    """Its Gherkin tags but the check id's (``needs_usage``, ``extended``, ``stub_only``)."""
 
     @property
     def result_ids(self) -> list[str]:
@@ -55,6 +57,7 @@ def _entry(feature: str, scenario: dict[str, Any]) -> CheckEntry | None:
         description=str(scenario["name"]),
         variants=len(rows),
         variant_ids=tuple("-".join(str(cell["value"]) for cell in row["cells"]) for row in rows),
+        tags=tuple(tag for tag in tags if not tag.startswith("check:")),
     )
 
 
@@ -70,6 +73,17 @@ def check_catalogue(features: Path = FEATURES_DIR) -> list[CheckEntry]:
             if entry is not None:
                 entries.append(entry)
     return entries
+
+
+LEVELS = ("core", "extended")
+
+
+def selectable_tags(entries: Iterable[CheckEntry]) -> list[str]:
+    """What ``--tags`` can name: feature names and levels, as reports show them, then the Gherkin tags."""
+    entries = list(entries)
+    features = sorted({e.feature for e in entries})
+    tags = sorted({t for e in entries for t in e.tags} - set(LEVELS))
+    return [*features, *LEVELS, *tags]
 
 
 def check_table(entries: Iterable[CheckEntry]) -> str:

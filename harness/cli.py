@@ -12,6 +12,7 @@ import asyncio
 import importlib.metadata
 import json
 import os
+import re
 import shlex
 import signal
 import ssl
@@ -53,7 +54,7 @@ from conform.reports import (
 from conform.stubs import Script, ScriptError, StubServer, load_script, precise_event_loop, stub_engines
 from conform.stubs.script import fault_kinds
 
-from .catalogue import CheckEntry, check_catalogue
+from .catalogue import CheckEntry, check_catalogue, selectable_tags
 from .determinism import BUILTIN, CorpusError, SuiteOptions, TargetUnreachable, builtin_corpus, load_golden, run_suite
 from .interrupt import EXIT_INTERRUPTED, StopRequest
 from .matrix import render_determinism, render_matrix
@@ -125,7 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="model name to put in requests")
     run.add_argument("--api-key-env", metavar="VAR", help="name of the environment variable holding the API key")
     run.add_argument("--features", type=Path, help="a .feature file or folder (default: the built-in features)")
-    run.add_argument("--tags", metavar="EXPR", help="select scenarios by tag, e.g. 'not extended'")
+    run.add_argument(
+        "--tags",
+        metavar="EXPR",
+        help="select scenarios by feature name ("
+        + ", ".join(sorted(p.stem for p in FEATURES_DIR.glob("*.feature")))
+        + "), level (core, extended) or Gherkin tag (needs_CAPABILITY, stub_only), combined with and, or, not "
+        "and parentheses, e.g. 'core and not cancel' (`conform list` shows each check's feature, level and needs)",
+    )
     run.add_argument("--checks", metavar="ID[,ID...]", help="run only these check ids (`conform list` names them all)")
     run.add_argument("--exclude-checks", metavar="ID[,ID...]", help="leave out these check ids")
     run.add_argument(
@@ -599,6 +607,19 @@ def _check_ids(option: str, given: str | None, known: list[CheckEntry]) -> list[
     return ids
 
 
+def _check_tags(expression: str | None, known: list[CheckEntry]) -> None:
+    """Every name in a --tags expression is a feature, a level or a Gherkin tag of the features; exit 2 if not."""
+    if expression is None:
+        return
+    valid = selectable_tags(known)
+    names = [word for word in re.findall(r"[^\s()]+", expression) if word not in ("and", "or", "not")]
+    unknown = [name for name in names if name not in valid]
+    if not names:
+        raise UsageError(f"--tags: no tag in {expression!r} (valid: {', '.join(valid)})")
+    if unknown:
+        raise UsageError(f"--tags: {unknown[0]!r} names no feature, level or tag (valid: {', '.join(valid)})")
+
+
 _UNDEFINED_STEP = "StepDefinitionNotFoundError: "
 
 _MOST = {"requests": 100_000, "concurrency": 256, "max_tokens": 32_768, "repeat": 10_000}
@@ -643,6 +664,7 @@ def _run(args: argparse.Namespace) -> int:
     catalogue = _catalogue(args.features)
     args.checks = ",".join(_check_ids("--checks", args.checks, catalogue)) or None
     args.exclude_checks = ",".join(_check_ids("--exclude-checks", args.exclude_checks, catalogue)) or None
+    _check_tags(args.tags, catalogue)
     target = _target_from(args)
     try:
         parse_capabilities(args.capabilities, "--capabilities")

@@ -274,8 +274,12 @@ def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:
     return True
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--conform-checks and --conform-exclude-checks: keep the scenarios of the check ids asked for."""
+    """Every scenario is marked with its feature name and its level, as reports name them, before `-m` selects
+    (so ``-m core`` keeps the scenarios no tag calls extended); then --conform-checks and
+    --conform-exclude-checks keep the scenarios of the check ids asked for."""
+    _mark_feature_and_level(config, items)
     wanted = _id_set(config.getoption("--conform-checks"))
     unwanted = _id_set(config.getoption("--conform-exclude-checks"))
     if not wanted and not unwanted:
@@ -292,6 +296,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+def _mark_feature_and_level(config: pytest.Config, items: list[pytest.Item]) -> None:
+    known = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
+    for item in items:
+        if "conform_target" not in getattr(item, "fixturenames", ()):
+            continue
+        level_marker = item.get_closest_marker("conform_level")
+        level = str(level_marker.args[0]) if level_marker else "core"
+        for name, what in ((_scenario_names(item)[0], "feature"), (level, "level")):
+            if name not in known:
+                config.addinivalue_line("markers", f"{name}: conform {what}")
+                known.add(name)
+            if item.get_closest_marker(name) is None:
+                item.add_marker(name)
 
 
 def _id_set(text: str | None) -> set[str]:
