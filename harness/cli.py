@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import ssl
 import sys
@@ -41,6 +42,7 @@ from conform.reports import (
     load_private_key,
     load_public_key,
     load_report,
+    partial_reason,
     render_diff_markdown,
     render_markdown,
     report_kind,
@@ -55,11 +57,13 @@ from conform.stubs import Script, ScriptError, StubServer, load_script, precise_
 from conform.stubs.script import fault_kinds
 
 from .catalogue import CheckEntry, check_catalogue, selectable_tags
+from .console import QUIET, VERBOSE, Console
 from .determinism import BUILTIN, CorpusError, SuiteOptions, TargetUnreachable, builtin_corpus, load_golden, run_suite
 from .interrupt import EXIT_INTERRUPTED, StopRequest
-from .matrix import render_determinism, render_matrix
+from .matrix import failure_lines, latency_lines, render_determinism, render_matrix, skipped_lines
 from .preflight import PreflightError, preflight
 from .probe import parse_capabilities
+from .settings import Setting, SettingsError, apply_settings, find_pyproject
 from .targets import Target, TargetError, check_url, mask_url_token, proxy_config, request_extra
 from .timing import exempt_startup_objects
 from .vendor import load_vendor
@@ -76,6 +80,12 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations, as pytest: `--time` is no `--timeout`, so a configured value is never silently
+        # overridden by a shortened word.
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
@@ -99,6 +109,21 @@ def _version() -> str:
         return importlib.metadata.version("conform")
     except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
         return "(not installed)"
+
+
+def _verbosity_options(parser: argparse.ArgumentParser, progress: str) -> None:
+    quietness = parser.add_mutually_exclusive_group()
+    quietness.add_argument(
+        "-q", "--quiet", dest="verbosity", action="store_const", const=QUIET, default=0, help=f"no {progress} lines"
+    )
+    quietness.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="store_const",
+        const=VERBOSE,
+        help=f"every {progress} line, every skipped check with its reason, the matrix and latency even when piped",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,7 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="keep a redacted NDJSON transcript of every request and received frame, one file per scenario",
     )
-    run.add_argument("--quiet", action="store_true", help="no per-check progress lines")
+    _verbosity_options(run, "per-check progress")
+    run.add_argument(
+        "-x", "--exitfirst", action="store_true", help="stop after the first check that fails (the report says so)"
+    )
     run.set_defaults(handler=_run)
 
     det = commands.add_parser(
@@ -299,7 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep a redacted NDJSON transcript of every request and received frame, one file per corpus request "
         "and replica",
     )
-    det.add_argument("--quiet", action="store_true", help="no progress lines")
+    _verbosity_options(det, "progress")
+    det.add_argument(
+        "-x", "--exitfirst", action="store_true", help="stop after the first request that diverges or fails"
+    )
     det.set_defaults(handler=_determinism)
 
     report = commands.add_parser(
@@ -388,18 +419,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands' parsers by name."""
+    for action in parser._actions:  # argparse keeps its subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not words:  # bare `conform`: what it can do, not an error message
         parser.print_help()
         return EXIT_USAGE
+    commands = _commands(parser)
+    settings: list[Setting] = []
+    if words[0] in commands:
+        try:
+            settings = apply_settings(commands, words[0], words[1:], os.environ, find_pyproject(Path.cwd()))
+        except SettingsError as error:
+            print(f"conform: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
     args = parser.parse_args(words)
     # Until a run installs its own handler (finish the running check, then report), a CI cancel's SIGTERM
     # ends conform as Ctrl-C does: one line, exit 130.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # The report's `reproduce`: secrets never reach the command line, only their variable's name.
-    args.reproduce = mask_url_token(shlex.join(["conform", *words]))
+    # Configured values (CONFORM_*, pyproject.toml) are written out: the line reproduces the run anywhere.
+    effective = [*words, *(word for setting in settings for word in setting.words())]
+    args.reproduce = mask_url_token(shlex.join(["conform", *effective]))
     try:
         code: int = args.handler(args)
     except (
@@ -555,8 +604,10 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
         value = getattr(args, option)
         if value is not None:
             pytest_args += [f"--conform-{option.replace('_', '-')}", str(value)]
-    if not args.quiet:
-        pytest_args.append("--conform-progress")
+    if args.verbosity > QUIET:
+        pytest_args += ["--conform-progress", "verbose" if args.verbosity >= VERBOSE else "normal"]
+    if args.exitfirst:
+        pytest_args.append("--exitfirst")
     if args.tags:
         pytest_args += ["-m", args.tags]
     workers = args.workers if args.workers is not None else (1 if target is not None else 2)
@@ -702,19 +753,42 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--features: a step has no definition (a typo?): {undefined.detail.removeprefix(_UNDEFINED_STEP)}"
         )
-    print(render_matrix(report), file=out)
     _write_renderings(args, report)
-    s = report.summary
-    print(
-        f"\nresult: {report.result} — {s.passed} passed, {s.failed} failed, {s.skipped} skipped, "
-        f"{s.errors} errors in {elapsed:.1f} s" + (" (INTERRUPTED: not every check ran)" if report.interrupted else ""),
-        file=out,
-    )
+    console = Console.of(out, os.environ, args.verbosity)
+    _print_outcome(report, console, elapsed)
     if args.report and args.report != STDOUT:
-        print(f"report: {args.report}", file=out)
+        console.print(f"report: {args.report}")
     if code == pytest.ExitCode.INTERRUPTED or report.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_OK if s.failed == 0 and s.errors == 0 else EXIT_FAILED
+    return EXIT_OK if report.summary.failed == 0 and report.summary.errors == 0 else EXIT_FAILED
+
+
+def _print_outcome(report: Report, console: Console, elapsed: float) -> None:
+    """On a terminal (or with -v) the matrix, wrapped to the terminal; piped, a line per failed check. Then
+    the skipped checks with -v, and the result, with why it is partial."""
+    verbose = console.verbosity >= VERBOSE
+    if console.interactive or verbose:
+        width = shutil.get_terminal_size((80, 24)).columns if console.interactive else 80
+        console.print(render_matrix(report, width, console.paint))
+        if verbose:
+            console.print("\n".join(latency_lines(report)))
+        lines = failure_lines(report, console.paint)
+        console.print("\n".join(["", *lines]) if lines else "")
+    else:
+        for line in failure_lines(report, console.paint):
+            console.print(line)
+    if verbose:
+        for line in skipped_lines(report, console.paint):
+            console.print(line)
+    s = report.summary
+    verdict = console.paint(report.result, {"conformant": "passed", "partial": "skipped"}.get(report.result, "failed"))
+    console.print(
+        f"result: {verdict} — {s.passed} passed, {s.failed} failed, {s.skipped} skipped, {s.errors} errors "
+        f"in {elapsed:.1f} s" + (" (INTERRUPTED: not every check ran)" if report.interrupted else "")
+    )
+    reason = partial_reason(report)
+    if reason is not None:
+        console.print(reason + ("" if verbose or "more" not in reason else " (-v lists them)"))
 
 
 # -- determinism ---------------------------------------------------------------------------------------
@@ -800,13 +874,14 @@ def _determinism(args: argparse.Namespace) -> int:
         logprob_rtol=args.logprob_rtol,
         prompt_cache=not args.no_prompt_cache,
         modes=("solo",) if args.no_load else ("solo", "load"),
+        exitfirst=args.exitfirst,
         reproduce=args.reproduce,
     )
     if args.api_key_env:
         Target(engine=args.engine, url=args.url[0], api_key_env=args.api_key_env).api_key()
 
     def progress(line: str) -> None:
-        if not args.quiet:
+        if args.verbosity > QUIET:
             print(line, file=sys.stderr, flush=True)
 
     if args.insecure:
@@ -830,16 +905,19 @@ def _determinism(args: argparse.Namespace) -> int:
     if args.report:
         write_json_report(report, args.report, sign_key)
     _write_renderings(args, report)
+    stop_requested = stop.requested
     print(render_determinism(report), file=out)
     if args.report and args.report != STDOUT:
         print(f"report: {args.report}", file=out)
     if report.interrupted:
+        judged = len(report.determinism.requests) if report.determinism else 0
+        why = "stopped at the first divergence (-x)" if stop_requested is False else "INTERRUPTED"
         print(
-            f"INTERRUPTED: {len(report.determinism.requests) if report.determinism else 0} requests judged"
+            f"{why}: {judged} requests judged"
             + (f"; no golden file written ({args.record} would miss requests)" if args.record else ""),
             file=out,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED if stop_requested else EXIT_FAILED
     if args.record:
         print(f"golden file: {args.record}", file=out)
     return EXIT_OK if report.result != "nonconformant" else EXIT_FAILED

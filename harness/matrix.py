@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from conform.reports import CheckResult, Report, describe_failure, describe_identical_requests, matrix_cells
 from conform.reports.provenance import compare_provenance
 
-__all__ = ["render_matrix"]
+__all__ = ["failure_lines", "latency_lines", "render_determinism", "render_matrix", "skipped_lines"]
+
+Paint = Callable[[str, str], str]
+"""Colours a text by a status word (Console.paint), or leaves it as it is."""
+
+
+def _plain(text: str, status: str) -> str:
+    return text
 
 
 def _cell(results: list[CheckResult]) -> str:
@@ -24,20 +32,47 @@ def _cell(results: list[CheckResult]) -> str:
     return text
 
 
-def render_matrix(report: Report) -> str:
+def render_matrix(report: Report, width: int = 80, paint: Paint = _plain) -> str:
+    """The features x targets grid, wrapped into blocks of targets that fit `width` columns."""
     targets, features, grid = matrix_cells(report)
-    header = ["feature", *targets]
-    rows = [[f, *(_cell(grid[(f, t)]) for t in targets)] for f in features]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.extend(_latency_lines(report))
-    problems = [r for r in report.results if r.status in ("failed", "error")]
-    if problems:
-        lines.append("")
-        for r in problems:
-            lines.append(f"{r.status.upper():<6} {r.target or r.engine} {r.id}: {r.detail}")
+    cells = {(f, t): _cell(grid[(f, t)]) for f in features for t in targets}
+    first = max(len("feature"), *(len(f) for f in features)) if features else len("feature")
+    widths = {t: max(len(t), *(len(cells[(f, t)]) for f in features)) for t in targets}
+    blocks: list[list[str]] = [[]]
+    used = first
+    for t in targets:
+        if blocks[-1] and used + 2 + widths[t] > width:
+            blocks.append([])
+            used = first
+        blocks[-1].append(t)
+        used += 2 + widths[t]
+    lines: list[str] = []
+    for block in blocks:
+        if lines:
+            lines.append("")
+        lines.append("  ".join(["feature".ljust(first), *(t.ljust(widths[t]) for t in block)]).rstrip())
+        lines.append("  ".join(["-" * first, *("-" * widths[t] for t in block)]))
+        for f in features:
+            row = [f.ljust(first), *(paint(cells[(f, t)].ljust(widths[t]), cells[(f, t)].split()[0]) for t in block)]
+            lines.append("  ".join(row).rstrip())
     return "\n".join(lines)
+
+
+def failure_lines(report: Report, paint: Paint = _plain) -> list[str]:
+    """A line per check that failed or errored: where, which, and the detail a vendor acts on."""
+    return [
+        f"{paint(r.status.upper().ljust(6), r.status)} {r.target or r.engine} {r.id}: {r.detail}"
+        for r in report.results
+        if r.status in ("failed", "error")
+    ]
+
+
+def skipped_lines(report: Report, paint: Paint = _plain) -> list[str]:
+    return [
+        f"{paint('SKIPPED', 'skipped')} {r.target or r.engine} {r.id}: {r.detail}"
+        for r in report.results
+        if r.status == "skipped"
+    ]
 
 
 _SHOWN = 4
@@ -92,7 +127,7 @@ def render_determinism(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _latency_lines(report: Report) -> list[str]:
+def latency_lines(report: Report) -> list[str]:
     lines = []
     for target in report.targets:
         latency = target.latency

@@ -43,6 +43,7 @@ from conform.reports.provenance import versioned
 from conform.stubs import StubServer, stub_engines
 
 from .checks import CheckFailure
+from .console import Console
 from .interrupt import StopRequest
 from .preflight import PreflightError, preflight
 from .probe import TargetProfile, parse_capabilities, probe
@@ -573,8 +574,10 @@ class _RunRecorder:
         self._config = config
         self._state = state
         # Under xdist only the controller reports progress: a worker would print each of its checks again.
-        wanted = config.getoption("--conform-progress") and not hasattr(config, "workerinput")
-        self._progress = Progress(sys.stderr) if wanted else None
+        level = config.getoption("--conform-progress")
+        wanted = level is not None and not hasattr(config, "workerinput")
+        console = Console.of(sys.stderr, os.environ)
+        self._progress = Progress(sys.stderr, verbose=level == "verbose", paint=console.paint) if wanted else None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # Here, not in `conform run`: under xdist the checks stream in the workers, which collect.

@@ -1,8 +1,10 @@
-"""Progress of a long run on stderr: a live status line on a terminal, plain lines anywhere else.
+"""Progress of a long run on stderr: a live status line on a terminal, few plain lines anywhere else.
 
 On a terminal, one line is redrawn in place with checks done / total and the
-current target; every check that did not pass is printed above it for good.
-When stderr is a pipe or a file (CI logs), every finished check is one plain line.
+current target; every check that failed is printed above it for good. When
+stderr is a pipe or a file (CI logs), each failed check is a line, and a line
+marks every tenth of the run. Verbose, every finished check is a line, skipped
+ones with their reason.
 """
 
 from __future__ import annotations
@@ -16,38 +18,69 @@ from conform.reports import CheckResult
 __all__ = ["Eta", "Progress"]
 
 _CLEAR = "\r\x1b[2K"
+_STEPS = 10
+"""Lines that mark the run's progress in a log: one per tenth of the checks."""
+
+
+def _plain(text: str, status: str) -> str:
+    return text
 
 
 class Progress:
-    def __init__(self, stream: TextIO, *, live: bool | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        live: bool | None = None,
+        verbose: bool = False,
+        paint: Callable[[str, str], str] = _plain,
+    ) -> None:
         self._stream = stream
         self.live = stream.isatty() if live is None else live
+        self.verbose = verbose
+        self._paint = paint
         self.total: int | None = None
         self.done = 0
+        self.failed = 0
         self._drawn = False
 
     def finished(self, result: CheckResult) -> None:
         self.done += 1
+        bad = result.status in ("failed", "error")
+        self.failed += bad
         counter = f"{self.done:>3}" + (f"/{self.total}" if self.total else "")
         detail = f" — {result.detail}" if result.detail and result.status != "passed" else ""
-        line = f"[{counter}] {result.target or result.engine:<16} {result.status:<7} {result.id}{detail}"
+        status = self._paint(f"{result.status:<7}", result.status)
+        line = f"[{counter}] {result.target or result.engine:<16} {status} {result.id}{detail}"
         if not self.live:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+            if bad or self.verbose:
+                self._write(line + "\n")
+            elif self._milestone():
+                self._write(
+                    f"[{counter}] {self.done * 100 // (self.total or 1)}% of the checks done, {self.failed} failed\n"
+                )
             return
-        if result.status != "passed":
+        if bad or (self.verbose and result.status != "passed"):
             self._stream.write(_CLEAR + line + "\n")
         width = shutil.get_terminal_size((100, 20)).columns
-        status = f"[{counter}] {result.target or result.engine} · {result.id}"
-        self._stream.write(_CLEAR + status[: max(10, width - 1)])
-        self._stream.flush()
+        now = f"[{counter}] {result.target or result.engine} · {result.id}"
+        self._write(_CLEAR + now[: max(10, width - 1)])
         self._drawn = True
+
+    def _milestone(self) -> bool:
+        """Whether this check ends a tenth of the run (never for a run of unknown size)."""
+        if not self.total:
+            return False
+        return self.done * _STEPS // self.total != (self.done - 1) * _STEPS // self.total
+
+    def _write(self, text: str) -> None:
+        self._stream.write(text)
+        self._stream.flush()
 
     def close(self) -> None:
         """Leave the terminal clean: the live line is erased (the summary follows it)."""
         if self.live and self._drawn:
-            self._stream.write(_CLEAR)
-            self._stream.flush()
+            self._write(_CLEAR)
             self._drawn = False
 
 

@@ -57,7 +57,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="declare the engine's version (recorded as declared): what reports compare builds by",
     )
     group.addoption("--conform-report", metavar="PATH", help="write the JSON compliance report here")
-    group.addoption("--conform-progress", action="store_true", help="print one line per finished check to stderr")
+    group.addoption(
+        "--conform-progress",
+        nargs="?",
+        const="normal",
+        choices=("normal", "verbose"),
+        help="progress on stderr: a live line on a terminal, failed checks and every tenth of the run in a log; "
+        "verbose: a line per finished check",
+    )
     group.addoption(
         "--conform-capabilities",
         metavar="LIST",

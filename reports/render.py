@@ -120,6 +120,20 @@ def _implementation(report: Report) -> str:
     return " · ".join(parts)
 
 
+_NAMED = 3
+"""Skipped core checks named in the one line that says why a result is partial."""
+
+
+def partial_reason(report: Report) -> str | None:
+    """Why the result is partial, in one line: which core checks were skipped, where and for what."""
+    if report.result != "partial":
+        return None
+    skipped = [r for r in report.results if r.status == "skipped" and r.level == "core"]
+    named = [f"{r.id} on {r.target or r.engine} ({r.detail})" for r in skipped[:_NAMED]]
+    more = f", and {len(skipped) - _NAMED} more" if len(skipped) > _NAMED else ""
+    return f"partial: {len(skipped)} core checks skipped: {', '.join(named)}{more}"
+
+
 def render_markdown(report: Report) -> str:
     targets, features, cells = matrix_cells(report)
     s = report.summary
@@ -130,6 +144,7 @@ def render_markdown(report: Report) -> str:
         f"{report.started_at} → {report.finished_at} · conform {report.tool.version}"
         + (" · **interrupted**" if report.interrupted else ""),
         "",
+        *([partial_reason(report) or "", ""] if report.result == "partial" else []),
         f"Reproduce: `{report.reproduce}`",
         "",
         *([f"> **{INSECURE_WARNING}**", ""] if report.insecure else []),
@@ -149,6 +164,10 @@ def render_markdown(report: Report) -> str:
     if problems:
         lines += ["", "## Failures", ""]
         lines += [f"- {_MARK[r.status]} **{r.id}** ({r.target or r.engine}): {r.detail}" for r in problems]
+    skipped = [r for r in report.results if r.status == "skipped"]
+    if skipped:
+        lines += ["", "## Skipped", ""]
+        lines += [f"- ⏭️ **{r.id}** ({r.target or r.engine}, {r.level}): {r.detail}" for r in skipped]
     latency = [t for t in report.targets if t.latency is not None and t.latency.ttft_ms is not None]
     if latency:
         lines += ["", "## Latency", "", "| target | streams | TTFT p50/p90/p99 ms | ITL p50/p90/p99 ms | tokens/s |"]
@@ -211,7 +230,9 @@ def render_html(report: Report) -> str:
         f"<p>{s.passed} passed, {s.failed} failed, {s.skipped} skipped, {s.errors} errors · "
         f"{e(report.started_at)} → {e(report.finished_at)} · conform {e(report.tool.version)}"
         + (" · <strong>interrupted</strong>" if report.interrupted else "")
-        + f"</p><p>Reproduce: <code>{e(report.reproduce)}</code></p>"
+        + "</p>"
+        + (f"<p id='partial'>{e(partial_reason(report) or '')}</p>" if report.result == "partial" else "")
+        + f"<p>Reproduce: <code>{e(report.reproduce)}</code></p>"
         + (f"<p class='insecure'><strong>{e(INSECURE_WARNING)}</strong></p>" if report.insecure else "")
         + (f"<p>Implementation: {e(_implementation(report))}</p>" if _implementation(report) else ""),
         "<h2>Targets</h2><table id='targets'><tr><th>target</th><th>url</th><th>version</th><th>model</th>"
@@ -250,6 +271,14 @@ def render_html(report: Report) -> str:
         parts += [
             f"<li><strong>{e(r.id)}</strong> ({e(r.target or r.engine)}, {e(r.status)}): {e(r.detail or '')}</li>"
             for r in problems
+        ]
+        parts.append("</ul>")
+    skipped = [r for r in report.results if r.status == "skipped"]
+    if skipped:
+        parts.append("<h2>Skipped</h2><ul id='skipped'>")
+        parts += [
+            f"<li><strong>{e(r.id)}</strong> ({e(r.target or r.engine)}, {e(r.level)}): {e(r.detail or '')}</li>"
+            for r in skipped
         ]
         parts.append("</ul>")
     section = report.determinism

@@ -199,11 +199,16 @@ def start_llamacpp(
 
 
 def run_conform(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the conform CLI in a subprocess, as a user would."""
+    """Run the conform CLI in a subprocess, as a user would (piped: its output is not a terminal)."""
     return subprocess.run(
-        [*CONFORM, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        [*CONFORM, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
 
 

@@ -86,6 +86,8 @@ class SuiteOptions:
     """Compare prompt cache on vs off where the engine lets a request choose."""
     reproduce: str = ""
     modes: tuple[str, ...] = field(default=("solo", "load"))
+    exitfirst: bool = False
+    """Stop after the first request that diverges or has a failed stream (-x)."""
 
 
 def _check_result(
@@ -235,8 +237,9 @@ class _Stopped(Exception):
 async def run_suite(
     options: SuiteOptions, progress: Callable[[str], None], stop: Callable[[], bool] = lambda: False
 ) -> Report:
-    """Replay the corpus and judge it. `stop` is polled between requests: once it says so, the run ends with
-    the requests judged so far, marked interrupted (and no golden file, which would be missing requests)."""
+    """Replay the corpus and judge it. `stop` is polled between requests: once it says so, or with
+    `options.exitfirst` once a request diverged, the run ends with the requests judged so far, marked
+    interrupted (and no golden file, which would be missing requests)."""
     started_at = utc_now()
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -316,6 +319,10 @@ async def run_suite(
                 if options.transcripts is not None:
                     _write_transcripts(options.transcripts, request.id, adapters)
                 progress(eta.line(position + 1, request.id))
+                bad = outcomes[-1].verdict != "identical" or bool(outcomes[-1].failures)
+                if options.exitfirst and bad and position + 1 < len(requests):
+                    stopped = True
+                    raise _Stopped
         section.replicas = [r.model_copy(update={"sampler": p.sampler}) for r, p in zip(replicas, players, strict=True)]
         duration = (loop.time() - began) / max(1, len(outcomes))
         results = [_result(o, options.engine, duration) for o in outcomes]

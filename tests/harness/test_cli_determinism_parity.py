@@ -111,3 +111,15 @@ def test_diff_refuses_reports_of_two_kinds_and_counts_a_gone_pass_as_a_regressio
     assert "**ordering.reassembly** (llamacpp): was passed" in gone.stdout
     allowed = run_conform("diff", str(run_report), str(candidate), "--allow-gone")
     assert allowed.returncode == 0 and "### Gone (1)" in allowed.stdout
+
+
+def test_exitfirst_stops_at_the_first_divergent_request(stub_process, tmp_path: Path) -> None:
+    good, bad = stub_process({}), stub_process({"determinism": {"diverge_at": 2}})
+    report = tmp_path / "report.json"
+    stopped = run_conform(
+        *DETERMINISM, "--requests", "5", "--url", good.url, "--url", bad.url, "-x", "--report", str(report)
+    )
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert "stopped at the first divergence (-x): 1 requests judged" in stopped.stdout
+    document = json.loads(report.read_text())
+    assert document["interrupted"] is True and len(document["determinism"]["requests"]) == 1

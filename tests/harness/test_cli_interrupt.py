@@ -44,7 +44,7 @@ def _wait_for_progress(process: subprocess.Popen[str], marker: str) -> list[str]
 )
 def test_a_stub_run_stops_after_the_running_check(tmp_path: Path, signum: int, whole_group: bool) -> None:
     report = tmp_path / "report.json"
-    process = _start(["run", "--report", str(report)])
+    process = _start(["run", "--report", str(report), "-v"])  # -v: a progress line per check, in a pipe too
     first = _wait_for_progress(process, "[  1/")[-1]
     if whole_group:
         os.killpg(process.pid, signum)

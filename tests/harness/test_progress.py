@@ -23,19 +23,46 @@ def _result(status: str, check: str = "ordering.indices") -> CheckResult:
     )
 
 
-def test_plain_lines_when_not_a_terminal() -> None:
+def test_a_log_gets_the_failures_and_a_line_per_tenth_of_the_run() -> None:
     out = io.StringIO()
     progress = Progress(out)
-    progress.total = 2
-    progress.finished(_result("passed"))
-    progress.finished(_result("failed", "ordering.reassembly"))
+    progress.total = 20
+    for n in range(20):
+        progress.finished(_result("failed", "ordering.reassembly") if n == 4 else _result("passed"))
     progress.close()
     lines = out.getvalue().splitlines()
-    assert lines == [
-        "[  1/2] llamacpp@stub    passed  ordering.indices",
-        "[  2/2] llamacpp@stub    failed  ordering.reassembly — token index 3 arrived twice",
-    ]
+    assert "[  5/20] llamacpp@stub    failed  ordering.reassembly — token index 3 arrived twice" in lines
+    marks = [line for line in lines if "% of the checks done" in line]
+    assert marks[0] == "[  2/20] 10% of the checks done, 0 failed" and len(marks) == 10
+    assert marks[-1] == "[ 20/20] 100% of the checks done, 1 failed"
+    assert len(lines) == 11, "not a line per check"
     assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue()
+
+
+def test_verbose_gives_a_line_per_check_and_colour_paints_the_status() -> None:
+    from conform.harness.console import Console
+
+    out = io.StringIO()
+    progress = Progress(out, verbose=True, paint=Console(out, colour=True).paint)
+    progress.total = 2
+    progress.finished(_result("passed"))
+    progress.finished(_result("skipped", "ordering.reassembly"))
+    assert out.getvalue().splitlines() == [
+        "[  1/2] llamacpp@stub    \x1b[32mpassed \x1b[0m ordering.indices",
+        "[  2/2] llamacpp@stub    \x1b[33mskipped\x1b[0m ordering.reassembly",
+    ]
+
+
+def test_colour_follows_the_terminal_and_no_color() -> None:
+    from conform.harness.console import colour_wanted
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert colour_wanted(Terminal(), {}) and not colour_wanted(io.StringIO(), {})
+    assert not colour_wanted(Terminal(), {"NO_COLOR": "1"}) and not colour_wanted(Terminal(), {"TERM": "dumb"})
+    assert colour_wanted(io.StringIO(), {"FORCE_COLOR": "1"})
 
 
 def test_a_live_line_on_a_terminal_keeps_failures_above_it() -> None:
