@@ -37,6 +37,7 @@ def test_conform_list_json_names_each_check_with_its_feature_level_and_needs() -
         "description": "a request for N tokens streams exactly N unless the end names an earlier stop",
         "variants": 0,
         "variant_ids": [],
+        "tags": ["needs_end_marker"],
     }
     assert entries["errors.status"]["needs"] == ["scripted_faults"] and entries["errors.status"]["variants"] == 9
     assert entries["tools.call"]["variant_ids"] == ["stream", "blocking"]
