@@ -36,7 +36,7 @@ Feature: error_taxonomy
   @check:errors.in_stream @stub_only @extended
   Scenario Outline: a broken stream is classified
     Given the stub plays the "<script>" script
-    And the client gives up after 1 seconds without data
+    And the client gives up after 0.5 seconds without data
     When I stream a completion of 8 tokens
     Then the request fails as <kind>, not retriable
 

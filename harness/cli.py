@@ -68,9 +68,11 @@ from .targets import Target, TargetError, check_url, mask_url_token, proxy_confi
 from .timing import exempt_startup_objects
 from .vendor import load_vendor
 
-__all__ = ["main"]
+__all__ = ["STUB_WORKERS", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+STUB_WORKERS = 4
+"""Processes `conform run` spreads the embedded stubs' scenarios over (benchmarks/wall.py measures it)."""
 _DEFAULT_SEED, _DEFAULT_MAX_TOKENS, _DEFAULT_REQUESTS = 1, 64, 8
 _INI = Path(__file__).with_name("conform_pytest.ini")
 
@@ -218,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         metavar="N",
-        help="run scenarios in N processes (pytest-xdist). Default: 2 against the embedded stubs (each scenario "
-        "has its own), 1 against a live target (parallel scenarios would share its slots and batches)",
+        help=f"run scenarios in N processes (pytest-xdist, work-stealing). Default: {STUB_WORKERS} against the "
+        "embedded stubs (each scenario has its own; they mostly wait on scripted delays, so more processes than "
+        "cores pay), 1 against a live target (parallel scenarios would share its slots and batches)",
     )
     run.add_argument(
         "--transcripts",
@@ -610,12 +613,13 @@ def _pytest_args(args: argparse.Namespace, target: Target | None, report_path: P
         pytest_args.append("--exitfirst")
     if args.tags:
         pytest_args += ["-m", args.tags]
-    workers = args.workers if args.workers is not None else (1 if target is not None else 2)
+    workers = args.workers if args.workers is not None else (1 if target is not None else STUB_WORKERS)
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     if workers > 1:
-        # Stub scenarios mostly wait on scripted delays: two processes keep both cores busy.
-        pytest_args += ["-n", str(workers)]
+        # Work stealing: a process that ran out takes scenarios from one that has many left, so that the
+        # slowest feature's scenarios do not all wait on one process.
+        pytest_args += ["-n", str(workers), "--dist", "worksteal"]
     if args.alluredir:
         pytest_args += ["--alluredir", str(args.alluredir)]
     return pytest_args

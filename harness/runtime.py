@@ -12,7 +12,16 @@ import dataclasses
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from conform.adapters import AdapterOptions, HttpAdapter, Redactor, TaskRequest, Timeouts, Transcript, create_adapter
+from conform.adapters import (
+    AdapterOptions,
+    HttpAdapter,
+    Redactor,
+    RetryPolicy,
+    TaskRequest,
+    Timeouts,
+    Transcript,
+    create_adapter,
+)
 from conform.stubs import Script, StubServer
 
 from .probe import TargetProfile
@@ -23,6 +32,9 @@ from .timing import StreamTiming, stream_timing
 __all__ = ["ScenarioRuntime", "adapter_options", "transcript_name"]
 
 T = TypeVar("T")
+
+
+_STUB_RETRY = RetryPolicy(base=0.002, cap=0.01)
 
 
 def transcript_name(*parts: str) -> str:
@@ -47,6 +59,9 @@ def adapter_options(target: Target, *, idle: float | None = None, transcript: bo
         model=target.model,
         transcript=Transcript(redactor) if transcript else None,
         request_extra=target.request_extra,
+        # An embedded stub answers at once and is never overloaded: what its scenarios check is that a status
+        # is retried, not how long the backoff waits (the policy's timing is the adapters' tests' subject).
+        retry=_STUB_RETRY if target.is_stub else RetryPolicy(),
     )
 
 

@@ -18,7 +18,7 @@ from conform.stubs import load_script
 
 from .engine_steps import script_dir
 
-MAX_TOKENS = 24
+MAX_TOKENS = 16
 SEED = 7
 
 

@@ -61,12 +61,11 @@ def test_determinism_option_mistakes_are_exit_2(extra: list[str], message: str) 
 
 def test_the_timeout_default_is_runs(tmp_path: Path) -> None:
     for command in ("run", "determinism"):
-        assert "(default 30" in " ".join(run_conform(command, "--help").stdout.split()).split("--timeout SECONDS")[-1][:80]
+        described = " ".join(run_conform(command, "--help").stdout.split()).split("--timeout SECONDS")[-1]
+        assert "(default 30" in described[:80]
 
 
-def test_a_baseline_says_what_it_compared_and_warns_about_options_it_does_not_use(
-    stub_process, tmp_path: Path
-) -> None:
+def test_a_baseline_says_what_it_compared_and_warns_about_options_it_does_not_use(stub_process, tmp_path: Path) -> None:
     stub = stub_process({})
     golden = tmp_path / "golden.jsonl"
     recorded = run_conform(*DETERMINISM, "--url", stub.url, "--record", str(golden))
@@ -86,9 +85,7 @@ def test_a_baseline_says_what_it_compared_and_warns_about_options_it_does_not_us
     assert quiet.returncode == 0 and "warning" not in quiet.stderr, "the options it was recorded with: no warning"
 
 
-def test_diff_refuses_reports_of_two_kinds_and_counts_a_gone_pass_as_a_regression(
-    stub_process, tmp_path: Path
-) -> None:
+def test_diff_refuses_reports_of_two_kinds_and_counts_a_gone_pass_as_a_regression(stub_process, tmp_path: Path) -> None:
     stub = stub_process({})
     run_report, det_report = tmp_path / "run.json", tmp_path / "det.json"
     ran = run_conform(

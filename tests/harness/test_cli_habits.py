@@ -134,16 +134,28 @@ def test_on_a_terminal_the_matrix_wraps_to_its_width_and_is_painted() -> None:
     labels = [f"engine{n}@stub" for n in range(9)]
     results = [
         CheckResult(
-            id="ordering.indices", feature="ordering", scenario="s", engine=label.split("@")[0], level="core",
-            status="failed" if n == 3 else "passed", duration_s=0.1, detail="index 3 twice", target=label,
-        )  # fmt: skip
+            id="ordering.indices",
+            feature="ordering",
+            scenario="s",
+            engine=label.split("@")[0],
+            level="core",
+            status="failed" if n == 3 else "passed",
+            duration_s=0.1,
+            detail="index 3 twice",
+            target=label,
+        )
         for n, label in enumerate(labels)
     ]
     targets = [
         TargetInfo(
-            engine=label.split("@")[0], url="", engine_version=None, model=None, model_digest=None, label=label,
+            engine=label.split("@")[0],
+            url="",
+            engine_version=None,
+            model=None,
+            model_digest=None,
+            label=label,
             capabilities=CapabilitySummary(supported=[], unsupported=[]),
-        )  # fmt: skip
+        )
         for label in labels
     ]
     report = Report.assemble(started_at=utc_now(), reproduce="conform run", targets=targets, results=results)

@@ -40,6 +40,7 @@ def _wait_for_progress(process: subprocess.Popen[str], marker: str) -> list[str]
         pytest.param(signal.SIGTERM, False, id="SIGTERM-to-conform-alone"),
         pytest.param(signal.SIGINT, False, id="SIGINT-to-conform-alone"),
         pytest.param(signal.SIGTERM, True, id="SIGTERM-to-the-group"),
+        pytest.param(signal.SIGINT, True, id="Ctrl-C-at-a-terminal"),  # a terminal signals the whole group
     ],
 )
 def test_a_stub_run_stops_after_the_running_check(tmp_path: Path, signum: int, whole_group: bool) -> None:

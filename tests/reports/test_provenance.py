@@ -93,9 +93,8 @@ def test_a_golden_file_keeps_the_declared_version_and_the_baseline_names_both(st
         *args, "--url", new.url, "--engine-version", "b11434", "--baseline", str(golden), "--report", str(report)
     )
     assert compared.returncode == 0, compared.stdout + compared.stderr
-    assert f"compared with the baseline {golden} (2 requests): engine version b11104 (declared) → b11434 (declared); the same model digest" in (
-        compared.stdout
-    )
+    versions = "engine version b11104 (declared) → b11434 (declared); the same model digest"
+    assert f"compared with the baseline {golden} (2 requests): {versions}" in compared.stdout
     section = json.loads(report.read_text())["determinism"]
     assert section["baseline"]["engine_version"] == "b11104" and section["baseline"]["url"] == str(golden)
     assert section["replicas"][0]["engine_version_source"] == "declared"

@@ -36,9 +36,13 @@ def _report() -> Report:
         reproduce="conform run",
         targets=[
             TargetInfo(
-                engine="llamacpp", url="http://127.0.0.1:8080", engine_version="b11434", model="gemma",
-                model_digest=None, capabilities=CapabilitySummary(source="inferred", supported=[], unsupported=[]),
-            )  # fmt: skip
+                engine="llamacpp",
+                url="http://127.0.0.1:8080",
+                engine_version="b11434",
+                model="gemma",
+                model_digest=None,
+                capabilities=CapabilitySummary(source="inferred", supported=[], unsupported=[]),
+            )
         ],
         results=[result],
     )
@@ -86,9 +90,7 @@ def test_keys_are_read_from_pem_and_a_wrong_file_is_named(tmp_path: Path) -> Non
     public.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
     assert fingerprint(load_private_key(private).public_key()) == fingerprint(load_public_key(public))
     rsa = tmp_path / "rsa.pem"
-    rsa.write_bytes(
-        generate_private_key(65537, 2048).private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    )
+    rsa.write_bytes(generate_private_key(65537, 2048).private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     with pytest.raises(KeyFileError, match=r"--sign-key: .*rsa.pem is a RSAPrivateKey, not an Ed25519 key"):
         load_private_key(rsa)
     with pytest.raises(KeyFileError, match=r"--public-key: .*key.pem is not a PEM public key"):
