@@ -120,3 +120,20 @@ def test_exitfirst_stops_at_the_first_divergent_request(stub_process, tmp_path: 
     assert "stopped at the first divergence (-x): 1 requests judged" in stopped.stdout
     document = json.loads(report.read_text())
     assert document["interrupted"] is True and len(document["determinism"]["requests"]) == 1
+
+
+def test_more_requests_than_built_in_prompts_is_said_in_one_line(stub_process) -> None:
+    from conform.harness.determinism import BUILTIN
+
+    stub = stub_process({})
+    count = len(BUILTIN) + 2
+    result = run_conform(
+        "determinism", "--engine", "llamacpp", "--url", stub.url, "--requests", str(count), "--max-tokens", "2",
+        "--no-load", "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("conform: note:")]
+    assert notes == [
+        f"conform: note: the built-in corpus has {len(BUILTIN)} prompts; {count} requests send them again with "
+        "other seeds (--corpus FILE for prompts of your own)"
+    ]
