@@ -76,7 +76,8 @@ def test_an_engine_of_another_distribution_is_a_cli_choice(parrot_env: dict[str,
 def test_an_engine_of_another_distribution_is_run_on_its_stub(parrot_env: dict[str, str], tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     ordering = Path(__file__).resolve().parents[2] / "features" / "ordering.feature"
-    ran = _run(parrot_env, *CONFORM, "run", "--features", str(ordering), "--report", str(report))
+    # -v: the matrix, which a pipe gets only when asked
+    ran = _run(parrot_env, *CONFORM, "run", "--features", str(ordering), "--report", str(report), "-v")
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
     assert "parrot@stub" in ran.stdout
     targets = [t["label"] for t in json.loads(report.read_text())["targets"]]
