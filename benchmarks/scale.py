@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,21 +31,29 @@ long streams (the floor of 1,000 requests is still under three minutes)."""
 
 
 def _determinism(urls: list[str], requests: int, report: Path) -> tuple[float, float, float]:
-    """(wall s, CPU s, peak RSS MiB) of one `conform determinism` run in a child process."""
+    """(wall s, CPU s, peak RSS MiB) of one `conform determinism` run in a child process.
+
+    The CPU time and peak RSS are that child's own, from os.wait4 on it: RUSAGE_CHILDREN would also count any
+    earlier benchmark's process that the subprocess module happens to reap meanwhile."""
     args = [sys.executable, "-m", "conform", "determinism", "--engine", "echo", "--quiet", "--no-load"]
     for url in urls:
         args += ["--url", url]
     args += ["--requests", str(requests), "--max-tokens", str(TOKENS), "--report", str(report)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    # A child of its own: its CPU time and peak RSS are read from getrusage(RUSAGE_CHILDREN) once it ends.
-    result = subprocess.run(args, capture_output=True, text=True, timeout=1800)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        raise RuntimeError(f"conform determinism failed: {result.stdout[-2000:]} {result.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, after.ru_maxrss / 1024
+    with tempfile.TemporaryFile("w+") as output:
+        started = time.perf_counter()
+        child = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, text=True)
+        limit = threading.Timer(1800, child.kill)
+        limit.start()
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        finally:
+            limit.cancel()
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            output.seek(0)
+            raise RuntimeError(f"conform determinism failed ({child.returncode}): {output.read()[-4000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -53,8 +62,6 @@ def run(quick: bool = False) -> list[Row]:
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
         urls = [stack.enter_context(serve("stub", script, engine="echo"))[0] for _ in range(2)]
         report = Path(scratch) / "report.json"
-        # The small run first: RUSAGE_CHILDREN's peak is the largest child so far, so the large one (started
-        # second) can only raise it, and its figure is its own whenever it is the larger.
         wall_small, cpu_small, rss_small = _determinism(urls, small, report)
         wall, cpu, rss_large = _determinism(urls, large, report)
         summary = json.loads(report.read_text())["determinism"]["summary"]
