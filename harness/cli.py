@@ -113,6 +113,14 @@ def _version() -> str:
         return "(not installed)"
 
 
+def _rendering_options(parser: argparse.ArgumentParser) -> None:
+    """What run and determinism write besides the JSON report (see `_write_renderings`), and its signature."""
+    parser.add_argument("--sign-key", type=Path, metavar="PEM", help=_SIGN_KEY_HELP)
+    parser.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
+    parser.add_argument("--html", type=Path, metavar="PATH", help="write a self-contained HTML report here")
+    parser.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report here")
+
+
 def _verbosity_options(parser: argparse.ArgumentParser, progress: str) -> None:
     quietness = parser.add_mutually_exclusive_group()
     quietness.add_argument(
@@ -211,11 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the JSON compliance report here (- for standard output; the matrix then goes to stderr)",
     )
-    run.add_argument("--sign-key", type=Path, metavar="PEM", help=_SIGN_KEY_HELP)
-    run.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
+    _rendering_options(run)
     run.add_argument("--alluredir", type=Path, metavar="DIR", help="write allure results into this folder")
-    run.add_argument("--html", type=Path, metavar="PATH", help="write a self-contained HTML report here")
-    run.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report here")
     run.add_argument(
         "--workers",
         type=int,
@@ -319,10 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the JSON report here (- for standard output; the summary then goes to stderr)",
     )
-    det.add_argument("--sign-key", type=Path, metavar="PEM", help=_SIGN_KEY_HELP)
-    det.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
-    det.add_argument("--html", type=Path, metavar="PATH", help="write a self-contained HTML report here")
-    det.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report here")
+    _rendering_options(det)
     det.add_argument(
         "--transcripts",
         type=Path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .model import (
@@ -218,6 +219,20 @@ def _percentiles(values: Percentiles | None) -> str:
     return "–" if values is None else f"{values.p50:g} / {values.p90:g} / {values.p99:g}"
 
 
+def _html_results(
+    title: str, list_id: str, results: list[CheckResult], qualifier: Callable[[CheckResult], str]
+) -> list[str]:
+    """A titled list of results: the check id, where it ran and `qualifier`, then its detail."""
+    if not results:
+        return []
+    e = html.escape
+    items = [
+        f"<li><strong>{e(r.id)}</strong> ({e(r.target or r.engine)}, {e(qualifier(r))}): {e(r.detail or '')}</li>"
+        for r in results
+    ]
+    return [f"<h2>{title}</h2><ul id='{list_id}'>", *items, "</ul>"]
+
+
 def render_html(report: Report) -> str:
     """One self-contained page: no scripts, no external resources."""
     e = html.escape
@@ -266,21 +281,9 @@ def render_html(report: Report) -> str:
             parts.append("</tr>")
         parts.append("</table>")
     problems = [r for r in report.results if r.status in ("failed", "error")]
-    if problems:
-        parts.append("<h2>Failures</h2><ul id='failures'>")
-        parts += [
-            f"<li><strong>{e(r.id)}</strong> ({e(r.target or r.engine)}, {e(r.status)}): {e(r.detail or '')}</li>"
-            for r in problems
-        ]
-        parts.append("</ul>")
+    parts += _html_results("Failures", "failures", problems, lambda r: r.status)
     skipped = [r for r in report.results if r.status == "skipped"]
-    if skipped:
-        parts.append("<h2>Skipped</h2><ul id='skipped'>")
-        parts += [
-            f"<li><strong>{e(r.id)}</strong> ({e(r.target or r.engine)}, {e(r.level)}): {e(r.detail or '')}</li>"
-            for r in skipped
-        ]
-        parts.append("</ul>")
+    parts += _html_results("Skipped", "skipped", skipped, lambda r: r.level)
     section = report.determinism
     if section is not None:
         parts.append(
