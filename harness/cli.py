@@ -237,7 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _verbosity_options(run, "per-check progress")
     run.add_argument(
-        "-x", "--exitfirst", action="store_true", help="stop after the first check that fails (the report says so)"
+        "-x",
+        "--exitfirst",
+        action="store_true",
+        help="stop after the first check that fails (the report holds the checks run until then)",
     )
     run.set_defaults(handler=_run)
 
