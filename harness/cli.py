@@ -58,7 +58,16 @@ from conform.stubs.script import fault_kinds
 
 from .catalogue import CheckEntry, check_catalogue, selectable_tags
 from .console import QUIET, VERBOSE, Console
-from .determinism import BUILTIN, CorpusError, SuiteOptions, TargetUnreachable, builtin_corpus, load_golden, run_suite
+from .determinism import (
+    BUILTIN,
+    CorpusError,
+    GoldenLine,
+    SuiteOptions,
+    TargetUnreachable,
+    builtin_corpus,
+    load_golden,
+    run_suite,
+)
 from .interrupt import EXIT_INTERRUPTED, StopRequest
 from .matrix import failure_lines, latency_lines, render_determinism, render_matrix, skipped_lines
 from .preflight import PreflightError, preflight
@@ -807,8 +816,9 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
 
 
-def _warn_about_baseline(args: argparse.Namespace) -> None:
-    """A golden file replays its own requests: a --seed or --max-tokens that would ask for others is told."""
+def _read_baseline(args: argparse.Namespace) -> list[GoldenLine]:
+    """The golden file, read once, before any work; a --seed, --max-tokens or --requests that would ask for other
+    requests than the ones it replays is told."""
     try:
         golden = load_golden(args.baseline)
     except CorpusError as error:
@@ -829,6 +839,7 @@ def _warn_about_baseline(args: argparse.Namespace) -> None:
         )
     if args.requests is not None and args.requests != len(recorded):
         _warn(f"--requests {args.requests} does not apply: {args.baseline} has {len(recorded)} requests")
+    return golden
 
 
 def _warn(message: str) -> None:
@@ -857,8 +868,7 @@ def _determinism(args: argparse.Namespace) -> int:
     _check_connection_options(args)
     if args.corpus is not None and args.baseline is not None:
         raise UsageError("--corpus and --baseline exclude each other: a golden file carries its own requests")
-    if args.baseline is not None:
-        _warn_about_baseline(args)
+    golden = _read_baseline(args) if args.baseline is not None else None
     options = SuiteOptions(
         engine=args.engine,
         urls=tuple(args.url),
@@ -907,7 +917,7 @@ def _determinism(args: argparse.Namespace) -> int:
     stop = StopRequest(what="the current request")
     stop.install()
     try:
-        report = asyncio.run(run_suite(options, progress, lambda: stop.requested))
+        report = asyncio.run(run_suite(options, progress, lambda: stop.requested, golden))
     except (TargetUnreachable, CorpusError) as error:
         raise UsageError(str(error)) from None
     out = sys.stderr if args.report == STDOUT else sys.stdout

@@ -167,7 +167,7 @@ async def _versions(adapters: Sequence[HttpAdapter], declared: Sequence[str | No
     return infos
 
 
-def _corpus(options: SuiteOptions, golden: list[GoldenLine] | None) -> tuple[list[CorpusRequest], CorpusInfo]:
+def _corpus(options: SuiteOptions, golden: Sequence[GoldenLine] | None) -> tuple[list[CorpusRequest], CorpusInfo]:
     if golden is not None:
         requests = [line.request for line in golden]
         return requests, CorpusInfo(source=str(options.baseline), requests=len(requests), seed=None)
@@ -178,7 +178,7 @@ def _corpus(options: SuiteOptions, golden: list[GoldenLine] | None) -> tuple[lis
     return requests, CorpusInfo(source="builtin", requests=len(requests), seed=options.seed)
 
 
-def _check_golden_digest(golden: list[GoldenLine], replica: ReplicaInfo, path: Path) -> None:
+def _check_golden_digest(golden: Sequence[GoldenLine], replica: ReplicaInfo, path: Path) -> None:
     recorded = golden[0].model_digest
     if recorded is not None and replica.model_digest is not None and recorded != replica.model_digest:
         raise CorpusError(
@@ -235,18 +235,23 @@ class _Stopped(Exception):
 
 
 async def run_suite(
-    options: SuiteOptions, progress: Callable[[str], None], stop: Callable[[], bool] = lambda: False
+    options: SuiteOptions,
+    progress: Callable[[str], None],
+    stop: Callable[[], bool] = lambda: False,
+    golden: Sequence[GoldenLine] | None = None,
 ) -> Report:
     """Replay the corpus and judge it. `stop` is polled between requests: once it says so, or with
     `options.exitfirst` once a request diverged, the run ends with the requests judged so far, marked
-    interrupted (and no golden file, which would be missing requests)."""
+    interrupted (and no golden file, which would be missing requests). `golden` is the lines of
+    `options.baseline` where the caller has read them already (read here otherwise)."""
     started_at = utc_now()
     loop = asyncio.get_running_loop()
     began = loop.time()
     adapters = await _connect(options)
     try:
         replicas = await _versions(adapters, _declared_versions(options))
-        golden = load_golden(options.baseline) if options.baseline else None
+        if golden is None and options.baseline is not None:
+            golden = load_golden(options.baseline)
         recorded = None
         if golden is not None and options.baseline is not None:
             _check_golden_digest(golden, replicas[0], options.baseline)
