@@ -804,9 +804,9 @@ def _print_outcome(report: Report, console: Console, elapsed: float) -> None:
         f"result: {verdict} — {s.passed} passed, {s.failed} failed, {s.skipped} skipped, {s.errors} errors "
         f"in {elapsed:.1f} s" + (" (INTERRUPTED: not every check ran)" if report.interrupted else "")
     )
-    reason = partial_reason(report)
+    reason = partial_reason(report, "" if verbose else " (-v lists them)")
     if reason is not None:
-        console.print(reason + ("" if verbose or "more" not in reason else " (-v lists them)"))
+        console.print(reason)
 
 
 # -- determinism ---------------------------------------------------------------------------------------
@@ -924,19 +924,19 @@ def _determinism(args: argparse.Namespace) -> int:
     if args.report:
         write_json_report(report, args.report, sign_key)
     _write_renderings(args, report)
-    stop_requested = stop.requested
     print(render_determinism(report), file=out)
     if args.report and args.report != STDOUT:
         print(f"report: {args.report}", file=out)
     if report.interrupted:
         judged = len(report.determinism.requests) if report.determinism else 0
-        why = "stopped at the first divergence (-x)" if stop_requested is False else "INTERRUPTED"
+        by_signal = stop.requested
+        why = "INTERRUPTED" if by_signal else "stopped at the first divergence (-x)"
         print(
             f"{why}: {judged} requests judged"
             + (f"; no golden file written ({args.record} would miss requests)" if args.record else ""),
             file=out,
         )
-        return EXIT_INTERRUPTED if stop_requested else EXIT_FAILED
+        return EXIT_INTERRUPTED if by_signal else EXIT_FAILED
     if args.record:
         print(f"golden file: {args.record}", file=out)
     return EXIT_OK if report.result != "nonconformant" else EXIT_FAILED

@@ -7,16 +7,24 @@ terminal, off when it is piped or a file, off whenever ``NO_COLOR`` is set to an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
-__all__ = ["QUIET", "VERBOSE", "Console", "colour_wanted"]
+__all__ = ["QUIET", "VERBOSE", "Console", "Paint", "colour_wanted", "plain"]
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 
 _CODES = {"passed": "32", "ok": "32", "failed": "31;1", "error": "31;1", "FAIL": "31;1", "skipped": "33", "skip": "33"}
 """ANSI colour per status word (green, bold red, yellow), as pytest paints them."""
+
+
+Paint = Callable[[str, str], str]
+"""Colours a text by a status word (`Console.paint`), or leaves it as it is (`plain`)."""
+
+
+def plain(text: str, status: str) -> str:
+    return text
 
 
 def colour_wanted(stream: TextIO, environ: Mapping[str, str]) -> bool:

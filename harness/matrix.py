@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 
 from conform.reports import CheckResult, Report, describe_failure, describe_identical_requests, matrix_cells
 from conform.reports.provenance import compare_provenance
 
+from .console import Paint, plain
+
 __all__ = ["failure_lines", "latency_lines", "render_determinism", "render_matrix", "skipped_lines"]
-
-Paint = Callable[[str, str], str]
-"""Colours a text by a status word (Console.paint), or leaves it as it is."""
-
-
-def _plain(text: str, status: str) -> str:
-    return text
 
 
 def _cell(results: list[CheckResult]) -> str:
@@ -32,7 +26,7 @@ def _cell(results: list[CheckResult]) -> str:
     return text
 
 
-def render_matrix(report: Report, width: int = 80, paint: Paint = _plain) -> str:
+def render_matrix(report: Report, width: int = 80, paint: Paint = plain) -> str:
     """The features x targets grid, wrapped into blocks of targets that fit `width` columns."""
     targets, features, grid = matrix_cells(report)
     cells = {(f, t): _cell(grid[(f, t)]) for f in features for t in targets}
@@ -58,7 +52,7 @@ def render_matrix(report: Report, width: int = 80, paint: Paint = _plain) -> str
     return "\n".join(lines)
 
 
-def failure_lines(report: Report, paint: Paint = _plain) -> list[str]:
+def failure_lines(report: Report, paint: Paint = plain) -> list[str]:
     """A line per check that failed or errored: where, which, and the detail a vendor acts on."""
     return [
         f"{paint(r.status.upper().ljust(6), r.status)} {r.target or r.engine} {r.id}: {r.detail}"
@@ -67,7 +61,7 @@ def failure_lines(report: Report, paint: Paint = _plain) -> list[str]:
     ]
 
 
-def skipped_lines(report: Report, paint: Paint = _plain) -> list[str]:
+def skipped_lines(report: Report, paint: Paint = plain) -> list[str]:
     return [
         f"{paint('SKIPPED', 'skipped')} {r.target or r.engine} {r.id}: {r.detail}"
         for r in report.results

@@ -15,15 +15,13 @@ from typing import TextIO
 
 from conform.reports import CheckResult
 
+from .console import Paint, plain
+
 __all__ = ["Eta", "Progress"]
 
 _CLEAR = "\r\x1b[2K"
 _STEPS = 10
 """Lines that mark the run's progress in a log: one per tenth of the checks."""
-
-
-def _plain(text: str, status: str) -> str:
-    return text
 
 
 class Progress:
@@ -33,7 +31,7 @@ class Progress:
         *,
         live: bool | None = None,
         verbose: bool = False,
-        paint: Callable[[str, str], str] = _plain,
+        paint: Paint = plain,
     ) -> None:
         self._stream = stream
         self.live = stream.isatty() if live is None else live

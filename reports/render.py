@@ -125,13 +125,14 @@ _NAMED = 3
 """Skipped core checks named in the one line that says why a result is partial."""
 
 
-def partial_reason(report: Report) -> str | None:
-    """Why the result is partial, in one line: which core checks were skipped, where and for what."""
+def partial_reason(report: Report, more_hint: str = "") -> str | None:
+    """Why the result is partial, in one line: which core checks were skipped, where and for what. `more_hint`
+    follows the count of those not named (where to see them)."""
     if report.result != "partial":
         return None
     skipped = [r for r in report.results if r.status == "skipped" and r.level == "core"]
     named = [f"{r.id} on {r.target or r.engine} ({r.detail})" for r in skipped[:_NAMED]]
-    more = f", and {len(skipped) - _NAMED} more" if len(skipped) > _NAMED else ""
+    more = f", and {len(skipped) - _NAMED} more{more_hint}" if len(skipped) > _NAMED else ""
     return f"partial: {len(skipped)} core checks skipped: {', '.join(named)}{more}"
 
 
@@ -145,7 +146,7 @@ def render_markdown(report: Report) -> str:
         f"{report.started_at} → {report.finished_at} · conform {report.tool.version}"
         + (" · **interrupted**" if report.interrupted else ""),
         "",
-        *([partial_reason(report) or "", ""] if report.result == "partial" else []),
+        *([reason, ""] if (reason := partial_reason(report)) else []),
         f"Reproduce: `{report.reproduce}`",
         "",
         *([f"> **{INSECURE_WARNING}**", ""] if report.insecure else []),
@@ -246,7 +247,7 @@ def render_html(report: Report) -> str:
         f"{e(report.started_at)} → {e(report.finished_at)} · conform {e(report.tool.version)}"
         + (" · <strong>interrupted</strong>" if report.interrupted else "")
         + "</p>"
-        + (f"<p id='partial'>{e(partial_reason(report) or '')}</p>" if report.result == "partial" else "")
+        + (f"<p id='partial'>{e(reason)}</p>" if (reason := partial_reason(report)) else "")
         + f"<p>Reproduce: <code>{e(report.reproduce)}</code></p>"
         + (f"<p class='insecure'><strong>{e(INSECURE_WARNING)}</strong></p>" if report.insecure else "")
         + (f"<p>Implementation: {e(_implementation(report))}</p>" if _implementation(report) else ""),
