@@ -304,9 +304,7 @@ def _mark_feature_and_level(config: pytest.Config, items: list[pytest.Item]) -> 
     for item in items:
         if "conform_target" not in getattr(item, "fixturenames", ()):
             continue
-        level_marker = item.get_closest_marker("conform_level")
-        level = str(level_marker.args[0]) if level_marker else "core"
-        for name, what in ((_scenario_names(item)[0], "feature"), (level, "level")):
+        for name, what in ((_scenario_names(item)[0], "feature"), (_level(item), "level")):
             if name not in known:
                 config.addinivalue_line("markers", f"{name}: conform {what}")
                 known.add(name)
@@ -441,11 +439,19 @@ def _item_target(item: pytest.Item) -> Target | None:
     return target
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """In allure, a check is its feature and story (the scenario), titled by its check id, with the target as
-    readable parameters instead of the Target object's repr."""
+def _allure_target(item: pytest.Item) -> Target | None:
+    """The target of a conform test while allure reports, else None."""
     target = _item_target(item)
     if target is None or _state(item.config) is None or not _allure_on(item.config):
+        return None
+    return target
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """In allure, a check is its feature and story (the scenario), with the target as readable parameters
+    instead of the Target object's repr."""
+    target = _allure_target(item)
+    if target is None:
         return
     import allure
 
@@ -454,17 +460,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     dynamic.feature(identity["feature"])
     dynamic.story(identity["scenario"])
     dynamic.label("check_id", identity["id"])
-    allure.dynamic.parameter("conform_target", target.label, mode=allure.parameter_mode.HIDDEN)
-    allure.dynamic.parameter("target", target.label)
-    allure.dynamic.parameter("engine", target.engine)
+    dynamic.parameter("conform_target", target.label, mode=allure.parameter_mode.HIDDEN)
+    dynamic.parameter("target", target.label)
+    dynamic.parameter("engine", target.engine)
     if target.url is not None:
-        allure.dynamic.parameter("url", target.display_url)
+        dynamic.parameter("url", target.display_url)
 
 
 def pytest_runtest_call(item: pytest.Item) -> None:
-    """The allure title, set once allure has named the test after its function at setup."""
-    target = _item_target(item)
-    if target is None or _state(item.config) is None or not _allure_on(item.config):
+    """The allure title, the check id: set here, since allure names the test after its function at setup."""
+    target = _allure_target(item)
+    if target is None:
         return
     import allure
 
@@ -512,15 +518,20 @@ def _identity(item: pytest.Item, target: Target) -> dict[str, Any]:
     check_id = str(marker.args[0]) if marker else f"{feature}.{_slug(scenario)}"
     if example:
         check_id += f"[{example}]"
-    level_marker = item.get_closest_marker("conform_level")
     return {
         "id": check_id,
         "feature": feature,
         "scenario": scenario,
         "engine": target.engine,
         "target": target.label,
-        "level": str(level_marker.args[0]) if level_marker else "core",
+        "level": _level(item),
     }
+
+
+def _level(item: pytest.Item) -> str:
+    """core, unless a tag says extended (the `conform_level` mark)."""
+    marker = item.get_closest_marker("conform_level")
+    return str(marker.args[0]) if marker else "core"
 
 
 def _scenario_names(item: pytest.Item) -> tuple[str, str, str]:
