@@ -170,7 +170,8 @@ class HttpAdapter(abc.ABC):
     """Where the engine exposes Prometheus metrics (engines with the metrics capability)."""
     metrics_counters: Mapping[str, str] = {}
     """The engine's counters of what it served, by what they count (``prompt_tokens``, ``generated_tokens``,
-    ``requests``): sample names of its Prometheus exposition."""
+    ``requests``), and its gauge of requests waiting for a slot (``queued_requests``): sample names of its
+    Prometheus exposition."""
     budget_key: tuple[str, ...] = ("max_tokens",)
     """Where the token budget sits in the body of a non-streamed request (`whole`), as a path of keys."""
 

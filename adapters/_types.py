@@ -229,8 +229,9 @@ class Props(BaseModel):
     total_slots: int | None = None
     busy_slots: int | None = None
     """Slots generating right now, where the engine exposes it (None = unknown)."""
-    busy_tasks: tuple[int, ...] | None = None
-    """The engine's ids of the tasks those slots run, where it names them (llama.cpp /slots id_task)."""
+    slot_tasks: tuple[int, ...] | None = None
+    """The engine's id of the task each slot runs, or ran last, where it names them (llama.cpp /slots id_task,
+    which an idle slot keeps): a task that took a slot even briefly stays named here until another replaces it."""
 
 
 class EngineVersion(BaseModel):

@@ -56,6 +56,7 @@ class LlamaCppAdapter(HttpAdapter):
     metrics_counters = {
         "prompt_tokens": "llamacpp:prompt_tokens_total",
         "generated_tokens": "llamacpp:tokens_predicted_total",
+        "queued_requests": "llamacpp:requests_deferred",
     }
 
     async def health(self) -> Health:
@@ -66,26 +67,20 @@ class LlamaCppAdapter(HttpAdapter):
         if not isinstance(props, dict):
             raise WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.base_url}/props did not answer a JSON object")
         settings = props.get("default_generation_settings") or {}
-        busy = await self._busy_slots()
+        slots = await self._slots()
         return Props(
             model=_model_name(props),
             ctx_max=settings.get("n_ctx"),
             total_slots=props.get("total_slots"),
-            busy_slots=None if busy is None else len(busy),
-            busy_tasks=None if busy is None or None in busy else tuple(t for t in busy if t is not None),
+            busy_slots=None if slots is None else sum(1 for slot in slots if slot.get("is_processing")),
+            slot_tasks=None if slots is None else tuple(_task_ids(slots)),
         )
 
-    async def _busy_slots(self) -> list[int | None] | None:
-        """The task id of each slot processing, from /slots (None for a slot that names none); None where the
-        server disabled it (--no-slots)."""
+    async def _slots(self) -> list[dict[str, Any]] | None:
+        """The slots /slots describes; None where the server disabled it (--no-slots)."""
         reply = await self.http.request("GET", "/slots", ok_statuses=frozenset({404, 501}), retry=False)
-        if reply.status != 200:
-            return None
-        slots = reply.json()
-        if not isinstance(slots, list):
-            return None
-        busy = [slot for slot in slots if isinstance(slot, dict) and slot.get("is_processing")]
-        return [slot["id_task"] if type(slot.get("id_task")) is int else None for slot in busy]
+        slots = reply.json() if reply.status == 200 else None
+        return [slot for slot in slots if isinstance(slot, dict)] if isinstance(slots, list) else None
 
     async def engine_version(self) -> EngineVersion:
         props = (await self.http.request("GET", "/props")).json()
@@ -340,3 +335,8 @@ ENGINE = EngineDescriptor(
     rank=0,
 )
 """The ``conform.engines`` entry point of this engine."""
+
+
+def _task_ids(slots: list[dict[str, Any]]) -> list[int]:
+    """The task id each slot names (a running task's, or an idle slot's last); -1 and absent name none."""
+    return [slot["id_task"] for slot in slots if type(slot.get("id_task")) is int and slot["id_task"] >= 0]

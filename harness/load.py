@@ -191,8 +191,8 @@ def check_overload(result: Overload) -> None:
 @dataclass(frozen=True, slots=True)
 class QueuedCancel:
     busy_after: int
-    """The most slots seen busy once every client had gone and the engine had been idle: the cancelled queued
-    request, if it started anyway."""
+    """Slots seen taken by the cancelled queued request once every client had gone: those naming a task that is
+    none of the fillers, where the engine names tasks, else the most seen busy once the engine had been idle."""
     watched_s: float
     prompt_tokens: float = 0
     """Prompt tokens the engine's counter says it evaluated after the slots were full: the given-up request's,
@@ -218,27 +218,25 @@ async def queued_cancel(
     try:
         async with asyncio.timeout(60.0):
             await asyncio.gather(*(event.wait() for event in started))
-        known = set((await adapter.props()).busy_tasks or ())
+        known = set((await adapter.props()).slot_tasks or ())  # every slot runs a filler now
         waiting = asyncio.create_task(generate(None))
-        await asyncio.sleep(queued_s)  # it waits for a slot meanwhile
+        await _until_queued(adapter, queued_s)
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
         # Counted once its client has gone and before any slot frees: a prompt evaluated from here on is one
         # the engine took up for nobody (an engine with a free slot took it up at once, while it was wanted).
-        counted = await _prompt_tokens(adapter)
+        counted = await _metric(adapter, "prompt_tokens")
     finally:
         for task in fillers:
             task.cancel()
         await asyncio.gather(*fillers, return_exceptions=True)
     loop = asyncio.get_running_loop()
     if known:
-        # The engine names its tasks: a task it runs that is none of the fillers is the request given up on.
-        # Whether the fillers stop at once (cancel.engine_side) does not matter here.
-        strangers: set[int] = set()
-        until = loop.time() + watch_s
-        while loop.time() < until:
-            strangers |= set((await adapter.props()).busy_tasks or ()) - known
-            await asyncio.sleep(0.05)
+        # The engine names its tasks, and a slot keeps naming the last it ran: a task on any slot that is none of
+        # the fillers is the request given up on, however briefly it held the slot, so this witness misses
+        # nothing a poll could. Whether the fillers stop at once (cancel.engine_side) does not matter here.
+        await asyncio.sleep(watch_s)
+        strangers = set((await adapter.props()).slot_tasks or ()) - known
         return QueuedCancel(len(strangers), watch_s, await _prompt_rise(adapter, counted))
     # The fillers stop at once (cancel.engine_side checks that); a queued request that starts instead keeps a
     # slot busy past this, where watching finds it.
@@ -251,12 +249,28 @@ async def queued_cancel(
     return QueuedCancel(busy, watch_s, await _prompt_rise(adapter, counted))
 
 
-async def _prompt_tokens(adapter: HttpAdapter) -> float | None:
-    """The engine's counter of evaluated prompt tokens, where it has one (else None)."""
+async def _until_queued(adapter: HttpAdapter, queued_s: float, within_s: float = 10.0) -> None:
+    """Until the engine holds the request in its queue: by its gauge of waiting requests, where it has one, so
+    the client leaves as soon as it waits (an engine that looks for gone clients now and then, as llama.cpp does
+    each second, has the longest time to notice before a slot frees); else for `queued_s`."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + within_s
+    while loop.time() < until:
+        waiting = await _metric(adapter, "queued_requests")
+        if waiting is None:
+            await asyncio.sleep(queued_s)
+            return
+        if waiting > 0:
+            return
+        await asyncio.sleep(0.02)
+
+
+async def _metric(adapter: HttpAdapter, name: str) -> float | None:
+    """One of the engine's metrics, where it has the metrics capability and exposes that one (else None)."""
     if Capability.METRICS not in adapter.capabilities:
         return None
     try:
-        return (await adapter.metrics()).get("prompt_tokens")
+        return (await adapter.metrics()).get(name)
     except WorkerError:
         return None
 
@@ -264,24 +278,23 @@ async def _prompt_tokens(adapter: HttpAdapter) -> float | None:
 async def _prompt_rise(adapter: HttpAdapter, before: float | None) -> float:
     """How far the prompt-token counter rose since `before`: a monotonic witness, which no poll can miss, of a
     prompt evaluated meanwhile."""
-    after = await _prompt_tokens(adapter) if before is not None else None
+    after = await _metric(adapter, "prompt_tokens") if before is not None else None
     return 0 if before is None or after is None else after - before
 
 
 def check_queued_cancel(result: QueuedCancel) -> None:
-    """A request given up on while it waited for a slot never starts generating."""
+    """A request given up on while it waited for a slot never starts generating. Either witness fails it: which
+    one sees it depends on how far the engine got before it dropped the request, so the detail states the
+    deviation first and the evidence after."""
+    evidence = []
     if result.prompt_tokens > 0:
-        raise CheckFailure(
-            "a cancelled queued request ran",
-            f"a request whose client left while it waited for a slot took one once slots were free: the engine's "
-            f"counter of evaluated prompt tokens rose by {result.prompt_tokens:g} after every client had gone"
-            + (f" ({result.busy_after} slot seen busy with it)" if result.busy_after else "")
-            + ": the engine must drop a queued request whose client is gone",
-        )
+        evidence.append(f"the engine's counter of evaluated prompt tokens rose by {result.prompt_tokens:g}")
     if result.busy_after:
+        evidence.append(f"{result.busy_after} slot took it within {result.watched_s:g} s")
+    if evidence:
         raise CheckFailure(
             "a cancelled queued request ran",
-            f"a request whose client left while it waited for a slot started generating once slots were free "
-            f"({result.busy_after} slot busy within {result.watched_s:g} s after every client had gone): the "
-            "engine must drop a queued request whose client is gone",
+            "a request whose client left while it waited for a slot took one once slots were free ("
+            + "; ".join(evidence)
+            + " after every client had gone): the engine must drop a queued request whose client is gone",
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import socket
@@ -102,8 +103,6 @@ class Generation:
     """The stop string that ended the generation, if one did."""
     generated: int = 0
     """How many tokens it was to stream (what an engine's counters of generated tokens count)."""
-    running: bool = False
-    """Generating now: it holds a slot (a queued generation does not, yet)."""
     began: bool = False
     """It took a slot at some point: its prompt was evaluated (a queued generation dropped in the queue never)."""
 
@@ -113,8 +112,13 @@ class StubState:
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     """(method, path, parsed JSON body or None) of every request, in arrival order."""
     generations: list[Generation] = field(default_factory=list)
-    active: int = 0
-    """Generations running right now (what /slots reports as processing)."""
+    slot_tasks: dict[int, int] = field(default_factory=dict)
+    """Slot index -> number of the generation running on it, or the last that ran on it (as llama.cpp's /slots
+    keeps an idle slot's last id_task)."""
+    busy_slots: set[int] = field(default_factory=set)
+    """Slots a generation runs on right now (what /slots reports as processing)."""
+    queued: int = 0
+    """Generations waiting for a slot right now (llama.cpp's requests_deferred)."""
     admitted: int = 0
     """Generation requests inside the stub right now, from arrival to the end of their response."""
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -623,15 +627,22 @@ async def _generate(
     """
 
     async def tracked() -> None:
+        state.queued += 1
+        waiting = True
         try:
             async with slot:  # a queued generation whose client leaves meanwhile never starts (unless it survives)
+                state.queued -= 1
+                waiting = False
                 await running()
         finally:
+            state.queued -= waiting
             run.close()  # never started (its client left in the queue): closed, not left unawaited
 
     async def running() -> None:
-        state.active += 1
-        generation.running = generation.began = True
+        index = next(i for i in itertools.count() if i not in state.busy_slots)
+        state.busy_slots.add(index)
+        state.slot_tasks[index] = generation.number
+        generation.began = True
         try:
             client_stayed = await run
             generation.finished = client_stayed
@@ -640,8 +651,7 @@ async def _generate(
             generation.cancelled = True
             raise
         finally:
-            state.active -= 1
-            generation.running = False
+            state.busy_slots.discard(index)
 
     if not survive_disconnect:
         await tracked()

@@ -196,7 +196,8 @@ async def _completion(request: web.Request, context: StubContext) -> web.StreamR
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus counters of what was served, as llama-server started with --metrics names them."""
+    """Prometheus counters of what was served and gauges of what is running and waiting, as llama-server started
+    with --metrics names them."""
     context: StubContext = request.app[STUB_KEY]
     stale = any(isinstance(f, StaleMetricsFault) for f in context.script.faults)
     generations = [] if stale else context.state.generations
@@ -212,7 +213,10 @@ async def metrics(request: web.Request) -> web.Response:
         f"llamacpp:tokens_predicted_total {generated}",
         "# HELP llamacpp:requests_processing Number of requests processing.",
         "# TYPE llamacpp:requests_processing gauge",
-        f"llamacpp:requests_processing {context.state.active}",
+        f"llamacpp:requests_processing {len(context.state.busy_slots)}",
+        "# HELP llamacpp:requests_deferred Number of requests deferred.",
+        "# TYPE llamacpp:requests_deferred gauge",
+        f"llamacpp:requests_deferred {context.state.queued}",
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
@@ -287,15 +291,16 @@ async def props(request: web.Request) -> web.Response:
 
 async def slots(request: web.Request) -> web.Response:
     context = request.app[STUB_KEY]
-    tasks = [g.number for g in context.state.generations if g.running]
+    state = context.state
     return web.json_response(
         [
-            {
-                "id": i,
-                "id_task": tasks[i] if i < len(tasks) else -1,
+            {"id": i}
+            # an idle slot keeps the id of the task it ran last; one never used names none
+            | ({"id_task": state.slot_tasks[i]} if i in state.slot_tasks else {})
+            | {
                 "n_ctx": context.ctx_size // context.total_slots,
                 "speculative": False,
-                "is_processing": i < len(tasks),
+                "is_processing": i in state.busy_slots,
             }
             for i in range(context.total_slots)
         ]

@@ -205,11 +205,11 @@ async def test_cancel_closes_the_stream_and_the_stub_stops_generating() -> None:
                             await adapter.cancel(request.task_id)
         assert raised.value.kind is ErrorKind.CANCELLED
         for _ in range(100):
-            if stub.state.active == 0:
+            if not stub.state.busy_slots:
                 break
             await asyncio.sleep(0.01)
         generation = stub.state.generations[-1]
-    assert stub.state.active == 0
+    assert not stub.state.busy_slots
     assert generation.cancelled and generation.tokens_sent < 500
 
 
