@@ -28,6 +28,7 @@ from conform.features.steps.conformance_steps import (
     stop_across_tokens,
     stop_within_a_token,
 )
+from conform.harness import load
 from conform.harness.auth import AuthAnswers, auth_answers, check_auth_required
 from conform.harness.checks import (
     CheckFailure,
@@ -674,6 +675,35 @@ def test_queued_cancel_without_a_counter_judges_by_the_busy_slots_it_saw() -> No
     assert (
         "took one once slots were free (1 slot took it within 2 s after every client had gone)" in failed.value.detail
     )
+
+
+async def _attempted(monkeypatch: pytest.MonkeyPatch, *seen: QueuedCancel) -> tuple[QueuedCancel, int]:
+    """queued_cancel over attempts that see `seen` in turn; what it returns, and how many attempts it made."""
+    results = iter(seen)
+    made: list[QueuedCancel] = []
+
+    async def once(*_: object) -> QueuedCancel:
+        made.append(next(results))
+        return made[-1]
+
+    monkeypatch.setattr(load, "_queued_cancel_once", once)
+    return await queued_cancel(None, TaskRequest(prompt=PROMPT), 2), len(made)  # type: ignore[arg-type]
+
+
+async def test_queued_cancel_repeats_a_clean_attempt_and_names_the_one_that_saw_it_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whether an engine notices a gone client before a slot frees is a race: a clean attempt is tried again, up
+    to the limit, and the detail names the attempt that saw the request run."""
+    clean, ran = QueuedCancel(0, 2.0), QueuedCancel(1, 2.0)
+    result, made = await _attempted(monkeypatch, clean, ran, clean)
+    assert (made, result.attempt, result.attempts) == (2, 2, 3)
+    with pytest.raises(CheckFailure) as failed:
+        check_queued_cancel(result)
+    assert "after every client had gone) (in attempt 2 of 3): the engine must drop" in failed.value.detail
+    result, made = await _attempted(monkeypatch, clean, clean, clean)
+    assert (made, result.ran, result.attempt) == (3, False, 3)
+    check_queued_cancel(result)
 
 
 # -- equivalence.wires -------------------------------------------------------------------------------
