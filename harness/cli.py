@@ -924,9 +924,11 @@ def _determinism(args: argparse.Namespace) -> int:
     if args.report:
         write_json_report(report, args.report, sign_key)
     _write_renderings(args, report)
-    print(render_determinism(report), file=out)
+    console = Console.of(out, os.environ, args.verbosity)
+    # As `run` does: a line per request on a terminal or with -v; piped, only the requests that diverged.
+    console.print(render_determinism(report, every_request=console.interactive or args.verbosity >= VERBOSE))
     if args.report and args.report != STDOUT:
-        print(f"report: {args.report}", file=out)
+        console.print(f"report: {args.report}")
     if report.interrupted:
         judged = len(report.determinism.requests) if report.determinism else 0
         by_signal = stop.requested

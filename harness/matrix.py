@@ -73,14 +73,18 @@ _SHOWN = 4
 """Divergences printed per request: with --repeat 100 a request can have a hundred."""
 
 
-def render_determinism(report: Report) -> str:
-    """One line per request, then every failed check and the summary."""
+def render_determinism(report: Report, every_request: bool = True) -> str:
+    """A line per request (with `every_request` False, only those that diverged or have something else to
+    say), then every failed check and the summary."""
     from .determinism import describe_divergence
 
     section = report.determinism
     lines: list[str] = []
     if section is not None:
         for outcome in section.requests:
+            plain = not (outcome.divergences or outcome.failures or outcome.logprob_drift)
+            if plain and outcome.identical_requests is None and not every_request:
+                continue
             unique = f"{outcome.unique_completions} unique"
             load = f", load overlap {outcome.load_overlap}" if outcome.load_overlap is not None else ""
             if outcome.divergences:
@@ -107,7 +111,8 @@ def render_determinism(report: Report) -> str:
         s = section.summary
         kinds = ", ".join(f"{k} {v}" for k, v in s.by_kind.model_dump().items() if v)
         lines.append(
-            f"\n{s.requests} requests: {s.identical} identical, {s.diverged} diverged"
+            ("\n" if lines else "")
+            + f"{s.requests} requests: {s.identical} identical, {s.diverged} diverged"
             + (f" ({kinds})" if kinds else "")
             + f"; {s.unique_completions} unique completions; modes {', '.join(section.modes)}"
             + (f"; {s.logprob_drift} logprob drifts" if s.logprob_drift else "")

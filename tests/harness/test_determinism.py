@@ -184,6 +184,8 @@ def test_two_good_replicas_are_identical(stub_process) -> None:
     a, b = stub_process(PACE), stub_process(PACE)
     code, out, report, _ = determinism("--url", a.url, "--url", b.url, "--requests", "3", "--max-tokens", "12")
     assert code == 0, out
+    # Piped, as `run` does: no line for a request that has nothing to say, the summary first.
+    assert out.startswith("3 requests: 3 identical, 0 diverged; 3 unique completions; modes solo, load, cache\n")
     assert report is not None
     validate_report(report)
     section = report["determinism"]
@@ -203,6 +205,15 @@ def test_two_good_replicas_are_identical(stub_process) -> None:
     assert [r["url"] for r in section["replicas"]] == [a.url, b.url]
     for replica in section["replicas"]:
         assert {"seed", "temperature", "top_p", "top_k"} <= set(replica["sampler"]), "the sampler profile is recorded"
+
+
+def test_verbose_lists_every_request(stub_process) -> None:
+    a, b = stub_process(PACE), stub_process(PACE)
+    args = ["--engine", "llamacpp", "--url", a.url, "--url", b.url, "--requests", "3", "--max-tokens", "4"]
+    verbose = run_conform("determinism", *args, "--no-load", "-v", timeout=120)
+    assert verbose.returncode == 0, verbose.stdout + verbose.stderr
+    listed = [line for line in verbose.stdout.splitlines() if line.startswith("identical  ")]
+    assert len(listed) == 3, verbose.stdout
 
 
 def test_a_replica_diverging_at_token_5_is_named(stub_process) -> None:
