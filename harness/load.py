@@ -222,8 +222,9 @@ async def queued_cancel(
 ) -> QueuedCancel:
     """Fill every slot, send one more request and give up on it while it waits, free the slots, and watch
     whether a slot starts generating for the request that was given up on; up to `attempts` times, until one
-    sees it. Whether a gone client is noticed before a slot frees is a race inside the engine (llama.cpp looks
-    once a second, and not while every step takes longer than that): one clean attempt proves little."""
+    sees it. Whether a gone client is noticed before a slot frees is a race inside the engine (llama.cpp notices
+    it only after a second without any result, so on time only where a decode step takes that long): one clean
+    attempt proves little."""
     for attempt in range(1, attempts + 1):
         result = await _queued_cancel_once(adapter, request, slots, queued_s, watch_s)
         if result.ran or attempt == attempts:
@@ -284,8 +285,7 @@ async def _queued_cancel_once(
 
 async def _until_queued(adapter: HttpAdapter, queued_s: float, within_s: float = 10.0) -> None:
     """Until the engine holds the request in its queue: by its gauge of waiting requests, where it has one, so
-    the client leaves as soon as it waits (an engine that looks for gone clients now and then, as llama.cpp does
-    each second, has the longest time to notice before a slot frees); else for `queued_s`."""
+    the client leaves once the request surely waits, not after a guess; else for `queued_s`."""
     loop = asyncio.get_running_loop()
     until = loop.time() + within_s
     while loop.time() < until:
