@@ -785,7 +785,7 @@ def _print_outcome(report: Report, console: Console, elapsed: float) -> None:
     """On a terminal (or with -v) the matrix, wrapped to the terminal; piped, a line per failed check. Then
     the skipped checks with -v, and the result, with why it is partial."""
     verbose = console.verbosity >= VERBOSE
-    if console.interactive or verbose:
+    if console.shows_all:
         width = shutil.get_terminal_size((80, 24)).columns if console.interactive else 80
         console.print(render_matrix(report, width, console.paint))
         if verbose:
@@ -925,22 +925,20 @@ def _determinism(args: argparse.Namespace) -> int:
         write_json_report(report, args.report, sign_key)
     _write_renderings(args, report)
     console = Console.of(out, os.environ, args.verbosity)
-    # As `run` does: a line per request on a terminal or with -v; piped, only the requests that diverged.
-    console.print(render_determinism(report, every_request=console.interactive or args.verbosity >= VERBOSE))
+    console.print(render_determinism(report, every_request=console.shows_all))
     if args.report and args.report != STDOUT:
         console.print(f"report: {args.report}")
     if report.interrupted:
         judged = len(report.determinism.requests) if report.determinism else 0
         by_signal = stop.requested
         why = "INTERRUPTED" if by_signal else "stopped at the first divergence (-x)"
-        print(
+        console.print(
             f"{why}: {judged} requests judged"
-            + (f"; no golden file written ({args.record} would miss requests)" if args.record else ""),
-            file=out,
+            + (f"; no golden file written ({args.record} would miss requests)" if args.record else "")
         )
         return EXIT_INTERRUPTED if by_signal else EXIT_FAILED
     if args.record:
-        print(f"golden file: {args.record}", file=out)
+        console.print(f"golden file: {args.record}")
     return EXIT_OK if report.result != "nonconformant" else EXIT_FAILED
 
 

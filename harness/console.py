@@ -45,6 +45,12 @@ class Console:
     interactive: bool = False
     """A person watches this stream (a terminal): the whole matrix is worth printing."""
 
+    @property
+    def shows_all(self) -> bool:
+        """Everything is worth printing (the matrix, a line per request): a person watches, or -v asked for it.
+        Piped without -v, only what failed and the summary."""
+        return self.interactive or self.verbosity >= VERBOSE
+
     @classmethod
     def of(cls, stream: TextIO, environ: Mapping[str, str], verbosity: int = NORMAL) -> Console:
         return cls(stream, colour_wanted(stream, environ), verbosity, stream.isatty())

@@ -82,8 +82,8 @@ def render_determinism(report: Report, every_request: bool = True) -> str:
     lines: list[str] = []
     if section is not None:
         for outcome in section.requests:
-            plain = not (outcome.divergences or outcome.failures or outcome.logprob_drift)
-            if plain and outcome.identical_requests is None and not every_request:
+            says_more = outcome.divergences or outcome.failures or outcome.logprob_drift
+            if not (every_request or says_more or outcome.identical_requests is not None):
                 continue
             unique = f"{outcome.unique_completions} unique"
             load = f", load overlap {outcome.load_overlap}" if outcome.load_overlap is not None else ""
