@@ -225,11 +225,10 @@ async def queued_cancel(
     sees it. Whether a gone client is noticed before a slot frees is a race inside the engine (llama.cpp notices
     it only after a second without any result, so on time only where a decode step takes that long): one clean
     attempt proves little."""
-    for attempt in range(1, attempts + 1):
-        result = await _queued_cancel_once(adapter, request, slots, queued_s, watch_s)
-        if result.ran or attempt == attempts:
-            return dataclasses.replace(result, attempt=attempt, attempts=attempts)
-    raise AssertionError("unreachable: the last attempt returns")
+    attempt, result = 1, await _queued_cancel_once(adapter, request, slots, queued_s, watch_s)
+    while not result.ran and attempt < attempts:
+        attempt, result = attempt + 1, await _queued_cancel_once(adapter, request, slots, queued_s, watch_s)
+    return dataclasses.replace(result, attempt=attempt, attempts=attempts)
 
 
 async def _queued_cancel_once(
