@@ -262,11 +262,7 @@ def _tops(frame: dict[str, Any]) -> dict[int, tuple[tuple[int | None, str, float
         listed = entry.get("top_logprobs") if isinstance(entry, dict) else None
         if isinstance(listed, list):
             found[n] = tuple(
-                (
-                    item.get("id") if type(item.get("id")) is int else None,
-                    str(item.get("token", "")),
-                    float(item["logprob"]),
-                )
+                _listed(item)
                 for item in listed
                 if isinstance(item, dict) and isinstance(item.get("logprob"), int | float)
             )
@@ -274,12 +270,9 @@ def _tops(frame: dict[str, Any]) -> dict[int, tuple[tuple[int | None, str, float
 
 
 def _listed(item: dict[str, Any]) -> tuple[int | None, str, float]:
+    """One of the most likely tokens: its id (where the entry names one), text and log-probability."""
     token_id = item.get("id")
     return (token_id if type(token_id) is int else None, str(item.get("token", "")), float(item["logprob"]))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _final_events(frame: dict[str, Any]) -> list[TokenEvent]:
