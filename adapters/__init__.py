@@ -45,6 +45,7 @@ from .errors import ErrorKind, WorkerError
 from .llamacpp import LlamaCppAdapter
 from .llamaswap import LlamaSwapAdapter, split_llamaswap_url
 from .ollama import OllamaAdapter
+from .responses import ResponsesAdapter
 from .tgi import TgiAdapter
 from .triton import TritonAdapter
 from .vllm import VllmAdapter
@@ -74,6 +75,7 @@ __all__ = [
     "ProxyConfig",
     "Redactor",
     "ResponseFormat",
+    "ResponsesAdapter",
     "RetryPolicy",
     "SSEDecoder",
     "SSEError",

@@ -62,6 +62,8 @@ class Capability(StrEnum):
     """The engine names its version: a build, a release, or a backend fingerprint."""
     OPENAI_COMPAT = "openai_compat"
     """Speaks the OpenAI chat/completions wire format, so the OpenAI-compatibility checks apply."""
+    RESPONSES_API = "responses_api"
+    """Speaks OpenAI's Responses API (``/v1/responses``), so the checks of its event stream apply."""
     HEALTH = "health"
     PROPS = "props"
     CHAT = "chat"

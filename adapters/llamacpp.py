@@ -52,7 +52,7 @@ class LlamaCppAdapter(HttpAdapter):
     """What the protocol offers; probing a target removes what that server turns off."""
     budget_key = ("n_predict",)
     public_health = True
-    also_speaks = ("openai", "anthropic")
+    also_speaks = ("openai", "anthropic", "responses")
     metrics_counters = {
         "prompt_tokens": "llamacpp:prompt_tokens_total",
         "generated_tokens": "llamacpp:tokens_predicted_total",

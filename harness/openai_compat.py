@@ -147,3 +147,44 @@ def seeded_chat(model: str | None, seed: int, max_tokens: int) -> TaskRequest:
         max_tokens=max_tokens,
         model=model,
     )
+
+
+@check("responses.sequence_numbers")
+def sequence_numbers(record: StreamRecord) -> None:
+    """Every event of a Responses stream carries its ``sequence_number`` (the adapter refuses a number out of
+    turn; one that is missing is judged here)."""
+    wire = _wire(record)
+    unnumbered = wire.get("unnumbered") or []
+    if unnumbered:
+        raise CheckFailure(
+            "events without a sequence_number",
+            f"{len(unnumbered)} of {wire.get('events')} events carry no sequence_number (the first a "
+            f"{unnumbered[0]}): every Responses stream event must, counting from 0, and the openai SDK's event "
+            "types require it",
+        )
+
+
+@check("responses.incomplete_at_budget")
+def incomplete_at_budget(record: StreamRecord) -> None:
+    """A response cut at ``max_output_tokens`` ends with ``response.incomplete`` and the reason
+    ``max_output_tokens``; one that stopped before its budget ends with ``response.completed``."""
+    wire = _wire(record)
+    usage = wire.get("usage")
+    counted = usage.get("output_tokens") if isinstance(usage, dict) else None
+    produced = counted if isinstance(counted, int) else len(record.tokens)
+    budget = record.request.max_tokens
+    terminal, details = wire.get("terminal"), wire.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, dict) else None
+    said = f"{terminal} (status {wire.get('status')!r}, incomplete_details {details!r})"
+    if produced >= budget and (terminal != "response.incomplete" or reason != "max_output_tokens"):
+        raise CheckFailure(
+            "budget reached but the response says it is complete",
+            f"all {budget} tokens of max_output_tokens {budget} were produced, but the stream ended with {said}; "
+            "expected response.incomplete with incomplete_details.reason 'max_output_tokens'",
+        )
+    if produced < budget and terminal != "response.completed":
+        raise CheckFailure(
+            "incomplete before the budget",
+            f"{produced} of max_output_tokens {budget} tokens were produced, and the stream ended with {said}; "
+            "a response that stopped on its own is response.completed",
+        )

@@ -29,6 +29,7 @@ from ._engine import (
 )
 from .anthropic import messages_route
 from .openai import FLAVOUR_KEY, OPENAI, generation_handler
+from .responses import responses_route
 from .script import MisreportLogprobsFault, StaleMetricsFault
 from .tokens import VOCABULARY, StubToken, detokenize, tokenize
 
@@ -351,6 +352,7 @@ def create_app(context: StubContext) -> web.Application:
     app.router.add_post("/v1/completions", generation_handler(chat=False))
     app.router.add_post("/v1/chat/completions", generation_handler(chat=True))
     app.router.add_post("/v1/messages", messages_route)
+    app.router.add_post("/v1/responses", responses_route)
     app.router.add_post("/detokenize", detokenize_route)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/health", health)

@@ -287,6 +287,15 @@ class StructuredViolationFault(_FaultBase):
     violation: Literal["off_schema", "not_object"]
 
 
+class ResponsesViolationFault(_FaultBase):
+    """On the Responses wire (``/v1/responses``), break it in one way, as servers that speak it do:
+    unnumbered (events without their sequence_number), completed_at_budget (a response cut at
+    max_output_tokens that says response.completed rather than response.incomplete)."""
+
+    kind: Literal["responses_violation"]
+    violation: Literal["unnumbered", "completed_at_budget"]
+
+
 Fault = Annotated[
     StatusFault
     | ErrorInStreamFault
@@ -320,6 +329,7 @@ Fault = Annotated[
     | IgnoreDisconnectFault
     | ToolViolationFault
     | StructuredViolationFault
+    | ResponsesViolationFault
     | AbandonUnderLoadFault,
     Field(discriminator="kind"),
 ]

@@ -19,6 +19,12 @@ def stream_chat(conform_runtime: ScenarioRuntime, count: int) -> StreamRecord:
     return conform_runtime.stream(request)
 
 
+@when(parsers.parse("I stream a response of {count:d} tokens"), target_fixture="stream")
+def stream_response(conform_runtime: ScenarioRuntime, count: int) -> StreamRecord:
+    """One user message through the Responses API (the adapter's own wire), greedy."""
+    return stream_chat(conform_runtime, count)
+
+
 @when("I stream the same seeded chat completion twice", target_fixture="pair")
 def stream_twice(conform_runtime: ScenarioRuntime) -> tuple[StreamRecord, StreamRecord]:
     model = conform_runtime.target.model
@@ -55,3 +61,13 @@ def error_envelope(conform_runtime: ScenarioRuntime) -> None:
     adapter = openai_adapter(conform_runtime.adapter)
     model = conform_runtime.run(adapter.default_model())
     conform_runtime.run(check_error_envelope(adapter, model))
+
+
+@then("every event carries its sequence number")
+def events_numbered(stream: StreamRecord) -> None:
+    run_checks(stream, "responses.sequence_numbers")
+
+
+@then("a response cut at its budget ends incomplete for max_output_tokens")
+def incomplete_at_budget(stream: StreamRecord) -> None:
+    run_checks(stream, "responses.incomplete_at_budget")

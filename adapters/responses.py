@@ -1,0 +1,189 @@
+"""OpenAI's Responses API (docs/wires.md §11): ``POST /v1/responses`` with named, numbered SSE events.
+
+A text answer streams ``response.output_text.delta`` events between
+``response.created`` and a terminal event: ``response.completed``,
+``response.incomplete`` (the budget ran out: finish reason ``length``) or
+``response.failed``; an ``error`` event ends the stream. Every event's
+``event:`` name must equal its JSON ``type``. Each event carries a
+``sequence_number`` counting from 0: a number out of turn means an event was
+lost, repeated or reordered, and breaks the stream; events without one are
+counted (``responses.sequence_numbers`` judges them), not refused. The wire has
+no seed, no stop sequences and no token ids.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from conform.stubs.responses import create_app as stub_app
+
+from ._base import FrameFold, Generation, HttpAdapter, Whole
+from ._engines import EngineDescriptor
+from ._openai import OpenAIAdapter
+from ._sse import SSEEvent
+from ._types import Answer, End, EngineVersion, TaskRequest, Token, TokenEvent, Usage
+from .capabilities import Capability
+from .errors import ErrorKind, WorkerError
+
+__all__ = ["ENGINE", "ResponsesAdapter"]
+
+_TERMINAL = {"response.completed": "stop", "response.incomplete": "length"}
+"""The events that end a response that was not refused, and the finish reason each says."""
+
+
+class ResponsesAdapter(OpenAIAdapter):
+    """The Responses route of an OpenAI-compatible server; its models, health and errors are OpenAI's."""
+
+    engine = "responses"
+    capabilities = Capability.parse(
+        "streaming, end_marker, usage, health, chat, non_streaming, sampling, named_models, responses_api"
+    )
+    budget_key = ("max_output_tokens",)
+
+    def request_body(self, req: TaskRequest, model: str, *, stream: bool) -> dict[str, Any]:
+        messages = [{"role": m.role, "content": m.content} for m in req.messages or ()]
+        return {
+            "model": model,
+            "input": messages or req.prompt,
+            "max_output_tokens": req.max_tokens,
+            "stream": stream,
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+            "store": False,
+        }
+
+    async def engine_version(self) -> EngineVersion:
+        """The wire names no engine version; the model is what a report can pin."""
+        return EngineVersion(model=await self.default_model())
+
+    async def whole(self, req: TaskRequest) -> Whole:
+        body = self.request_body(req, await self.model_for(req), stream=False)
+        return Whole(self.api_prefix + "/responses", body, _response_answer)
+
+    async def generation(self, req: TaskRequest) -> Generation:
+        body = self.request_body(req, await self.model_for(req), stream=True)
+        path = self.api_prefix + "/responses"
+        return Generation(path, body, _ResponseStream(self, self.base_url + path), framing="sse_events")
+
+
+def _output_text(response: dict[str, Any]) -> str | None:
+    """The text of the response's output messages, None when it has no output list."""
+    output = response.get("output")
+    if not isinstance(output, list):
+        return None
+    return "".join(
+        part.get("text", "")
+        for item in output
+        if isinstance(item, dict) and item.get("type") == "message"
+        for part in item.get("content") or []
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    )
+
+
+def _finish_reason(response: dict[str, Any]) -> str | None:
+    """``length`` for a response cut at its budget, ``stop`` for a completed one."""
+    status = response.get("status")
+    if status == "incomplete":
+        details = response.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return "length" if reason == "max_output_tokens" else str(reason or "incomplete")
+    return "stop" if status == "completed" else None
+
+
+def _usage(response: dict[str, Any]) -> Usage | None:
+    usage = response.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
+    return Usage(prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
+
+
+def _response_answer(reply: Any) -> Answer | None:
+    if not isinstance(reply, dict):
+        return None
+    text = _output_text(reply)
+    return None if text is None else Answer(text, finish_reason=_finish_reason(reply))
+
+
+class _ResponseStream(FrameFold):
+    """The state of one Responses stream: the next sequence number, the events that had none, the text."""
+
+    terminator = "a terminal event (response.completed, response.incomplete or response.failed)"
+
+    def __init__(self, adapter: HttpAdapter, url: str) -> None:
+        super().__init__(adapter, url)
+        self.position = 0
+        self.next_number = 0
+        self.unnumbered: list[str] = []
+        """The types of the events that carried no sequence_number, in order."""
+
+    def fold(self, event: SSEEvent, at: float) -> list[TokenEvent]:
+        frame = self.object(event.data)
+        kind = frame.get("type")
+        if kind != event.event:
+            raise self._violation(f"event {self.frames} is named {event.event!r} but its JSON type is {kind!r}")
+        if kind == "error":
+            raise self.adapter.stream_error(f"{frame.get('code')}: {frame.get('message')}")
+        self._count(frame, kind)
+        if kind == "response.output_text.delta":
+            delta = frame.get("delta")
+            if not isinstance(delta, str):
+                raise self._violation(f"event {self.frames} is a text delta without a string delta")
+            if not delta:
+                return []
+            token = Token(self.position, delta, None, at)
+            self.position += 1
+            return [token]
+        if kind == "response.failed":
+            error = (frame.get("response") or {}).get("error") or {}
+            raise self.adapter.stream_error(f"response.failed: {error.get('code')}: {error.get('message')}")
+        if kind in _TERMINAL:
+            self.finished = True
+            return [self._end(frame)]
+        return []  # the lifecycle events around the deltas, and types this reader does not use
+
+    def _count(self, frame: dict[str, Any], kind: str) -> None:
+        """Take the event's sequence number, which must be the next; an event without one is noted."""
+        number = frame.get("sequence_number")
+        if number is None:
+            self.unnumbered.append(kind)
+            self.next_number += 1
+            return
+        if number != self.next_number:
+            raise self._violation(
+                f"event {self.frames} ({kind}) has sequence_number {number!r}, expected {self.next_number}: "
+                "an event was lost, repeated or sent out of order"
+            )
+        self.next_number += 1
+
+    def _end(self, frame: dict[str, Any]) -> End:
+        response = frame.get("response")
+        if not isinstance(response, dict):
+            raise self._violation(f"{frame.get('type')} carries no response object")
+        reason = _finish_reason(response)
+        if reason is None:
+            raise self._violation(f"{frame.get('type')} carries a response of status {response.get('status')!r}")
+        raw = {
+            "terminal": frame.get("type"),
+            "status": response.get("status"),
+            "incomplete_details": response.get("incomplete_details"),
+            "usage": response.get("usage"),
+            "events": self.frames,
+            "unnumbered": self.unnumbered,
+        }
+        return End(reason, _usage(response), time.monotonic(), raw=raw)
+
+    def _violation(self, message: str) -> WorkerError:
+        return WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.url}: {message}", in_stream=True)
+
+
+ENGINE = EngineDescriptor(
+    name="responses",
+    adapter=ResponsesAdapter,
+    speaks="`/v1/responses` named, numbered events, `/v1/models`",
+    notes="OpenAI's Responses API, on any server that speaks it; no seed, stop sequences or token ids",
+    stub=stub_app,
+    rank=4,
+)
+"""The ``conform.engines`` entry point of this engine."""

@@ -1,0 +1,5 @@
+"""Binds responses.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("responses.feature")
