@@ -30,7 +30,7 @@ from ._engine import (
     record_request,
 )
 from .openai import OPENAI, create_app_for, openai_error
-from .script import Framing, ResponsesViolationFault
+from .script import ErrorInStreamFault, Framing, ResponsesViolationFault
 from .tokens import StubToken
 
 __all__ = ["create_app", "responses_route"]
@@ -41,7 +41,9 @@ class ResponsesWire:
 
     content_type = "text/event-stream"
 
-    def __init__(self, framing: Framing, number: int, model: str, created: int, *, numbered: bool = True) -> None:
+    def __init__(
+        self, framing: Framing, number: int, model: str, created: int, *, numbered: bool = True, error_after: int = 0
+    ) -> None:
         self._framing = framing
         self._numbered = numbered
         self.id = f"resp_conform{number}"
@@ -49,8 +51,8 @@ class ResponsesWire:
         self._model = model
         self._created = created
         self._numbers = itertools.count()
-        self._after_deltas = _LEAD_EVENTS
-        """The number of the event after the last delta written (an error's, when one breaks in)."""
+        self._error_number = _LEAD_EVENTS + error_after
+        """The number of an error event that breaks in after `error_after` deltas (error_in_stream)."""
 
     def event(self, payload: dict[str, Any], sequence_number: int | None = None) -> bytes:
         number = next(self._numbers) if sequence_number is None else sequence_number
@@ -111,7 +113,6 @@ class ResponsesWire:
             "delta": token.text,
             "logprobs": [],
         }
-        self._after_deltas = _LEAD_EVENTS + k + 1
         return self.event(delta, sequence_number=_LEAD_EVENTS + k)
 
     def final(self, text: str, status: str, usage: dict[str, Any], deltas: int) -> list[bytes]:
@@ -137,7 +138,7 @@ class ResponsesWire:
 
     def error_frame(self, message: str) -> bytes:
         error = {"type": "error", "code": "server_error", "message": message, "param": None}
-        return self.event(error, sequence_number=self._after_deltas)
+        return self.event(error, sequence_number=self._error_number)
 
     def legacy_error_frame(self, message: str) -> bytes:
         return f"error: {dumps(openai_error(500, message))}\n\n".encode()
@@ -218,14 +219,19 @@ async def _responses(request: web.Request, context: StubContext) -> web.StreamRe
         message = f"Your input exceeds the context window of this model ({context.ctx_size} tokens)."
         return web.json_response(openai_error(400, message), status=400)
     generation, tokens = await context.new_generation(request, parsed.prompt, None, parsed.max_tokens)
-    broken = {f.violation for f in context.faults_for(generation) if isinstance(f, ResponsesViolationFault)}
+    faults = context.faults_for(generation)
+    broken = {f.violation for f in faults if isinstance(f, ResponsesViolationFault)}
     cut = bool(tokens) and len(tokens) == generation.max_tokens and not generation.stop_word
     status = "incomplete" if cut and "completed_at_budget" not in broken else "completed"
     text = "".join(t.text for t in tokens)
     usage = _usage(context.reported_prompt_tokens(parsed.prompt), len(tokens))
-    numbered = "unnumbered" not in broken
     wire = ResponsesWire(
-        context.script.framing, generation.number, parsed.model, int(context.started), numbered=numbered
+        context.script.framing,
+        generation.number,
+        parsed.model,
+        int(context.started),
+        numbered="unnumbered" not in broken,
+        error_after=min([f.at_token for f in faults if isinstance(f, ErrorInStreamFault)] + [len(tokens)]),
     )
     if not parsed.stream:
         return await answer_whole(request, context, generation, wire, wire.response(status, text, usage))

@@ -1,4 +1,5 @@
-"""OpenAI, vLLM, llama-swap and Anthropic adapters: parsing, error shapes, retries against scripted stubs."""
+"""OpenAI, vLLM, llama-swap, Responses and Anthropic adapters: parsing, error shapes, retries against scripted
+stubs."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from conform.adapters import (
     ErrorKind,
     LlamaSwapAdapter,
     OpenAIAdapter,
+    ResponsesAdapter,
     RetryPolicy,
     TaskRequest,
     Timeouts,
@@ -216,6 +218,102 @@ async def test_an_anthropic_stream_without_message_stop_is_a_protocol_violation(
     with pytest.raises(WorkerError) as raised:
         await _anthropic(_sse(_START, _DELTA, event_names=True))
     assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION and "message_stop" in raised.value.message
+
+
+# -- Responses event reading ------------------------------------------------------------------------
+
+
+async def _responses(body: bytes, seen: list[Seen] | None = None) -> list[TokenEvent]:
+    return await _streamed_by(ResponsesAdapter, body, TaskRequest(prompt="x", model="m", max_tokens=2), seen)
+
+
+def _numbered(*events: dict[str, object], unnumbered: bool = False) -> bytes:
+    """Responses events, named after their type and numbered from 0 (or, `unnumbered`, left without numbers)."""
+    return _sse(*(e if unnumbered else {**e, "sequence_number": n} for n, e in enumerate(events)), event_names=True)
+
+
+_CREATED = {"type": "response.created", "response": {"id": "r", "status": "in_progress", "output": []}}
+
+
+def _text(delta: str) -> dict[str, object]:
+    return {"type": "response.output_text.delta", "item_id": "i", "output_index": 0, "content_index": 0, "delta": delta}
+
+
+def _finished(status: str, output_tokens: int = 2) -> dict[str, object]:
+    usage = {"input_tokens": 5, "output_tokens": output_tokens, "total_tokens": 5 + output_tokens}
+    details = {"reason": "max_output_tokens"} if status == "incomplete" else None
+    response = {"id": "r", "status": status, "incomplete_details": details, "output": [], "usage": usage}
+    return {"type": f"response.{status}", "response": response}
+
+
+async def test_a_responses_stream_posts_its_input_and_reads_deltas_usage_and_status() -> None:
+    seen: list[Seen] = []
+    events = await _responses(_numbered(_CREATED, _text("Hi"), _text(" there"), _finished("incomplete")), seen)
+    assert [e.text for e in events if isinstance(e, Token)] == ["Hi", " there"]
+    end = events[-1]
+    assert isinstance(end, End) and end.finish_reason == "length" and end.usage is not None
+    assert (end.usage.prompt_tokens, end.usage.completion_tokens) == (5, 2)
+    assert end.raw["terminal"] == "response.incomplete" and end.raw["unnumbered"] == []
+    posted = json.loads(seen[-1].body)
+    assert seen[-1].path == "/v1/responses"
+    assert (posted["input"], posted["max_output_tokens"], posted["stream"], posted["store"]) == ("x", 2, True, False)
+
+
+async def test_a_completed_response_stopped_on_its_own() -> None:
+    events = await _responses(_numbered(_CREATED, _text("Hi"), _finished("completed", 1)))
+    end = events[-1]
+    assert isinstance(end, End) and end.finish_reason == "stop"
+
+
+async def test_events_without_numbers_are_counted_not_refused() -> None:
+    """llama.cpp b11434 numbers none of its events: the stream is read, and the End says which had none."""
+    events = await _responses(_numbered(_CREATED, _text("Hi"), _finished("completed", 1), unnumbered=True))
+    end = events[-1]
+    assert isinstance(end, End)
+    assert end.raw["unnumbered"] == ["response.created", "response.output_text.delta", "response.completed"]
+
+
+async def test_an_event_numbered_out_of_turn_is_a_protocol_violation() -> None:
+    """A repeated delta keeps its number: the next one the reader expected is not it."""
+    body = _sse(
+        {**_CREATED, "sequence_number": 0},
+        {**_text("Hi"), "sequence_number": 1},
+        {**_text("Hi"), "sequence_number": 1},
+        event_names=True,
+    )
+    with pytest.raises(WorkerError) as raised:
+        await _responses(body)
+    assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION
+    assert "event 3 (response.output_text.delta) has sequence_number 1, expected 2" in raised.value.message
+
+
+async def test_a_responses_event_named_unlike_its_type_is_a_protocol_violation() -> None:
+    body = _numbered(_CREATED) + b"event: response.completed\ndata: " + json.dumps(_text("x")).encode() + b"\n\n"
+    with pytest.raises(WorkerError) as raised:
+        await _responses(body)
+    assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION and "named 'response.completed'" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("event", "said"),
+    [
+        ({"type": "error", "code": "server_error", "message": "boom"}, "server_error: boom"),
+        (
+            {"type": "response.failed", "response": {"status": "failed", "error": {"code": "oops", "message": "boom"}}},
+            "response.failed: oops: boom",
+        ),
+    ],
+)
+async def test_an_error_or_a_failed_response_is_an_engine_error(event: dict[str, object], said: str) -> None:
+    with pytest.raises(WorkerError) as raised:
+        await _responses(_numbered(_CREATED, _text("Hi"), event))
+    assert raised.value.kind is ErrorKind.ENGINE_ERROR and raised.value.in_stream and said in raised.value.message
+
+
+async def test_a_responses_stream_without_a_terminal_event_is_a_protocol_violation() -> None:
+    with pytest.raises(WorkerError) as raised:
+        await _responses(_numbered(_CREATED, _text("Hi")))
+    assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION and "response.completed" in raised.value.message
 
 
 # -- retries against scripted stubs ------------------------------------------------------------------

@@ -66,7 +66,7 @@ async def test_after_a_cancel_no_token_of_the_same_read_is_delivered(engine: str
     assert record.error is not None and record.error.kind is ErrorKind.CANCELLED
 
 
-_WIRE_FRAME_START = {"anthropic": "event: ", "ollama": "{"}
+_WIRE_FRAME_START = {"anthropic": "event: ", "responses": "event: ", "ollama": "{"}
 """How a frame starts in a transcript, where not with ``data: `` (an SSE event with a name carries it; an
 NDJSON line is the JSON itself)."""
 

@@ -726,7 +726,7 @@ async def test_wires_agree_on_the_well_behaved_llamacpp_stub() -> None:
     groups = await _wires(Script())
     assert [[a.wire for a in group] for group in groups] == [
         ["llamacpp prompt", "openai prompt"],
-        ["openai chat", "anthropic chat"],
+        ["openai chat", "anthropic chat", "responses chat"],
     ]
     check_wires_agree(groups)
 

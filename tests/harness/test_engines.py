@@ -56,6 +56,7 @@ def test_the_built_in_engines_come_in_the_contracts_order() -> None:
         "tgi",
         "triton",
         "openai",
+        "responses",
         "anthropic",
         "llamaswap",
         "ollama",

@@ -1,4 +1,4 @@
-"""The official SDKs are the judges of the OpenAI-family and Anthropic stubs (docs/wires.md §10).
+"""The official SDKs are the judges of the OpenAI-family, Responses and Anthropic stubs (docs/wires.md §10).
 
 Each stub must be consumed to the end by the SDK, with the finish reason the
 SDK exposes, and every scripted error status must surface as the SDK's own
@@ -7,9 +7,13 @@ exception class for that status.
 
 from __future__ import annotations
 
+from typing import Any
+
 import anthropic
 import openai
+import pydantic
 import pytest
+from openai.types.responses import Response, ResponseStreamEvent
 
 from conform.stubs import Script, StubServer
 from conform.stubs.script import ErrorInStreamFault, StatusFault
@@ -189,3 +193,51 @@ async def test_anthropic_sdk_raises_for_an_error_event_inside_the_stream() -> No
                 async for _ in stream:
                     pass
         await client.close()
+
+
+_RESPONSE_EVENTS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)
+"""The openai SDK's union of Responses stream events, validated strictly (the SDK itself builds them leniently)."""
+
+
+async def test_openai_sdk_streams_a_response_to_the_end_and_every_event_validates() -> None:
+    async with StubServer("responses") as stub:
+        client = _openai_client(stub)
+        stream = await client.responses.create(
+            model="stub-model", input="Name a colour.", max_output_tokens=6, stream=True
+        )
+        events = [_RESPONSE_EVENTS.validate_python(event.to_dict()) async for event in stream]
+        whole = await client.responses.create(model="stub-model", input="Name a colour.", max_output_tokens=6)
+        await client.close()
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    deltas = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+    assert events[-1].type == "response.incomplete"
+    assert Response.model_validate(whole.to_dict()).status == "incomplete"
+    assert whole.incomplete_details is not None and whole.incomplete_details.reason == "max_output_tokens"
+    assert deltas and deltas == whole.output_text
+    assert whole.usage is not None and whole.usage.output_tokens == 6
+
+
+@pytest.mark.parametrize(("status", "error_class"), OPENAI_ERRORS)
+async def test_openai_sdk_raises_its_own_class_for_each_scripted_status_of_a_response(
+    status: int, error_class: type[openai.APIStatusError]
+) -> None:
+    script = Script(faults=(StatusFault(kind="status", status=status, message=f"scripted {status}"),))
+    async with StubServer("responses", script) as stub:
+        client = _openai_client(stub)
+        with pytest.raises(error_class, match=f"scripted {status}") as raised:
+            await client.responses.create(model="stub-model", input="hi", max_output_tokens=4, stream=True)
+        await client.close()
+    assert raised.value.status_code == status
+
+
+async def test_openai_sdk_reads_an_error_event_inside_a_response_stream() -> None:
+    script = Script(faults=(ErrorInStreamFault(kind="error_in_stream", at_token=2, message="scripted mid-stream"),))
+    async with StubServer("responses", script) as stub:
+        client = _openai_client(stub)
+        stream = await client.responses.create(model="stub-model", input="hi", max_output_tokens=8, stream=True)
+        events = [_RESPONSE_EVENTS.validate_python(event.to_dict()) async for event in stream]
+        await client.close()
+    assert [e.type for e in events].count("response.output_text.delta") == 2
+    error = events[-1]
+    assert error.type == "error" and error.message == "scripted mid-stream"
+    assert error.sequence_number == events[-2].sequence_number + 1
