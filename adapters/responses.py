@@ -3,7 +3,10 @@
 A text answer streams ``response.output_text.delta`` events between
 ``response.created`` and a terminal event: ``response.completed``,
 ``response.incomplete`` (the budget ran out: finish reason ``length``) or
-``response.failed``; an ``error`` event ends the stream. Every event's
+``response.failed``; an ``error`` event ends the stream. A tool call is an
+output item of its own (``function_call``), its arguments streamed as
+``response.function_call_arguments.delta``; structured output is asked for
+in ``text.format``. Every event's
 ``event:`` name must equal its JSON ``type``. Each event carries a
 ``sequence_number`` counting from 0: a number out of turn means an event was
 lost, repeated or reordered, and breaks the stream; events without one are
@@ -19,10 +22,11 @@ from typing import Any
 from conform.stubs.responses import create_app as stub_app
 
 from ._base import FrameFold, Generation, HttpAdapter, Whole
+from ._calls import CallAssembly, arguments_text
 from ._engines import EngineDescriptor
 from ._openai import OpenAIAdapter
 from ._sse import SSEEvent
-from ._types import Answer, End, EngineVersion, TaskRequest, Token, TokenEvent, Usage
+from ._types import Answer, ChatMessage, End, EngineVersion, TaskRequest, Token, TokenEvent, ToolCall, Usage
 from .capabilities import Capability
 from .errors import ErrorKind, WorkerError
 
@@ -37,21 +41,38 @@ class ResponsesAdapter(OpenAIAdapter):
 
     engine = "responses"
     capabilities = Capability.parse(
-        "streaming, end_marker, usage, health, chat, non_streaming, sampling, named_models, responses_api"
+        "streaming, end_marker, usage, health, chat, non_streaming, sampling, named_models, responses_api, "
+        "tools, tool_choice, json_schema, json_object"
     )
     budget_key = ("max_output_tokens",)
 
     def request_body(self, req: TaskRequest, model: str, *, stream: bool) -> dict[str, Any]:
-        messages = [{"role": m.role, "content": m.content} for m in req.messages or ()]
-        return {
+        items = [item for message in req.messages or () for item in _input_items(message)]
+        body: dict[str, Any] = {
             "model": model,
-            "input": messages or req.prompt,
+            "input": items or req.prompt,
             "max_output_tokens": req.max_tokens,
             "stream": stream,
             "temperature": req.temperature,
             "top_p": req.top_p,
             "store": False,
         }
+        if req.tools:
+            body["tools"] = [
+                {"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}
+                for t in req.tools
+            ]
+        if req.tool_choice is not None:
+            body["tool_choice"] = req.tool_choice
+        if req.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = req.parallel_tool_calls
+        wanted = req.response_format
+        if wanted is not None:
+            text_format: dict[str, Any] = {"type": "json_object"}
+            if wanted.json_schema is not None:
+                text_format = {"type": "json_schema", "name": wanted.name, "schema": wanted.json_schema, "strict": True}
+            body["text"] = {"format": text_format}
+        return body
 
     async def engine_version(self) -> EngineVersion:
         """The wire names no engine version; the model is what a report can pin."""
@@ -65,6 +86,33 @@ class ResponsesAdapter(OpenAIAdapter):
         body = self.request_body(req, await self.model_for(req), stream=True)
         path = self.api_prefix + "/responses"
         return Generation(path, body, _ResponseStream(self, self.base_url + path), framing="sse_events")
+
+
+def _input_items(message: ChatMessage) -> list[dict[str, Any]]:
+    """A conversation's message as Responses input items: its text, each tool call it made as a
+    ``function_call`` item, a tool's result as a ``function_call_output`` naming the call."""
+    if message.role == "tool":
+        return [{"type": "function_call_output", "call_id": message.tool_call_id, "output": message.content}]
+    items: list[dict[str, Any]] = [{"role": message.role, "content": message.content}] if message.content else []
+    items += [
+        {"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls
+    ]
+    return items
+
+
+def _function_calls(response: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """The ``function_call`` items of a response's output, named by their ``call_id``."""
+    output = response.get("output")
+    items = output if isinstance(output, list) else []
+    return tuple(
+        ToolCall(
+            id=item.get("call_id") if isinstance(item.get("call_id"), str) else None,
+            name=str(item.get("name", "")),
+            arguments=arguments_text(item.get("arguments", "")),
+        )
+        for item in items
+        if isinstance(item, dict) and item.get("type") == "function_call"
+    )
 
 
 def _output_text(response: dict[str, Any]) -> str | None:
@@ -81,14 +129,17 @@ def _output_text(response: dict[str, Any]) -> str | None:
     )
 
 
-def _finish_reason(response: dict[str, Any]) -> str | None:
-    """``length`` for a response cut at its budget, ``stop`` for a completed one."""
+def _finish_reason(response: dict[str, Any], calls: bool) -> str | None:
+    """``length`` for a response cut at its budget; for a completed one, ``tool_calls`` where it made `calls`,
+    else ``stop``."""
     status = response.get("status")
     if status == "incomplete":
         details = response.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
         return "length" if reason == "max_output_tokens" else str(reason or "incomplete")
-    return "stop" if status == "completed" else None
+    if status == "completed":
+        return "tool_calls" if calls else "stop"
+    return None
 
 
 def _usage(response: dict[str, Any]) -> Usage | None:
@@ -103,7 +154,10 @@ def _response_answer(reply: Any) -> Answer | None:
     if not isinstance(reply, dict):
         return None
     text = _output_text(reply)
-    return None if text is None else Answer(text, finish_reason=_finish_reason(reply))
+    if text is None:
+        return None
+    calls = _function_calls(reply)
+    return Answer(text, calls, _finish_reason(reply, bool(calls)))
 
 
 class _ResponseStream(FrameFold):
@@ -117,6 +171,9 @@ class _ResponseStream(FrameFold):
         self.next_number = 0
         self.unnumbered: list[str] = []
         """The types of the events that carried no sequence_number, in order."""
+        self.calls = CallAssembly()
+        self.call_items: dict[str, int] = {}
+        """Each function_call item's id, and the place of its call in the answer."""
 
     def fold(self, event: SSEEvent, at: float) -> list[TokenEvent]:
         frame = self.object(event.data)
@@ -135,13 +192,31 @@ class _ResponseStream(FrameFold):
             token = Token(self.position, delta, None, at)
             self.position += 1
             return [token]
-        if kind == "response.failed":
+        if kind == "response.output_item.added":
+            self._start_item(frame)
+        elif kind == "response.function_call_arguments.delta":
+            index = self.call_items.get(str(frame.get("item_id")))
+            if index is None:
+                raise self._violation(
+                    f"event {self.frames} is an arguments delta of item {frame.get('item_id')!r}, which no "
+                    "function_call item added"
+                )
+            self.calls.add(index, arguments=str(frame.get("delta", "")))
+        elif kind == "response.failed":
             error = (frame.get("response") or {}).get("error") or {}
             raise self.adapter.stream_error(f"response.failed: {error.get('code')}: {error.get('message')}")
-        if kind in _TERMINAL:
+        elif kind in _TERMINAL:
             self.finished = True
             return [self._end(frame)]
         return []  # the lifecycle events around the deltas, and types this reader does not use
+
+    def _start_item(self, frame: dict[str, Any]) -> None:
+        """A ``function_call`` item begins a call, named by its ``call_id``; its deltas name it by its item id
+        (llama.cpp sends no ``output_index``, so the item id is what both it and OpenAI send)."""
+        item = frame.get("item")
+        if isinstance(item, dict) and item.get("type") == "function_call":
+            index = self.call_items.setdefault(str(item.get("id")), len(self.call_items))
+            self.calls.add(index, call_id=item.get("call_id"), name=item.get("name"))
 
     def _count(self, frame: dict[str, Any], kind: str) -> None:
         """Take the event's sequence number, which must be the next; an event without one is noted."""
@@ -161,7 +236,8 @@ class _ResponseStream(FrameFold):
         response = frame.get("response")
         if not isinstance(response, dict):
             raise self._violation(f"{frame.get('type')} carries no response object")
-        reason = _finish_reason(response)
+        calls = self.calls.calls()
+        reason = _finish_reason(response, bool(calls))
         if reason is None:
             raise self._violation(f"{frame.get('type')} carries a response of status {response.get('status')!r}")
         raw = {
@@ -172,7 +248,7 @@ class _ResponseStream(FrameFold):
             "events": self.frames,
             "unnumbered": self.unnumbered,
         }
-        return End(reason, _usage(response), time.monotonic(), raw=raw)
+        return End(reason, _usage(response), time.monotonic(), raw=raw, tool_calls=calls)
 
     def _violation(self, message: str) -> WorkerError:
         return WorkerError(ErrorKind.PROTOCOL_VIOLATION, f"{self.url}: {message}", in_stream=True)

@@ -7,8 +7,13 @@ Every event's ``event:`` line equals its JSON ``type`` and carries a
 then ``response.output_text.done``, ``response.content_part.done``,
 ``response.output_item.done`` and the terminal event: ``response.completed``,
 or ``response.incomplete`` (``incomplete_details.reason: "max_output_tokens"``)
-when the budget ran out. Errors use OpenAI's envelope; an error in a started
-stream is ``event: error``. The openai SDK parses every event into its types.
+when the budget ran out. A tool call is an output item of its own
+(``function_call``: added, its arguments in ``response.function_call_arguments.delta``
+pieces, their whole in ``.done``, the item done); tools are declared flat
+(``{"type": "function", "name", "parameters"}``), a tool's result comes back as a
+``function_call_output`` input item, and structured output is asked for in
+``text.format``. Errors use OpenAI's envelope; an error in a started stream is
+``event: error``. The openai SDK parses every event into its types.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from ._engine import (
     record_request,
 )
 from .openai import OPENAI, create_app_for, openai_error
-from .script import ErrorInStreamFault, Framing, ResponsesViolationFault
+from .script import ErrorInStreamFault, Fault, Framing, ResponsesViolationFault
+from .structured import StubCall, planned_calls, streamed_pieces, tool_ask_responses, violations
 from .tokens import StubToken
 
 __all__ = ["create_app", "responses_route"]
@@ -46,6 +52,7 @@ class ResponsesWire:
     ) -> None:
         self._framing = framing
         self._numbered = numbered
+        self._number = number
         self.id = f"resp_conform{number}"
         self.item_id = f"msg_conform{number}"
         self._model = model
@@ -59,9 +66,8 @@ class ResponsesWire:
         numbered = {**payload, "sequence_number": number} if self._numbered else payload
         return encode_sse(dumps(numbered), self._framing, event=payload["type"])
 
-    def response(self, status: str, text: str | None, usage: dict[str, Any] | None) -> dict[str, Any]:
-        """The response object: in progress (no output yet), or finished with its text and usage."""
-        output = [] if text is None else [self.message(text, _item_status(status))]
+    def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
+        """The response object: in progress (no output yet), or finished with its output items and usage."""
         return {
             "id": self.id,
             "object": "response",
@@ -79,59 +85,78 @@ class ResponsesWire:
         }
 
     def message(self, text: str | None, status: str) -> dict[str, Any]:
+        """The output item of a text answer."""
         content = [] if text is None else [_text_part(text)]
         return {"id": self.item_id, "type": "message", "status": status, "role": "assistant", "content": content}
 
-    def lead(self) -> bytes:
-        """The four events before the first delta; they take sequence numbers 0 to 3."""
-        return b"".join(
-            (
-                self.event({"type": "response.created", "response": self.response("in_progress", None, None)}),
-                self.event({"type": "response.in_progress", "response": self.response("in_progress", None, None)}),
-                self.event(
-                    {"type": "response.output_item.added", "output_index": 0, "item": self.message(None, "in_progress")}
-                ),
-                self.event(
-                    {
-                        "type": "response.content_part.added",
-                        "item_id": self.item_id,
-                        "output_index": 0,
-                        "content_index": 0,
-                        "part": _text_part(""),
-                    }
-                ),
-            )
+    def call_item(self, call: StubCall, k: int, arguments: str, status: str) -> dict[str, Any]:
+        """The output item of call `k`, with these arguments."""
+        return {
+            "id": f"fc_conform{self._number}_{k}",
+            "type": "function_call",
+            "status": status,
+            "call_id": call.id,
+            "name": call.name,
+            "arguments": arguments,
+        }
+
+    def opening(self) -> bytes:
+        """The events every stream begins with: the response created, then in progress."""
+        in_progress = self.response("in_progress", [], None)
+        return self.event({"type": "response.created", "response": in_progress}) + self.event(
+            {"type": "response.in_progress", "response": in_progress}
         )
 
+    def text_lead(self) -> bytes:
+        """The message item and its text part, added before the first delta."""
+        added = {"type": "response.output_item.added", "output_index": 0, "item": self.message(None, "in_progress")}
+        part = {**_TEXT_PLACE, "type": "response.content_part.added", "item_id": self.item_id, "part": _text_part("")}
+        return self.event(added) + self.event(part)
+
     def token_frame(self, token: StubToken, k: int) -> bytes:
-        """Token `k`'s delta; its number follows the lead's four, whatever order the frames are written in."""
+        """Token `k`'s delta; its number follows the four before it, whatever order the frames are written in."""
         delta = {
+            **_TEXT_PLACE,
             "type": "response.output_text.delta",
             "item_id": self.item_id,
-            "output_index": 0,
-            "content_index": 0,
             "delta": token.text,
             "logprobs": [],
         }
         return self.event(delta, sequence_number=_LEAD_EVENTS + k)
 
-    def final(self, text: str, status: str, usage: dict[str, Any], deltas: int) -> list[bytes]:
-        """The events after the last of `deltas` deltas, numbered on from it."""
+    def text_close(self, text: str, status: str, deltas: int) -> list[bytes]:
+        """The events that close the message after its last of `deltas` deltas, numbered on from it."""
         self._numbers = itertools.count(_LEAD_EVENTS + deltas)
-        place = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
-        terminal = "response.completed" if status == "completed" else f"response.{status}"
+        place = {**_TEXT_PLACE, "item_id": self.item_id}
+        done = {"type": "response.output_item.done", "output_index": 0, "item": self.message(text, status)}
         return [
             self.event({"type": "response.output_text.done", **place, "text": text, "logprobs": []}),
             self.event({"type": "response.content_part.done", **place, "part": _text_part(text)}),
-            self.event(
-                {
-                    "type": "response.output_item.done",
-                    "output_index": 0,
-                    "item": self.message(text, _item_status(status)),
-                }
-            ),
-            self.event({"type": terminal, "response": self.response(status, text, usage)}),
+            self.event(done),
         ]
+
+    def call_events(self, calls: list[StubCall], faults: list[Fault]) -> tuple[list[bytes], list[dict[str, Any]]]:
+        """Each call as an output item of its own: added with empty arguments, its arguments in pieces, their
+        whole, the item done; and the items done, for the response's output."""
+        events, items = [], []
+        for k, call in enumerate(calls):
+            pieces = streamed_pieces(call, faults)
+            place = {"item_id": f"fc_conform{self._number}_{k}", "output_index": k}
+            added = self.call_item(call, k, "", "in_progress")
+            events.append(self.event({"type": "response.output_item.added", "output_index": k, "item": added}))
+            events += [
+                self.event({"type": "response.function_call_arguments.delta", **place, "delta": p}) for p in pieces
+            ]
+            whole = "".join(pieces)
+            events.append(self.event({"type": "response.function_call_arguments.done", **place, "arguments": whole}))
+            done = self.call_item(call, k, whole, "completed")
+            events.append(self.event({"type": "response.output_item.done", "output_index": k, "item": done}))
+            items.append(done)
+        return events, items
+
+    def terminal(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any]) -> bytes:
+        """The last event: response.completed, or response.incomplete."""
+        return self.event({"type": f"response.{status}", "response": self.response(status, output, usage)})
 
     def error_response(self, status: int, message: str, headers: dict[str, str]) -> web.Response:
         return web.json_response(openai_error(status, message), status=status, headers=headers)
@@ -152,11 +177,10 @@ class ResponsesWire:
 
 
 _LEAD_EVENTS = 4
+"""Events before a text answer's first delta: created, in progress, the message item, its text part."""
 
-
-def _item_status(status: str) -> str:
-    """An output message's status in a response of `status`: a response cut at its budget cut its message."""
-    return "completed" if status == "completed" else "incomplete"
+_TEXT_PLACE = {"output_index": 0, "content_index": 0}
+"""Where a text answer's events point: its message is the first output item, its text the first part."""
 
 
 def _text_part(text: str) -> dict[str, Any]:
@@ -223,6 +247,12 @@ async def _responses(request: web.Request, context: StubContext) -> web.StreamRe
     broken = {f.violation for f in faults if isinstance(f, ResponsesViolationFault)}
     cut = bool(tokens) and len(tokens) == generation.max_tokens and not generation.stop_word
     status = "incomplete" if cut and "completed_at_budget" not in broken else "completed"
+    ask = tool_ask_responses(body)
+    calls = planned_calls(ask, faults, generation.number)
+    if calls:
+        tokens, status = [], "incomplete" if "wrong_finish" in violations(faults) else "completed"
+    elif ask.after_result and "empty_after_result" in violations(faults):
+        tokens = []
     text = "".join(t.text for t in tokens)
     usage = _usage(context.reported_prompt_tokens(parsed.prompt), len(tokens))
     wire = ResponsesWire(
@@ -233,11 +263,20 @@ async def _responses(request: web.Request, context: StubContext) -> web.StreamRe
         numbered="unnumbered" not in broken,
         error_after=min([f.at_token for f in faults if isinstance(f, ErrorInStreamFault)] + [len(tokens)]),
     )
+    item_status = "completed" if status == "completed" or calls else "incomplete"
     if not parsed.stream:
-        return await answer_whole(request, context, generation, wire, wire.response(status, text, usage))
-    lead = wire.lead()
-    final = wire.final(text, status, usage, len(tokens))
-    plan = StreamPlan(tokens, wire.token_frame, [b"" if tokens else lead, *final], lead=lead)
+        whole = [wire.call_item(c, k, c.arguments, "completed") for k, c in enumerate(calls)]
+        output = whole or [wire.message(text, item_status)]
+        return await answer_whole(request, context, generation, wire, wire.response(status, output, usage))
+    opening = wire.opening()
+    if calls:
+        streamed, output = wire.call_events(calls, faults)
+        final = [opening, *streamed, wire.terminal(status, output, usage)]
+        return await play_stream(request, context, generation, StreamPlan([], wire.token_frame, final), wire)
+    lead = opening + wire.text_lead()
+    closing = wire.text_close(text, item_status, len(tokens))
+    final = [b"" if tokens else lead, *closing, wire.terminal(status, [wire.message(text, item_status)], usage)]
+    plan = StreamPlan(tokens, wire.token_frame, final, lead=lead)
     return await play_stream(request, context, generation, plan, wire)
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "structured_text",
     "tool_ask_anthropic",
     "tool_ask_openai",
+    "tool_ask_responses",
     "violates",
 ]
 
@@ -103,6 +104,23 @@ def tool_ask_anthropic(body: dict[str, Any]) -> ToolAsk:
     return ToolAsk(tools, named, choice.get("disable_parallel_tool_use") is False, after)
 
 
+def tool_ask_responses(body: dict[str, Any]) -> ToolAsk:
+    """The Responses API's flat ``tools`` (``{"type": "function", "name", "parameters"}``), ``tool_choice``
+    (auto, required, none, or ``{"type": "function", "name"}``) and a last input item of a tool's output."""
+    tools = {
+        str(t["name"]): t.get("parameters", {})
+        for t in body.get("tools") or []
+        if isinstance(t, dict) and t.get("type") == "function" and "name" in t
+    }
+    choice = body.get("tool_choice", "auto")
+    if isinstance(choice, dict):
+        choice = str(choice.get("name", "required"))
+    given = body.get("input")
+    last = given[-1] if isinstance(given, list) and given and isinstance(given[-1], dict) else {}
+    parallel = body.get("parallel_tool_calls") is True
+    return ToolAsk(tools, str(choice), parallel, last.get("type") == "function_call_output")
+
+
 def planned_calls(ask: ToolAsk, faults: Sequence[Fault], number: int) -> list[StubCall]:
     """The calls the stub answers with (none: it answers with text)."""
     broken = violations(faults)
@@ -134,10 +152,15 @@ def streamed_pieces(call: StubCall, faults: Sequence[Fault]) -> list[str]:
 
 
 def structured_schema(body: Any) -> dict[str, Any] | None:
-    """The schema a request's output must satisfy, wherever its wire asks: OpenAI's ``response_format``,
-    llama.cpp's ``json_schema``, Ollama's ``format`` (JSON mode: the schema of any object); None for free text."""
+    """The schema a request's output must satisfy, wherever its wire asks: OpenAI's ``response_format``, the
+    Responses API's ``text.format``, llama.cpp's ``json_schema``, Ollama's ``format`` (JSON mode: the schema of
+    any object); None for free text."""
     if not isinstance(body, dict):
         return None
+    text = body.get("text")
+    wanted = text.get("format") if isinstance(text, dict) else None
+    if isinstance(wanted, dict) and wanted.get("type") in ("json_schema", "json_object"):
+        return dict(wanted.get("schema") or {}) if wanted["type"] == "json_schema" else {"type": "object"}
     wanted = body.get("response_format")
     if isinstance(wanted, dict):
         if wanted.get("type") == "json_schema":

@@ -15,16 +15,20 @@ from aiohttp import web
 from conform.adapters import (
     AdapterOptions,
     AnthropicAdapter,
+    ChatMessage,
     End,
     ErrorKind,
     LlamaSwapAdapter,
     OpenAIAdapter,
+    ResponseFormat,
     ResponsesAdapter,
     RetryPolicy,
     TaskRequest,
     Timeouts,
     Token,
     TokenEvent,
+    ToolCall,
+    ToolSpec,
     WorkerError,
     create_adapter,
     split_llamaswap_url,
@@ -314,6 +318,73 @@ async def test_a_responses_stream_without_a_terminal_event_is_a_protocol_violati
     with pytest.raises(WorkerError) as raised:
         await _responses(_numbered(_CREATED, _text("Hi")))
     assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION and "response.completed" in raised.value.message
+
+
+def _call_added(item_id: str, call_id: str, name: str) -> dict[str, object]:
+    """A function_call item added as llama.cpp adds it: without an output_index."""
+    item = {"id": item_id, "type": "function_call", "call_id": call_id, "name": name, "arguments": ""}
+    return {"type": "response.output_item.added", "item": item}
+
+
+def _arguments(item_id: str, delta: str) -> dict[str, object]:
+    return {"type": "response.function_call_arguments.delta", "item_id": item_id, "delta": delta}
+
+
+async def test_responses_calls_are_joined_by_their_item_ids() -> None:
+    """Deltas name their call by item id (what llama.cpp and OpenAI both send); two calls interleaved stay
+    apart, in the order their items were added, and a completed response with calls finishes with tool_calls."""
+    body = _numbered(
+        _CREATED,
+        _call_added("fc_1", "call_a", "get_weather"),
+        _call_added("fc_2", "call_b", "get_time"),
+        _arguments("fc_1", '{"city": '),
+        _arguments("fc_2", '{"timezone": "UTC"}'),
+        _arguments("fc_1", '"Paris"}'),
+        _finished("completed", 9),
+    )
+    end = (await _responses(body))[-1]
+    assert isinstance(end, End) and end.finish_reason == "tool_calls"
+    assert [(c.id, c.name, c.arguments) for c in end.tool_calls] == [
+        ("call_a", "get_weather", '{"city": "Paris"}'),
+        ("call_b", "get_time", '{"timezone": "UTC"}'),
+    ]
+
+
+async def test_an_arguments_delta_of_an_item_never_added_is_a_protocol_violation() -> None:
+    with pytest.raises(WorkerError) as raised:
+        await _responses(_numbered(_CREATED, _arguments("fc_9", "{}")))
+    assert raised.value.kind is ErrorKind.PROTOCOL_VIOLATION
+    assert "an arguments delta of item 'fc_9', which no function_call item added" in raised.value.message
+
+
+async def test_a_responses_request_carries_tools_results_and_the_text_format() -> None:
+    seen: list[Seen] = []
+    call = ToolCall(id="call_a", name="get_weather", arguments='{"city": "Paris"}')
+    request = TaskRequest(
+        messages=(
+            ChatMessage(role="user", content="Weather?"),
+            ChatMessage(role="assistant", content="", tool_calls=(call,)),
+            ChatMessage(role="tool", content="sunny", tool_call_id="call_a"),
+        ),
+        tools=(ToolSpec(name="get_weather", parameters={"type": "object"}),),
+        tool_choice="required",
+        response_format=ResponseFormat(type="json_schema", json_schema={"type": "object"}, name="w"),
+        model="m",
+    )
+    await _streamed_by(ResponsesAdapter, _numbered(_CREATED, _finished("completed", 0)), request, seen)
+    posted = json.loads(seen[-1].body)
+    assert posted["input"] == [
+        {"role": "user", "content": "Weather?"},
+        {"type": "function_call", "call_id": "call_a", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call_output", "call_id": "call_a", "output": "sunny"},
+    ]
+    assert posted["tools"] == [
+        {"type": "function", "name": "get_weather", "description": "", "parameters": {"type": "object"}}
+    ]
+    assert posted["tool_choice"] == "required"
+    assert posted["text"] == {
+        "format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}, "strict": True}
+    }
 
 
 # -- retries against scripted stubs ------------------------------------------------------------------

@@ -55,9 +55,9 @@ CHOICE_ENGINES = _with(Capability.TOOLS, Capability.TOOL_CHOICE)
 
 
 def test_the_wires_that_carry_each_feature() -> None:
-    assert SCHEMA_ENGINES == OBJECT_ENGINES == ["llamacpp", "vllm", "openai", "llamaswap", "ollama"]
-    assert TOOL_ENGINES == ["vllm", "openai", "anthropic", "llamaswap", "ollama"]
-    assert CHOICE_ENGINES == ["vllm", "openai", "anthropic", "llamaswap"]
+    assert SCHEMA_ENGINES == OBJECT_ENGINES == ["llamacpp", "vllm", "openai", "responses", "llamaswap", "ollama"]
+    assert TOOL_ENGINES == ["vllm", "openai", "responses", "anthropic", "llamaswap", "ollama"]
+    assert CHOICE_ENGINES == ["vllm", "openai", "responses", "anthropic", "llamaswap"]
 
 
 async def _answers(engine: str, script: Script, request: TaskRequest, *modes: Mode) -> list[Answer]:

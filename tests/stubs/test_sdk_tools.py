@@ -4,11 +4,12 @@ answers into its own types, streamed and whole, and the streamed call is the who
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
 import ollama
 import openai
+import pydantic
 import pytest
 from openai.lib.streaming.chat import ChunkEvent
 
@@ -97,3 +98,35 @@ async def test_ollama_client_parses_tool_calls_streamed_and_whole_and_format() -
     ]
     assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [("get_weather", EXPECTED)]
     assert json.loads(shaped.message.content or "") == EXPECTED
+
+
+RESPONSES_TOOLS: Any = [{"type": "function", "name": "get_weather", "parameters": WEATHER, "strict": True}]
+
+
+async def test_openai_sdk_parses_a_responses_tool_call_streamed_and_whole() -> None:
+    async with StubServer("responses") as stub:
+        client = _openai(stub)
+        asked: Any = {"model": "stub-model", "input": ASK, "tools": RESPONSES_TOOLS, "tool_choice": "required"}
+        whole = await client.responses.create(**asked, max_output_tokens=64)
+        async with client.responses.stream(**asked, max_output_tokens=64) as stream:
+            events = [event.type async for event in stream]
+            streamed = await stream.get_final_response()
+        await client.close()
+    for response in (whole, streamed):
+        calls = [item for item in response.output if item.type == "function_call"]
+        assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", EXPECTED)]
+        assert calls[0].call_id and response.status == "completed"
+    assert "response.function_call_arguments.delta" in events and events[-1] == "response.completed"
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    unit: Literal["celsius", "fahrenheit"]
+
+
+async def test_openai_sdk_parses_responses_json_schema_output_into_its_model() -> None:
+    async with StubServer("responses") as stub:
+        client = _openai(stub)
+        parsed = await client.responses.parse(model="stub-model", input=ASK, text_format=Weather, max_output_tokens=64)
+        await client.close()
+    assert parsed.output_parsed == Weather(city="conform", unit="celsius")
