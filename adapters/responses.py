@@ -1,4 +1,4 @@
-"""OpenAI's Responses API (docs/wires.md §11): ``POST /v1/responses`` with named, numbered SSE events.
+"""OpenAI's Responses API (docs/wires.md §6.4): ``POST /v1/responses`` with named, numbered SSE events.
 
 A text answer streams ``response.output_text.delta`` events between
 ``response.created`` and a terminal event: ``response.completed``,

@@ -1,4 +1,4 @@
-"""OpenAI's Responses API wire format (docs/wires.md §11): ``POST /v1/responses`` with named, numbered events.
+"""OpenAI's Responses API wire format (docs/wires.md §6.4): ``POST /v1/responses`` with named, numbered events.
 
 Every event's ``event:`` line equals its JSON ``type`` and carries a
 ``sequence_number`` that counts from 0 without a gap. A text answer streams
