@@ -32,8 +32,8 @@ from .errors import ErrorKind, WorkerError
 
 __all__ = ["ENGINE", "ResponsesAdapter"]
 
-_TERMINAL = {"response.completed": "stop", "response.incomplete": "length"}
-"""The events that end a response that was not refused, and the finish reason each says."""
+_TERMINAL = frozenset({"response.completed", "response.incomplete"})
+"""The events that end a response that did not fail; its status says why it ended (`_finish_reason`)."""
 
 
 class ResponsesAdapter(OpenAIAdapter):

@@ -141,8 +141,8 @@ class ResponsesWire:
         events, items = [], []
         for k, call in enumerate(calls):
             pieces = streamed_pieces(call, faults)
-            place = {"item_id": f"fc_conform{self._number}_{k}", "output_index": k}
             added = self.call_item(call, k, "", "in_progress")
+            place = {"item_id": added["id"], "output_index": k}
             events.append(self.event({"type": "response.output_item.added", "output_index": k, "item": added}))
             events += [
                 self.event({"type": "response.function_call_arguments.delta", **place, "delta": p}) for p in pieces

@@ -19,6 +19,11 @@ pytestmark = pytest.mark.slow  # end to end: `conform` in a subprocess against t
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 QUICK = "ordering.indices,determinism.repeat"
+UNSEEDED = (
+    "determinism.repeat on anthropic@stub (target lacks capability seed), "
+    "determinism.repeat on responses@stub (target lacks capability seed)"
+)
+"""Why a QUICK run is partial: the two wires without a seed."""
 """Two checks over the nine stubs: a few seconds, and determinism.repeat is skipped on anthropic (no seed)."""
 
 
@@ -50,10 +55,8 @@ def test_piped_output_is_the_failures_and_the_summary_and_says_why_partial(tmp_p
     assert plain.returncode == 0, plain.stdout + plain.stderr
     lines = plain.stdout.splitlines()
     assert not any(line.startswith("feature") for line in lines), "no matrix in a pipe"
-    assert lines[0].startswith("result: partial — 17 passed, 0 failed, 1 skipped")
-    assert lines[1] == (
-        "partial: 1 core checks skipped: determinism.repeat on anthropic@stub (target lacks capability seed)"
-    )
+    assert lines[0].startswith("result: partial — 18 passed, 0 failed, 2 skipped")
+    assert lines[1] == f"partial: 2 core checks skipped: {UNSEEDED}"
     assert "\x1b" not in plain.stdout + plain.stderr, "no colour in a pipe"
     assert len(plain.stderr.splitlines()) <= 12, "a line per tenth of the run, not per check"
 
@@ -64,7 +67,8 @@ def test_piped_output_is_the_failures_and_the_summary_and_says_why_partial(tmp_p
     assert matrix.startswith("feature ") and max(len(line) for line in grid) <= 80
     assert "echo@stub" in matrix and "latency llamacpp@stub: TTFT" in matrix
     assert "SKIPPED anthropic@stub determinism.repeat: target lacks capability seed" in verbose.stdout
-    assert len([line for line in verbose.stderr.splitlines() if line.startswith("[")]) == 18, "a line per check"
+    assert "SKIPPED responses@stub determinism.repeat: target lacks capability seed" in verbose.stdout
+    assert len([line for line in verbose.stderr.splitlines() if line.startswith("[")]) == 20, "a line per check"
 
     quiet = run_conform("run", "--checks", QUICK, "-q")
     assert quiet.returncode == 0 and not [line for line in quiet.stderr.splitlines() if line.startswith("[")]
@@ -176,7 +180,7 @@ def test_html_and_markdown_list_every_skipped_check_with_its_reason_and_say_why_
         "run", "--checks", QUICK, "-q", "--report", str(report), "--html", str(page), "--markdown", str(markdown)
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    why = "partial: 1 core checks skipped: determinism.repeat on anthropic@stub (target lacks capability seed)"
+    why = f"partial: 2 core checks skipped: {UNSEEDED}"
     text = markdown.read_text()
     assert why in text and "## Skipped" in text
     assert "- ⏭️ **determinism.repeat** (anthropic@stub, core): target lacks capability seed" in text
