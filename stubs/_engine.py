@@ -19,7 +19,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 from aiohttp import web
@@ -66,6 +66,7 @@ from .tokens import StubToken, TokenGenerator, generate_tokens, split_characters
 __all__ = [
     "STUB_KEY",
     "Generation",
+    "Refusal",
     "StreamPlan",
     "StubContext",
     "StubState",
@@ -81,6 +82,13 @@ __all__ = [
     "render_message",
     "stub_middleware",
 ]
+
+
+class Refusal(NamedTuple):
+    """What an engine answers a request it refuses before generating: the HTTP status and its message."""
+
+    status: int
+    message: str
 
 
 @dataclass(slots=True)

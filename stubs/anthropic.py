@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ._engine import (
     STUB_KEY,
+    Refusal,
     StreamPlan,
     StubContext,
     answer_whole,
@@ -126,22 +127,17 @@ class _Request(NamedTuple):
     max_tokens: int
 
 
-class _Refusal(NamedTuple):
-    status: int
-    message: str
-
-
-def _parse(body: Any) -> _Request | _Refusal:
+def _parse(body: Any) -> _Request | Refusal:
     """The request's fields, or the error the API would answer."""
     if not isinstance(body, dict):
-        return _Refusal(400, "The request body is not valid JSON.")
+        return Refusal(400, "The request body is not valid JSON.")
     model, budget, messages = body.get("model"), body.get("max_tokens"), body.get("messages")
     if not isinstance(model, str) or not model:
-        return _Refusal(400, "model: Field required")
+        return Refusal(400, "model: Field required")
     if not isinstance(budget, int) or budget < 1:
-        return _Refusal(400, "max_tokens: Field required (an integer of at least 1)")
+        return Refusal(400, "max_tokens: Field required (an integer of at least 1)")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        return _Refusal(400, "messages: Field required (a non-empty array)")
+        return Refusal(400, "messages: Field required (a non-empty array)")
     return _Request(model, "\n".join(str(m.get("content", "")) for m in messages), budget)
 
 
@@ -159,7 +155,7 @@ async def _messages(request: web.Request, context: StubContext) -> web.StreamRes
     if "anthropic-version" not in request.headers:
         return _error_response(400, "anthropic-version: header is required")
     parsed = _parse(body)
-    if isinstance(parsed, _Refusal):
+    if isinstance(parsed, Refusal):
         return _error_response(parsed.status, parsed.message)
     model, prompt, budget = parsed.model, parsed.prompt, parsed.max_tokens
     if not context.serves(model):

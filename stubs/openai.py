@@ -20,6 +20,7 @@ from aiohttp.typedefs import Handler
 
 from ._engine import (
     STUB_KEY,
+    Refusal,
     StreamPlan,
     StubContext,
     answer_whole,
@@ -223,27 +224,27 @@ class _Parsed:
     logprobs: bool
 
 
-def _parse(body: Any, chat: bool, flavour: OpenAIFlavour) -> _Parsed | tuple[int, str]:
-    """The request's fields, or (status, message) of the error a real server would answer."""
+def _parse(body: Any, chat: bool, flavour: OpenAIFlavour) -> _Parsed | Refusal:
+    """The request's fields, or the refusal a real server would answer."""
     if not isinstance(body, dict):
-        return 400, "the request body must be a JSON object"
+        return Refusal(400, "the request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        return 400, "you must provide a model parameter"
+        return Refusal(400, "you must provide a model parameter")
     if chat:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            return 400, "'messages' must be a non-empty array of objects"
+            return Refusal(400, "'messages' must be a non-empty array of objects")
         prompt = "\n".join(str(m.get("content", "")) for m in messages)
         budget = body.get("max_completion_tokens", body.get("max_tokens"))
     else:
         text = body.get("prompt")
         if not isinstance(text, str):
-            return 400, "'prompt' must be a string"
+            return Refusal(400, "'prompt' must be a string")
         prompt = text
         budget = body.get("max_tokens", 16)
     if budget is not None and (not isinstance(budget, int) or budget < 0):
-        return 400, f"max_tokens must be a non-negative integer, got {budget!r}"
+        return Refusal(400, f"max_tokens must be a non-negative integer, got {budget!r}")
     seed = body.get("seed")
     options = body.get("stream_options")
     return _Parsed(
@@ -284,8 +285,8 @@ async def generate(
     if context.script.health == "loading":
         return fail(503, "Loading model")
     parsed = _parse(body, chat, flavour)
-    if isinstance(parsed, tuple):
-        return fail(*parsed)
+    if isinstance(parsed, Refusal):
+        return fail(parsed.status, parsed.message)
     if not context.serves(parsed.model, models):
         return fail(404, f"The model `{parsed.model}` does not exist.")
     if prompt_tokens(parsed.prompt) > context.ctx_size:

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from aiohttp import web
 
 from ._engine import (
+    Refusal,
     StreamPlan,
     StubContext,
     answer_whole,
@@ -194,29 +195,24 @@ class _Request(NamedTuple):
     stream: bool
 
 
-class _Refusal(NamedTuple):
-    status: int
-    message: str
-
-
-def _parse(body: Any) -> _Request | _Refusal:
+def _parse(body: Any) -> _Request | Refusal:
     """The request's fields, or the refusal the API would answer."""
     if not isinstance(body, dict):
-        return _Refusal(400, "the request body must be a JSON object")
+        return Refusal(400, "the request body must be a JSON object")
     model, given, budget = body.get("model"), body.get("input"), body.get("max_output_tokens")
     if not isinstance(model, str) or not model:
-        return _Refusal(400, "Missing required parameter: 'model'.")
+        return Refusal(400, "Missing required parameter: 'model'.")
     if isinstance(given, str):
         prompt = given
     elif isinstance(given, list) and given and all(isinstance(m, dict) for m in given):
         prompt = "\n".join(str(m.get("content", "")) for m in given)
     else:
-        return _Refusal(400, "Invalid 'input': expected a string or a non-empty array of input items.")
+        return Refusal(400, "Invalid 'input': expected a string or a non-empty array of input items.")
     if isinstance(body.get("instructions"), str):
         prompt = body["instructions"] + "\n" + prompt
     if budget is not None and (type(budget) is not int or budget < 1):
         # OpenAI's own API asks for at least 16; servers that speak the wire (vLLM, llama.cpp) take any.
-        return _Refusal(400, f"Invalid 'max_output_tokens': expected a positive integer, got {budget!r}.")
+        return Refusal(400, f"Invalid 'max_output_tokens': expected a positive integer, got {budget!r}.")
     return _Request(model, prompt, budget, body.get("stream") is True)
 
 
@@ -235,7 +231,7 @@ async def _responses(request: web.Request, context: StubContext) -> web.StreamRe
     if context.script.health == "loading":
         return web.json_response(openai_error(503, "Loading model"), status=503)
     parsed = _parse(body)
-    if isinstance(parsed, _Refusal):
+    if isinstance(parsed, Refusal):
         return web.json_response(openai_error(parsed.status, parsed.message), status=parsed.status)
     if not context.serves(parsed.model):
         return web.json_response(openai_error(404, f"The model `{parsed.model}` does not exist."), status=404)
