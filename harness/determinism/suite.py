@@ -178,6 +178,19 @@ def _corpus(options: SuiteOptions, golden: Sequence[GoldenLine] | None) -> tuple
     return requests, CorpusInfo(source="builtin", requests=len(requests), seed=options.seed)
 
 
+def _unseeded(requests: Sequence[CorpusRequest], capabilities: frozenset[Capability], engine: str) -> str | None:
+    """A note for a wire that carries no seed (Anthropic's, the Responses API): its sampled requests go
+    unseeded, so they may diverge whatever the engine does; None where nothing samples or the seed is sent."""
+    sampled = sum(1 for r in requests if r.temperature > 0)
+    if Capability.SEED in capabilities or not sampled:
+        return None
+    return (
+        f"conform: note: the {engine} wire carries no seed: {sampled} of the {len(requests)} requests sample (temperature "
+        "above 0) unseeded, so a divergence among them is expected, not a determinism bug; a corpus of greedy "
+        "requests (--corpus FILE with temperature 0) judges only what this wire can repeat"
+    )
+
+
 def _check_golden_digest(golden: Sequence[GoldenLine], replica: ReplicaInfo, path: Path) -> None:
     recorded = golden[0].model_digest
     if recorded is not None and replica.model_digest is not None and recorded != replica.model_digest:
@@ -260,6 +273,9 @@ async def run_suite(
         # Resolve defaults now, so a golden file records exactly what was asked.
         requests = [r if r.max_tokens else r.model_copy(update={"max_tokens": options.max_tokens}) for r in requests]
         capabilities = adapters[0].capabilities
+        unseeded = _unseeded(requests, capabilities, options.engine)
+        if unseeded is not None:
+            progress(unseeded)
         modes = list(options.modes)
         if options.repeat > 1 and "load" in modes:
             modes.append(BURST)  # N identical copies, K at once: the unique-completions experiment

@@ -450,3 +450,17 @@ def test_the_experiment_counts_unique_completions_of_identical_requests(stub_pro
         assert len(figures["divergence_positions"]) == 6 - max(g["count"] for g in figures["completions"])
         assert f"burst: 6 identical requests, 3 at once: {unique} unique" in out
         assert "burst" in report["determinism"]["modes"]
+
+
+@pytest.mark.parametrize(("engine", "noted"), [("responses", True), ("anthropic", True), ("llamacpp", False)])
+def test_a_wire_without_a_seed_says_its_sampled_requests_go_unseeded(stub_process, engine: str, noted: bool) -> None:
+    """The built-in corpus samples 3 of its first 8 requests; a wire that carries no seed sends them unseeded,
+    which the run says before any divergence could be taken for the engine's."""
+    stub = stub_process(None, engine)
+    result = run_conform("determinism", "--engine", engine, "--url", stub.url, "--requests", "8", "--no-load")
+    assert result.returncode == 0, result.stdout + result.stderr
+    note = (
+        f"conform: note: the {engine} wire carries no seed: 3 of the 8 requests sample (temperature above 0) "
+        "unseeded, so a divergence among them is expected, not a determinism bug"
+    )
+    assert (note in result.stderr) is noted, result.stderr
