@@ -32,6 +32,19 @@ from .errors import ErrorKind, WorkerError
 
 __all__ = ["ENGINE", "ResponsesAdapter"]
 
+_PLACES = {
+    "response.output_item.added": ("output_index",),
+    "response.output_item.done": ("output_index",),
+    "response.content_part.added": ("item_id", "output_index", "content_index"),
+    "response.content_part.done": ("item_id", "output_index", "content_index"),
+    "response.output_text.delta": ("item_id", "output_index", "content_index"),
+    "response.output_text.done": ("item_id", "output_index", "content_index"),
+    "response.function_call_arguments.delta": ("item_id", "output_index"),
+    "response.function_call_arguments.done": ("item_id", "output_index"),
+}
+"""The fields by which each event of an output item says where it belongs; clients index the response being
+built by them (the openai SDK's ``responses.stream()`` takes ``output[event.output_index]``)."""
+
 _TERMINAL = frozenset({"response.completed", "response.incomplete"})
 """The events that end a response that did not fail; its status says why it ended (`_finish_reason`)."""
 
@@ -171,6 +184,8 @@ class _ResponseStream(FrameFold):
         self.next_number = 0
         self.unnumbered: list[str] = []
         """The types of the events that carried no sequence_number, in order."""
+        self.unplaced: dict[str, list[str]] = {}
+        """Each event type that came without some of its `_PLACES` fields, and which (the first such event's)."""
         self.calls = CallAssembly()
         self.call_items: dict[str, int] = {}
         """Each function_call item's id, and the place of its call in the answer."""
@@ -183,6 +198,11 @@ class _ResponseStream(FrameFold):
         if kind == "error":
             raise self.adapter.stream_error(f"{frame.get('code')}: {frame.get('message')}")
         self._count(frame, kind)
+        places = _PLACES.get(kind)
+        if places is not None and kind not in self.unplaced:
+            missing = [name for name in places if frame.get(name) is None]
+            if missing:
+                self.unplaced[kind] = missing
         if kind == "response.output_text.delta":
             delta = frame.get("delta")
             if not isinstance(delta, str):
@@ -247,6 +267,7 @@ class _ResponseStream(FrameFold):
             "usage": response.get("usage"),
             "events": self.frames,
             "unnumbered": self.unnumbered,
+            "unplaced": self.unplaced,
         }
         return End(reason, _usage(response), time.monotonic(), raw=raw, tool_calls=calls)
 

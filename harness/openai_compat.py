@@ -164,6 +164,20 @@ def sequence_numbers(record: StreamRecord) -> None:
         )
 
 
+@check("responses.event_indices")
+def event_indices(record: StreamRecord) -> None:
+    """Every event of an output item says where it belongs: its ``output_index``, and for a part or a piece
+    of text its ``content_index`` and ``item_id`` (clients index the response being built by them)."""
+    unplaced = _wire(record).get("unplaced") or {}
+    if unplaced:
+        lacking = "; ".join(f"{kind} lacks {', '.join(names)}" for kind, names in unplaced.items())
+        raise CheckFailure(
+            "events that do not say where they belong",
+            f"{lacking}: a client builds the response by these indices (the openai SDK's responses.stream() "
+            "fails with 'list indices must be integers or slices, not NoneType')",
+        )
+
+
 @check("responses.incomplete_at_budget")
 def incomplete_at_budget(record: StreamRecord) -> None:
     """A response cut at ``max_output_tokens`` ends with ``response.incomplete`` and the reason

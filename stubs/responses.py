@@ -49,10 +49,19 @@ class ResponsesWire:
     content_type = "text/event-stream"
 
     def __init__(
-        self, framing: Framing, number: int, model: str, created: int, *, numbered: bool = True, error_after: int = 0
+        self,
+        framing: Framing,
+        number: int,
+        model: str,
+        created: int,
+        *,
+        numbered: bool = True,
+        placed: bool = True,
+        error_after: int = 0,
     ) -> None:
         self._framing = framing
         self._numbered = numbered
+        self._placed = placed
         self._number = number
         self.id = f"resp_conform{number}"
         self.item_id = f"msg_conform{number}"
@@ -64,8 +73,10 @@ class ResponsesWire:
 
     def event(self, payload: dict[str, Any], sequence_number: int | None = None) -> bytes:
         number = next(self._numbers) if sequence_number is None else sequence_number
-        numbered = {**payload, "sequence_number": number} if self._numbered else payload
-        return encode_sse(dumps(numbered), self._framing, event=payload["type"])
+        sent = {**payload, "sequence_number": number} if self._numbered else payload
+        if not self._placed:
+            sent = {key: value for key, value in sent.items() if key not in ("output_index", "content_index")}
+        return encode_sse(dumps(sent), self._framing, event=payload["type"])
 
     def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
         """The response object: in progress (no output yet), or finished with its output items and usage."""
@@ -257,6 +268,7 @@ async def _responses(request: web.Request, context: StubContext) -> web.StreamRe
         parsed.model,
         int(context.started),
         numbered="unnumbered" not in broken,
+        placed="unplaced" not in broken,
         error_after=min([f.at_token for f in faults if isinstance(f, ErrorInStreamFault)] + [len(tokens)]),
     )
     item_status = "completed" if status == "completed" or calls else "incomplete"

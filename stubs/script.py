@@ -289,11 +289,12 @@ class StructuredViolationFault(_FaultBase):
 
 class ResponsesViolationFault(_FaultBase):
     """On the Responses wire (``/v1/responses``), break it in one way, as servers that speak it do:
-    unnumbered (events without their sequence_number), completed_at_budget (a response cut at
-    max_output_tokens that says response.completed rather than response.incomplete)."""
+    unnumbered (events without their sequence_number), unplaced (item, part and delta events without their
+    output_index and content_index), completed_at_budget (a response cut at max_output_tokens that says
+    response.completed rather than response.incomplete)."""
 
     kind: Literal["responses_violation"]
-    violation: Literal["unnumbered", "completed_at_budget"]
+    violation: Literal["unnumbered", "unplaced", "completed_at_budget"]
 
 
 Fault = Annotated[

@@ -68,6 +68,11 @@ def events_numbered(stream: StreamRecord) -> None:
     run_checks(stream, "responses.sequence_numbers")
 
 
+@then("every item, part and delta event carries its indices")
+def events_placed(stream: StreamRecord) -> None:
+    run_checks(stream, "responses.event_indices")
+
+
 @then("a response cut at its budget ends incomplete for max_output_tokens")
 def incomplete_at_budget(stream: StreamRecord) -> None:
     run_checks(stream, "responses.incomplete_at_budget")

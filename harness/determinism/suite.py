@@ -185,9 +185,9 @@ def _unseeded(requests: Sequence[CorpusRequest], capabilities: frozenset[Capabil
     if Capability.SEED in capabilities or not sampled:
         return None
     return (
-        f"conform: note: the {engine} wire carries no seed: {sampled} of the {len(requests)} requests sample (temperature "
-        "above 0) unseeded, so a divergence among them is expected, not a determinism bug; a corpus of greedy "
-        "requests (--corpus FILE with temperature 0) judges only what this wire can repeat"
+        f"conform: note: the {engine} wire carries no seed: {sampled} of the {len(requests)} requests sample "
+        "(temperature above 0) unseeded, so a divergence among them is expected, not a determinism bug; a corpus "
+        "of greedy requests (--corpus FILE with temperature 0) judges only what this wire can repeat"
     )
 
 

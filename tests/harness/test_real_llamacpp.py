@@ -284,6 +284,8 @@ def test_anthropic_engine_against_real_llamacpp_messages(llamacpp_server: Runnin
 RESPONSES_PINNED = {
     # How many events there were follows the model's tokens; that none was numbered is the deviation.
     "responses.sequence_numbers": "events without a sequence_number: ",
+    "responses.event_indices": "events that do not say where they belong: response.output_item.added lacks "
+    "output_index;",
     "responses.incomplete_at_budget": (
         "budget reached but the response says it is complete: all 4 tokens of max_output_tokens 4 were produced, "
         "but the stream ended with response.completed"
@@ -292,7 +294,8 @@ RESPONSES_PINNED = {
     "is 'stop'",
     "errors.invalid_param": "the refusal does not name the parameter: max_output_tokens",
 }
-"""Pinned on the Responses wire of build 11434: no event carries its sequence_number; a response cut at
+"""Pinned on the Responses wire of build 11434: no event carries its sequence_number, and no item, part or delta
+event its output_index (the openai SDK's responses.stream() fails on them); a response cut at
 max_output_tokens says response.completed (status completed, no incomplete_details), so a client takes a cut
 answer for a whole one; and a max_output_tokens of the wrong type is refused naming max_tokens, a field the
 request never sent. Its tools fail as on the other wires (PINNED_TOOLS), and ``text.format`` is not honoured."""

@@ -9,7 +9,7 @@ import pytest
 
 from conform.adapters import AdapterOptions, End, RetryPolicy, Started, TaskRequest, Timeouts, create_adapter
 from conform.harness.checks import CheckFailure
-from conform.harness.openai_compat import incomplete_at_budget, sequence_numbers
+from conform.harness.openai_compat import event_indices, incomplete_at_budget, sequence_numbers
 from conform.harness.stream import StreamRecord, collect
 from conform.stubs import Script, StubServer
 from conform.stubs.script import ResponsesViolationFault
@@ -33,9 +33,10 @@ def _breaking(violation: Any) -> Script:
     return Script(faults=(ResponsesViolationFault(kind="responses_violation", violation=violation),))
 
 
-async def test_both_checks_hold_on_the_well_behaved_stub() -> None:
+async def test_every_responses_check_holds_on_the_well_behaved_stub() -> None:
     stream = await _collected(Script())
     sequence_numbers(stream)
+    event_indices(stream)
     incomplete_at_budget(stream)
     assert stream.end is not None and stream.end.raw["terminal"] == "response.incomplete"
 
@@ -47,6 +48,18 @@ async def test_sequence_numbers_fail_on_a_stub_whose_events_carry_none() -> None
     assert failed.value.title == "events without a sequence_number"
     # 4 events before the deltas, 4 deltas, 4 after them: what llama.cpp b11434 sends, none numbered.
     assert failed.value.detail.startswith("12 of 12 events carry no sequence_number (the first a response.created)")
+
+
+async def test_event_indices_fail_on_a_stub_whose_events_do_not_say_where_they_belong() -> None:
+    stream = await _collected(_breaking("unplaced"))
+    with pytest.raises(CheckFailure) as failed:
+        event_indices(stream)
+    assert failed.value.title == "events that do not say where they belong"
+    assert failed.value.detail.startswith(
+        "response.output_item.added lacks output_index; response.content_part.added lacks output_index, "
+        "content_index; response.output_text.delta lacks output_index, content_index; "
+    )
+    assert "the openai SDK's responses.stream() fails" in failed.value.detail
 
 
 async def test_incomplete_at_budget_fails_on_a_stub_that_says_completed_at_the_budget() -> None:

@@ -16,7 +16,7 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
 from conform.stubs import Script, StubServer
-from conform.stubs.script import ErrorInStreamFault, StatusFault
+from conform.stubs.script import ErrorInStreamFault, ResponsesViolationFault, StatusFault
 
 OPENAI_FAMILY = ["openai", "vllm", "llamaswap"]
 
@@ -241,3 +241,23 @@ async def test_openai_sdk_reads_an_error_event_inside_a_response_stream() -> Non
     error = events[-1]
     assert error.type == "error" and error.message == "scripted mid-stream"
     assert error.sequence_number == events[-2].sequence_number + 1
+
+
+async def _accumulated_by_the_sdk(script: Script) -> list[str]:
+    """The event types the openai SDK's responses.stream() helper builds a response from, event by event."""
+    async with StubServer("responses", script) as stub:
+        client = _openai_client(stub)
+        try:
+            async with client.responses.stream(model="stub-model", input="hi", max_output_tokens=4) as stream:
+                return [event.type async for event in stream]
+        finally:
+            await client.close()
+
+
+async def test_the_sdk_stream_helper_fails_on_events_that_do_not_say_where_they_belong() -> None:
+    """What responses.event_indices says a client does: the good stub's events build a response; without their
+    output_index (as llama.cpp b11434 sends them) the SDK's helper cannot place them."""
+    assert (await _accumulated_by_the_sdk(Script()))[-1] == "response.incomplete"
+    fault = ResponsesViolationFault(kind="responses_violation", violation="unplaced")
+    with pytest.raises(TypeError, match="list indices must be integers or slices, not NoneType"):
+        await _accumulated_by_the_sdk(Script(faults=(fault,)))
