@@ -1,8 +1,9 @@
-"""The OpenAI-compatibility checks: the rows community matrices track for OpenAI-compatible servers.
+"""The checks of OpenAI's own wires: the rows community matrices track for OpenAI-compatible servers
+(``openai.*``), and what the Responses API's event stream must hold (``responses.*``).
 
 Stream checks read what the adapter kept of the wire in ``End.raw`` (see
-adapters/_openai.py); the error envelope and the seed are judged from
-requests of their own.
+adapters/_openai.py and adapters/responses.py); the error envelope and the
+seed are judged from requests of their own.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Steps of the OpenAI-compatibility feature: chat streams judged by harness.openai_compat."""
+"""Steps of the OpenAI-compatibility and Responses features: streams judged by harness.openai_compat."""
 
 from __future__ import annotations
 
