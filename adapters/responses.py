@@ -174,7 +174,8 @@ def _response_answer(reply: Any) -> Answer | None:
 
 
 class _ResponseStream(FrameFold):
-    """The state of one Responses stream: the next sequence number, the events that had none, the text."""
+    """The state of one Responses stream: the next sequence number, the events that had none or did not say where
+    they belong, the text and the calls."""
 
     terminator = "a terminal event (response.completed, response.incomplete or response.failed)"
 
@@ -198,11 +199,7 @@ class _ResponseStream(FrameFold):
         if kind == "error":
             raise self.adapter.stream_error(f"{frame.get('code')}: {frame.get('message')}")
         self._count(frame, kind)
-        places = _PLACES.get(kind)
-        if places is not None and kind not in self.unplaced:
-            missing = [name for name in places if frame.get(name) is None]
-            if missing:
-                self.unplaced[kind] = missing
+        self._place(frame, kind)
         if kind == "response.output_text.delta":
             delta = frame.get("delta")
             if not isinstance(delta, str):
@@ -237,6 +234,14 @@ class _ResponseStream(FrameFold):
         if isinstance(item, dict) and item.get("type") == "function_call":
             index = self.call_items.setdefault(str(item.get("id")), len(self.call_items))
             self.calls.add(index, call_id=item.get("call_id"), name=item.get("name"))
+
+    def _place(self, frame: dict[str, Any], kind: str) -> None:
+        """Note which of the fields that say where an event belongs (`_PLACES`) the first event of its type lacks."""
+        places = _PLACES.get(kind)
+        if places is not None and kind not in self.unplaced:
+            missing = [name for name in places if frame.get(name) is None]
+            if missing:
+                self.unplaced[kind] = missing
 
     def _count(self, frame: dict[str, Any], kind: str) -> None:
         """Take the event's sequence number, which must be the next; an event without one is noted."""
