@@ -160,9 +160,7 @@ class OpenAIStream(FrameFold):
         usage = None
         if self.usage is not None:
             prompt, completion = self.usage.get("prompt_tokens"), self.usage.get("completion_tokens")
-            usage = Usage(
-                prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None
-            )
+            usage = Usage.read(prompt, completion)
         raw = {
             "finish_reason": self.finish_reason,
             "finish_on_last_chunk": self.finish_on_last_chunk,

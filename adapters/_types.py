@@ -191,6 +191,11 @@ class Usage:
     prompt_tokens: int | None
     completion_tokens: int | None
 
+    @classmethod
+    def read(cls, prompt: Any, completion: Any) -> Usage:
+        """The counts an engine's frame states, each kept where it is an integer (else unknown)."""
+        return cls(prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
+
 
 @dataclass(slots=True, frozen=True)
 class End:

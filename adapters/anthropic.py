@@ -265,7 +265,7 @@ class _MessageStream(FrameFold):
             raise WorkerError(
                 ErrorKind.PROTOCOL_VIOLATION, f"{self.url}: message_stop without a stop_reason", in_stream=True
             )
-        usage = Usage(self.input_tokens if isinstance(self.input_tokens, int) else None, self.output_tokens)
+        usage = Usage.read(self.input_tokens, self.output_tokens)
         reason = _FINISH_REASONS.get(self.stop_reason, self.stop_reason)
         raw = {"stop_reason": self.stop_reason, **frame}
         return End(reason, usage, time.monotonic(), raw=raw, tool_calls=self._tool_calls())

@@ -84,7 +84,7 @@ def _end(frame: dict[str, Any]) -> End:
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     return End(
         str(frame.get("finish_reason") or "stop"),
-        Usage(prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None),
+        Usage.read(prompt, completion),
         time.monotonic(),
         raw=frame,
     )

@@ -283,10 +283,7 @@ def _final_events(frame: dict[str, Any]) -> list[TokenEvent]:
         events.append(Metrics({k: float(v) for k, v in timings.items() if isinstance(v, int | float)}, now))
     predicted = frame.get("tokens_predicted")
     evaluated = frame.get("tokens_evaluated")
-    usage = Usage(
-        prompt_tokens=evaluated if isinstance(evaluated, int) else None,
-        completion_tokens=predicted if isinstance(predicted, int) else None,
-    )
+    usage = Usage.read(evaluated, predicted)
     reason = _finish_reason(frame)
     events.append(End(reason, usage, now, raw=frame))
     return events

@@ -168,7 +168,7 @@ def _final_events(frame: dict[str, Any], calls: tuple[ToolCall, ...] = ()) -> li
         k.removesuffix("_duration") + "_ms": frame[k] / 1e6 for k in _DURATIONS if isinstance(frame.get(k), int)
     }
     prompt, completion = frame.get("prompt_eval_count"), frame.get("eval_count")
-    usage = Usage(prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
+    usage = Usage.read(prompt, completion)
     reason = str(frame.get("done_reason") or "stop")
     events: list[TokenEvent] = [Metrics(durations, now)] if durations else []
     events.append(End(reason, usage, now, raw=frame, tool_calls=calls + _calls(frame)))

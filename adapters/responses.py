@@ -159,8 +159,7 @@ def _usage(response: dict[str, Any]) -> Usage | None:
     usage = response.get("usage")
     if not isinstance(usage, dict):
         return None
-    prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
-    return Usage(prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
+    return Usage.read(usage.get("input_tokens"), usage.get("output_tokens"))
 
 
 def _response_answer(reply: Any) -> Answer | None:

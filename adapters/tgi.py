@@ -139,7 +139,7 @@ def _end(frame: dict[str, Any]) -> End:
     assert isinstance(details, dict)
     generated = details.get("generated_tokens")
     prompt = details.get("input_length")
-    usage = Usage(prompt if isinstance(prompt, int) else None, generated if isinstance(generated, int) else None)
+    usage = Usage.read(prompt, generated)
     reason = str(details.get("finish_reason") or "length")
     return End(_FINISH_REASONS.get(reason, reason), usage, time.monotonic(), raw=frame)
 
