@@ -75,6 +75,7 @@ __all__ = [
     "dumps",
     "encode_sse",
     "generation_route",
+    "message_text",
     "overloaded",
     "play_stream",
     "prompt_tokens",
@@ -340,6 +341,11 @@ def dumps(obj: Any) -> str:
     """Compact JSON, as engines write it (UTF-8, not escaped to ASCII). Encoded in C: it runs at least once a
     token, and the stdlib's encoder took a quarter of a zero-delay stub's time."""
     return msgspec.json.encode(obj).decode()
+
+
+def message_text(messages: Sequence[dict[str, Any]]) -> str:
+    """A conversation's text as the stub generates from it and counts it: each message's content, a line each."""
+    return "\n".join(str(m.get("content", "")) for m in messages)
 
 
 def prompt_tokens(prompt: str) -> int:

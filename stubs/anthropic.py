@@ -23,6 +23,7 @@ from ._engine import (
     dumps,
     encode_sse,
     generation_route,
+    message_text,
     play_stream,
     prompt_tokens,
     record_request,
@@ -138,7 +139,7 @@ def _parse(body: Any) -> _Request | Refusal:
         return Refusal(400, "max_tokens: Field required (an integer of at least 1)")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         return Refusal(400, "messages: Field required (a non-empty array)")
-    return _Request(model, "\n".join(str(m.get("content", "")) for m in messages), budget)
+    return _Request(model, message_text(messages), budget)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
@@ -147,7 +148,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     messages = body.get("messages") if isinstance(body, dict) else None
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         return _error_response(400, "messages: Field required (a non-empty array)")
-    return web.json_response({"input_tokens": prompt_tokens("\n".join(str(m.get("content", "")) for m in messages))})
+    return web.json_response({"input_tokens": prompt_tokens(message_text(messages))})
 
 
 async def _messages(request: web.Request, context: StubContext) -> web.StreamResponse:

@@ -21,6 +21,7 @@ from ._engine import (
     answer_whole,
     dumps,
     generation_route,
+    message_text,
     play_stream,
     prompt_tokens,
     record_request,
@@ -120,7 +121,7 @@ async def _generate(request: web.Request, context: StubContext, chat: bool) -> w
         messages = body.get("messages")
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             return _error_response(400, "messages must be an array of objects")
-        prompt = "\n".join(str(m.get("content", "")) for m in messages)
+        prompt = message_text(messages)
     else:
         raw_prompt = body.get("prompt", "")
         if not isinstance(raw_prompt, str):

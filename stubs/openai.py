@@ -27,6 +27,7 @@ from ._engine import (
     dumps,
     encode_sse,
     generation_route,
+    message_text,
     play_stream,
     prompt_tokens,
     record_request,
@@ -235,7 +236,7 @@ def _parse(body: Any, chat: bool, flavour: OpenAIFlavour) -> _Parsed | Refusal:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
             return Refusal(400, "'messages' must be a non-empty array of objects")
-        prompt = "\n".join(str(m.get("content", "")) for m in messages)
+        prompt = message_text(messages)
         budget = body.get("max_completion_tokens", body.get("max_tokens"))
     else:
         text = body.get("prompt")

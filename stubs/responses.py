@@ -31,6 +31,7 @@ from ._engine import (
     dumps,
     encode_sse,
     generation_route,
+    message_text,
     play_stream,
     prompt_tokens,
     record_request,
@@ -216,7 +217,7 @@ def _parse(body: Any) -> _Request | Refusal:
     if isinstance(given, str):
         prompt = given
     elif isinstance(given, list) and given and all(isinstance(m, dict) for m in given):
-        prompt = "\n".join(str(m.get("content", "")) for m in given)
+        prompt = message_text(given)
     else:
         return Refusal(400, "Invalid 'input': expected a string or a non-empty array of input items.")
     if isinstance(body.get("instructions"), str):

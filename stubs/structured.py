@@ -158,21 +158,30 @@ def structured_schema(body: Any) -> dict[str, Any] | None:
     if not isinstance(body, dict):
         return None
     text = body.get("text")
-    wanted = text.get("format") if isinstance(text, dict) else None
-    if isinstance(wanted, dict) and wanted.get("type") in ("json_schema", "json_object"):
-        return dict(wanted.get("schema") or {}) if wanted["type"] == "json_schema" else {"type": "object"}
-    wanted = body.get("response_format")
-    if isinstance(wanted, dict):
-        if wanted.get("type") == "json_schema":
-            return dict((wanted.get("json_schema") or {}).get("schema") or {})
-        if wanted.get("type") == "json_object":
-            return {"type": "object"}
+    found = _format_schema(text.get("format") if isinstance(text, dict) else None, None)
+    if found is None:
+        found = _format_schema(body.get("response_format"), "json_schema")
+    if found is not None:
+        return found
     if isinstance(body.get("json_schema"), dict):
         return dict(body["json_schema"])
     wanted = body.get("format")
     if wanted == "json":
         return {"type": "object"}
     return dict(wanted) if isinstance(wanted, dict) else None
+
+
+def _format_schema(wanted: Any, holder: str | None) -> dict[str, Any] | None:
+    """The schema of one of OpenAI's format objects: ``json_schema`` with its ``schema`` (inline, as the Responses
+    API sends it, or under `holder`, as chat's ``response_format`` does), or ``json_object``; None otherwise."""
+    if not isinstance(wanted, dict):
+        return None
+    if wanted.get("type") == "json_object":
+        return {"type": "object"}
+    if wanted.get("type") != "json_schema":
+        return None
+    inner = wanted.get(holder) if holder is not None else wanted
+    return dict((inner if isinstance(inner, dict) else {}).get("schema") or {})
 
 
 def structured_text(schema: dict[str, Any], faults: Sequence[Fault]) -> str:
