@@ -21,7 +21,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from conform.adapters import AdapterOptions, RetryPolicy, Timeouts
+
 CONFORM = [sys.executable, "-m", "conform"]
+
+STUB_OPTIONS = AdapterOptions(timeouts=Timeouts(total=10.0), retry=RetryPolicy.none())
+"""An adapter's options against a stub in process: a bound on every request, and no retry, which would hide
+what the stub answered the first time."""
 READY_TIMEOUT_S = 120.0
 
 

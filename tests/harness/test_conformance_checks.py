@@ -78,6 +78,7 @@ from conform.stubs.script import (
     WireDriftFault,
 )
 from tests.harness.test_checks import record, tokens
+from tests.helpers import STUB_OPTIONS
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -89,8 +90,7 @@ ENDS_SAY_WHY = [name for name, engine in engines().items() if Capability.END_MAR
 async def _collected(engine: str, script: Script, max_tokens: int) -> StreamRecord:
     """One seeded greedy stream of `max_tokens` from `engine`'s stub playing `script`."""
     async with StubServer(engine, script) as stub:
-        options = AdapterOptions(timeouts=Timeouts(total=10.0), retry=RetryPolicy.none())
-        adapter = create_adapter(engine, stub.url, options)
+        adapter = create_adapter(engine, stub.url, STUB_OPTIONS)
         try:
             return await collect(adapter, TaskRequest(prompt=PROMPT, max_tokens=max_tokens, seed=42))
         finally:

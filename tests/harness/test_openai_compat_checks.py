@@ -8,15 +8,12 @@ from typing import Any
 import pytest
 
 from conform.adapters import (
-    AdapterOptions,
     Capability,
     ChatMessage,
     End,
     OpenAIAdapter,
-    RetryPolicy,
     Started,
     TaskRequest,
-    Timeouts,
     Usage,
     create_adapter,
     engines,
@@ -35,13 +32,14 @@ from conform.harness.stream import StreamRecord, collect
 from conform.stubs import Script, StubServer
 from conform.stubs.script import Determinism
 from tests.harness.test_checks import tokens
+from tests.helpers import STUB_OPTIONS
 
 OPENAI_FAMILY = [name for name, engine in engines().items() if Capability.OPENAI_COMPAT in engine.capabilities]
 CHAT = TaskRequest(messages=(ChatMessage(role="user", content="Tell me about lighthouses."),), max_tokens=8, seed=42)
 
 
 def _adapter(engine: str, stub: StubServer) -> OpenAIAdapter:
-    adapter = create_adapter(engine, stub.url, AdapterOptions(timeouts=Timeouts(total=10.0), retry=RetryPolicy.none()))
+    adapter = create_adapter(engine, stub.url, STUB_OPTIONS)
     assert isinstance(adapter, OpenAIAdapter)
     return adapter
 

@@ -8,12 +8,9 @@ from collections.abc import Callable
 import pytest
 
 from conform.adapters import (
-    AdapterOptions,
     Answer,
     Capability,
-    RetryPolicy,
     TaskRequest,
-    Timeouts,
     ToolCall,
     create_adapter,
     engines,
@@ -39,6 +36,7 @@ from conform.harness.tools import (
 )
 from conform.stubs import Script, StubServer
 from conform.stubs.script import StructuredViolationFault, ToolViolation, ToolViolationFault
+from tests.helpers import STUB_OPTIONS
 
 MODES: list[Mode] = ["blocking", "stream"]
 BASE = TaskRequest(prompt="unused", max_tokens=16, seed=42)
@@ -62,8 +60,7 @@ def test_the_wires_that_carry_each_feature() -> None:
 
 async def _answers(engine: str, script: Script, request: TaskRequest, *modes: Mode) -> list[Answer]:
     async with StubServer(engine, script) as stub:
-        options = AdapterOptions(timeouts=Timeouts(total=10.0), retry=RetryPolicy.none())
-        adapter = create_adapter(engine, stub.url, options)
+        adapter = create_adapter(engine, stub.url, STUB_OPTIONS)
         try:
             return [await answer_in(adapter, request, mode) for mode in modes]
         finally:
